@@ -1,0 +1,194 @@
+/* base: the bottom layer every other module stands on — errors, owning buffers and slices,
+ * files, hashing, time, logging and child processes (argv only, never a shell).
+ * It depends on nothing of ours and never logs above debug on its own. */
+#ifndef CAIRN_BASE_H
+#define CAIRN_BASE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define UNUSED(x) ((void)(x))
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+/* A message for a person. `code` is a positive errno-style value (or one of the CAIRN_E*
+ * below); `file`/`line`/`col` are set when the error points into an input file (line and
+ * column are 1-based; 0 means unknown). Messages longer than ERR_MSG_MAX are truncated. */
+#define ERR_MSG_MAX 1024
+#define ERR_FILE_MAX 512
+
+enum {
+	CAIRN_EINPUT = 1000, /* bad input from a person or a file: exit 2 */
+	CAIRN_ECHECK = 1001, /* the checked thing failed (gate, verify, pins): exit 1 */
+	CAIRN_ENOTFOUND = 1002,
+	CAIRN_ECORRUPT = 1003, /* stored bytes do not match their digest */
+	CAIRN_EAMBIGUOUS = 1004,
+};
+
+struct err {
+	int code;
+	int line, col;
+	char file[ERR_FILE_MAX];
+	char msg[ERR_MSG_MAX];
+};
+
+/* Sets e (if non-NULL) and returns -code, so callers can `return err_set(e, ...)`. */
+int err_set(struct err *e, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int err_set_at(struct err *e, int code, const char *file, int line, int col, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+/* Prefixes the existing message with "what: " (context added by a caller). */
+void err_prefix(struct err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void err_clear(struct err *e);
+/* "FILE:LINE:COL: error: msg" when a position is known, else "cairn: error: msg". */
+void err_print(const struct err *e, FILE *out);
+/* Process exit code for an error: 2 for input/usage, 1 for everything else. */
+int err_exit_code(const struct err *e);
+
+/* ---- buffers --------------------------------------------------------------------------- */
+
+/* An owning, growable, always NUL-terminated byte buffer with a mandatory maximum size
+ * (curl dynbuf). Appending past `max` fails with -E2BIG and leaves the buffer unchanged. */
+struct buf {
+	char *data; /* owned; NULL until the first append */
+	size_t len, cap, max;
+};
+
+void buf_init(struct buf *b, size_t max);
+void buf_done(struct buf *b);
+void buf_reset(struct buf *b);
+int buf_add(struct buf *b, const void *p, size_t n);
+int buf_adds(struct buf *b, const char *s);
+int buf_addc(struct buf *b, char c);
+int buf_addf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int buf_vaddf(struct buf *b, const char *fmt, va_list ap);
+/* Returns the data (never NULL: "" for an empty buffer) — valid until the next change. */
+const char *buf_str(const struct buf *b);
+/* Gives ownership of the data to the caller (malloc'd, NUL-terminated); b is reset. */
+char *buf_detach(struct buf *b);
+
+/* A non-owning view of bytes (h2o iovec). */
+struct slice {
+	const char *p;
+	size_t n;
+};
+#define SLICE_LIT(s) ((struct slice){ (s), sizeof(s) - 1 })
+struct slice slice_from(const char *s);
+bool slice_eq(struct slice a, const char *s);
+bool slice_starts(struct slice a, const char *prefix);
+struct slice slice_trim(struct slice a);
+
+/* ---- strings --------------------------------------------------------------------------- */
+
+/* Allocation that dies on OOM: for the CLI and tests only, never in the daemon. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+bool str_starts(const char *s, const char *prefix);
+bool str_ends(const char *s, const char *suffix);
+/* Levenshtein distance, capped at `cap` (returns cap when larger) — for "did you mean". */
+size_t str_edit_distance(const char *a, const char *b, size_t cap);
+/* Appends s to b as a JSON/C-ish quoted string for messages: "a\"b". */
+int buf_add_quoted(struct buf *b, const char *s);
+
+/* A growable array of owned strings (NULL-terminated, so it can be an argv). */
+struct strv {
+	char **v; /* owned, and each element owned */
+	size_t n, cap;
+};
+void strv_init(struct strv *s);
+void strv_done(struct strv *s);
+void strv_push(struct strv *s, const char *str); /* dies on OOM (CLI) */
+void strv_push_owned(struct strv *s, char *str);
+void strv_sort(struct strv *s);
+
+/* ---- hashing --------------------------------------------------------------------------- */
+
+#define HASH_HEX_LEN 64 /* SHA-256 in lowercase hex */
+#define HASH_ID_LEN (7 + HASH_HEX_LEN) /* "sha256:" + hex */
+#define HASH_SHORT_LEN 12
+
+/* out must hold HASH_HEX_LEN + 1 bytes. */
+void hash_mem(const void *p, size_t n, char *out);
+/* Hashes an open fd from its current offset to EOF. Returns bytes read or -errno. */
+int64_t hash_fd(int fd, char *out);
+int hash_file(const char *path, char *out, struct err *e);
+bool hash_is_hex(const char *s, size_t n);
+
+/* Incremental hashing for streams. */
+struct hasher;
+struct hasher *hasher_new(void);
+void hasher_update(struct hasher *h, const void *p, size_t n);
+void hasher_final(struct hasher *h, char *out); /* also frees h */
+
+/* ---- files ----------------------------------------------------------------------------- */
+
+/* Creates a directory and its parents (like mkdir -p). */
+int fs_mkdir_p(const char *path, mode_t mode, struct err *e);
+/* Reads a whole file into b (appending); fails with -E2BIG past b->max. */
+int fs_read_file(const char *path, struct buf *b, struct err *e);
+int fs_read_fd(int fd, struct buf *b);
+/* Writes data to path atomically: temp file in the same directory, fsync, rename, fsync dir. */
+int fs_write_atomic(const char *path, const void *data, size_t n, mode_t mode, struct err *e);
+int fs_write_all(int fd, const void *p, size_t n);
+/* Removes a tree (no following of symlinks). Missing path is not an error. */
+int fs_rm_rf(const char *path);
+int fs_fsync_dir(const char *path);
+bool fs_is_dir(const char *path);
+bool fs_exists(const char *path);
+/* Joins with exactly one '/' (dies on OOM: helpers for the CLI and builders). */
+char *fs_join(const char *a, const char *b);
+/* Makes a private temporary directory under `parent` ("cairn-XXXXXX"); returns malloc'd path. */
+char *fs_mkdtemp(const char *parent, struct err *e);
+/* Absolute, symlink-free path of an existing file (malloc'd), or NULL with e set. */
+char *fs_realpath(const char *path, struct err *e);
+
+/* ---- time ------------------------------------------------------------------------------ */
+
+int64_t time_now_ns(void);   /* CLOCK_REALTIME */
+int64_t time_mono_ns(void);  /* CLOCK_MONOTONIC */
+/* "250ms", "10s", "5m", "1h", "1.5s", "0" → milliseconds. Returns 0 or -EINVAL. */
+int time_parse_duration_ms(const char *s, int64_t *out_ms);
+/* Writes a short human duration ("350ms", "12.5s", "3m20s", "2h5m", "4d") into out. */
+void time_fmt_duration(int64_t ms, char *out, size_t n);
+/* RFC 3339 UTC: "2026-11-22T03:15:24Z". out needs 21 bytes. */
+void time_fmt_rfc3339(int64_t unix_s, char *out, size_t n);
+
+/* ---- logging --------------------------------------------------------------------------- */
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+/* Level from CAIRN_LOG (debug|info|warn|error), default warn; output to stderr. */
+void log_msg(enum log_level lvl, const char *module, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+#define log_debug(mod, ...) log_msg(LOG_DEBUG, mod, __VA_ARGS__)
+#define log_info(mod, ...) log_msg(LOG_INFO, mod, __VA_ARGS__)
+#define log_warn(mod, ...) log_msg(LOG_WARN, mod, __VA_ARGS__)
+#define log_error(mod, ...) log_msg(LOG_ERROR, mod, __VA_ARGS__)
+
+/* ---- child processes ------------------------------------------------------------------- */
+
+/* Runs argv[0] (PATH lookup) with argv, never through a shell, in its own process group,
+ * with every fd but 0-2 closed. `env_extra` ("K=V" strings, may be NULL) is added to the
+ * environment. When `out` is non-NULL, stdout and stderr are captured into it (bounded by
+ * out->max; the excess is dropped); otherwise they are inherited. Exec failure (no such
+ * program) is detected through a close-on-exec pipe and reported as an error, not as an
+ * exit status. On success *out_status is the wait status. */
+struct exec_opts {
+	const char *cwd;
+	char *const *env_extra;
+	struct buf *out;
+	int64_t timeout_ms; /* 0 = none; on expiry the group is killed and -ETIMEDOUT returned */
+};
+int exec_run(const char *const argv[], const struct exec_opts *o, int *out_status, struct err *e);
+/* "exited with status 3" / "killed by signal 9 (Killed)" */
+void exec_describe_status(int status, char *out, size_t n);
+
+#endif

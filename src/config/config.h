@@ -1,0 +1,100 @@
+/* config: cairn.yml → an immutable, typed struct with every default filled in.
+ * Parsing (libfyaml) and validation happen once; every error carries FILE:LINE:COL.
+ * Nothing here starts processes, touches the network or writes state. */
+#ifndef CAIRN_CONFIG_H
+#define CAIRN_CONFIG_H
+
+#include "base/base.h"
+
+#define CONFIG_MAX_BYTES (1024 * 1024) /* a cairn.yml larger than this is refused */
+#define CONFIG_DEFAULT_NAME "cairn.yml"
+
+enum config_pins { CONFIG_PINS_REQUIRE, CONFIG_PINS_WARN };
+
+struct config_kv {
+	char *key, *value; /* owned */
+};
+
+struct config_host {
+	char *name; /* owned; "local" for the local host */
+	char *ssh;  /* owned; "user@host" or NULL for local */
+};
+
+struct config_header {
+	char *name, *value; /* owned */
+};
+
+struct config_check {
+	char *name;   /* owned */
+	char *method; /* owned; default "GET" */
+	char *path;   /* owned; must start with '/' */
+	char *body;   /* owned; may be NULL */
+	struct config_header *headers; /* owned array */
+	size_t n_headers;
+	int expect_status;          /* default 200 */
+	char *expect_body_contains; /* owned; may be NULL */
+	int64_t expect_max_latency_ms; /* 0 = no bound */
+};
+
+struct config {
+	char *file; /* owned; the path it was read from (for messages) */
+	char *dir;  /* owned; the directory holding the file: the app's source tree */
+	char *app;  /* owned; [a-z0-9][a-z0-9_.-]{0,62} */
+
+	struct {
+		struct strv command; /* may be empty: nothing is run */
+		struct strv exclude; /* default [".git", "__pycache__"] */
+		enum config_pins pins; /* default require */
+	} build;
+
+	struct {
+		struct strv command;   /* required, non-empty */
+		struct config_kv *env; /* owned array, sorted by key, keys unique */
+		size_t n_env;
+		int64_t stop_timeout_ms; /* default 10s */
+		int stop_signal;         /* default SIGTERM; "stop_signal: SIGINT" */
+	} run;
+
+	char *listen_host; /* owned; default "127.0.0.1" ("listen: 8080" or "0.0.0.0:8080") */
+	int listen_port;   /* required, 1..65535 */
+
+	struct config_host *hosts; /* owned array; default [local] */
+	size_t n_hosts;
+	int instances; /* per host; default 1, 1..64 */
+
+	struct {
+		char *http; /* owned; path probed, e.g. "/healthz"; NULL = TCP connect check */
+		int64_t interval_ms;       /* default 1s */
+		int64_t timeout_ms;        /* default 2s */
+		int healthy_after;         /* default 2 */
+		int64_t start_deadline_ms; /* default 60s */
+	} health;
+
+	struct config_check *acceptance; /* owned array; may be empty */
+	size_t n_acceptance;
+
+	struct {
+		int parallel;          /* default 1 */
+		int64_t bake_ms;       /* default 30s */
+		double max_error_rate; /* fraction 0..1; default 0.01 ("1%") */
+		int64_t max_p99_ms;    /* default 0 = no absolute bound */
+		double max_p99_ratio;  /* default 0 = no ratio bound */
+		bool auto_rollback;    /* default true */
+	} rollout;
+};
+
+/* Reads and validates `path`. On failure *out is untouched and e says FILE:LINE:COL. */
+int config_load(const char *path, struct config **out, struct err *e);
+/* Same from memory; `name` is used in messages (and as `file`). `dir` may be NULL ("."). */
+int config_parse(const char *name, const char *dir, const char *text, size_t len,
+		 struct config **out, struct err *e);
+void config_free(struct config *c);
+
+/* Writes a commented starter cairn.yml for `dir` into b, guessing run.command from the
+ * directory's layout (app.py, main.py, manage.py, package.json, Gemfile, go.mod, Cargo.toml…). */
+int config_starter(const char *dir, struct buf *b, struct err *e);
+
+/* Percentages "1%", "0.5%" or a fraction "0.01" → fraction. */
+int config_parse_percent(const char *s, double *out);
+
+#endif

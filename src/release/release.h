@@ -1,0 +1,200 @@
+/* release: immutable, content-addressed releases — the object store, the canonical manifest,
+ * build, verify, export/import, the dependency finder, pins and diff.
+ * A release's bytes never change once stored; everything that reads them checks digests.
+ * Nothing here talks HTTP or keeps job state; release metadata rows live in store/. */
+#ifndef CAIRN_RELEASE_H
+#define CAIRN_RELEASE_H
+
+#include "base/base.h"
+
+struct config;
+struct store;
+
+/* ---- object store ------------------------------------------------------------------------
+ * Files under <state>/objects/<2 hex>/<62 hex>, read-only (0444), written atomically (temp
+ * file + rename). Durability is batched: callers call objstore_sync() once before they
+ * record anything that refers to new objects. */
+struct objstore;
+
+int objstore_open(const char *state_dir, struct objstore **out, struct err *e);
+void objstore_free(struct objstore *os);
+/* malloc'd path of an object (whether or not it exists) */
+char *objstore_path(const struct objstore *os, const char *hex);
+bool objstore_has(const struct objstore *os, const char *hex);
+/* Copies a file into the store. When known_hex is given (from the build cache) the object is
+ * only copied if missing and the bytes are not re-hashed; else they are hashed while copied.
+ * out_hex receives the digest; *out_added is true when a new object was written. */
+int objstore_put_file(struct objstore *os, const char *src, const char *known_hex, char *out_hex,
+		      bool *out_added, struct err *e);
+int objstore_put_mem(struct objstore *os, const void *p, size_t n, char *out_hex, struct err *e);
+/* Reads an object and checks its digest (CAIRN_ECORRUPT on mismatch). */
+int objstore_read(const struct objstore *os, const char *hex, struct buf *b, struct err *e);
+/* Re-hashes one object: 0 if intact, CAIRN_ECORRUPT / ENOENT with e set otherwise. */
+int objstore_verify(const struct objstore *os, const char *hex, struct err *e);
+/* Staging for writers that must write nothing on failure (import): a temp file in the store's
+ * tmp dir; commit renames it into place under its digest, discard unlinks it. */
+int objstore_tmp_open(struct objstore *os, int *out_fd, char **out_path, struct err *e);
+int objstore_tmp_commit(struct objstore *os, const char *tmp_path, const char *hex, struct err *e);
+/* Makes everything written so far durable (syncfs on the store's file system). */
+int objstore_sync(struct objstore *os);
+const char *objstore_state_dir(const struct objstore *os);
+
+/* ---- dependencies ------------------------------------------------------------------------ */
+
+struct dep {
+	char *ecosystem; /* owned; "python", "node", "ruby", "go", "rust", "docker" */
+	char *name;      /* owned */
+	char *version;   /* owned; for docker: tag and/or @sha256 digest */
+	char *source;    /* owned; tree-relative file it was found in */
+};
+
+struct dep_list {
+	struct dep *v; /* owned array */
+	size_t n, cap;
+};
+
+void dep_list_done(struct dep_list *l);
+void dep_list_add(struct dep_list *l, const char *eco, const char *name, const char *version,
+		  const char *source);
+/* Sorts by (ecosystem, name, version, source) and drops exact duplicates. */
+void dep_list_sort(struct dep_list *l);
+/* Finds dependency versions in a tree: `files` are tree-relative paths of regular files
+ * (sorted), `root` the directory they are under. Unreadable or malformed metadata is skipped
+ * (it is the app's file, not an error of the build). */
+int deps_scan(const char *root, const struct strv *files, struct dep_list *out, struct err *e);
+
+/* ---- pins -------------------------------------------------------------------------------- */
+
+struct pin_finding {
+	char *file;    /* owned; path relative to the scanned directory */
+	int line, col; /* 1-based */
+	char *ecosystem; /* owned */
+	char *spec;    /* owned; the offending text, e.g. "eventlet>=0.20" */
+	char *problem; /* owned; e.g. "lower bound only: any newer version may be installed" */
+	char *fix;     /* owned; e.g. "pin an exact version: eventlet==0.20.0" */
+};
+
+struct pin_report {
+	struct pin_finding *v; /* owned array, sorted by file, line, col */
+	size_t n, cap;
+	size_t files_scanned;
+};
+
+void pin_report_done(struct pin_report *r);
+/* Scans dir (recursively, skipping `exclude` names and node_modules/.git/vendored site-packages)
+ * for dependency specifications and reports every unpinned or floating one. */
+int pins_scan(const char *dir, const struct strv *exclude, struct pin_report *out, struct err *e);
+/* Human form: "FILE:LINE:COL: unpinned: SPEC — PROBLEM\n    fix: FIX" lines, then a summary. */
+void pins_print(const struct pin_report *r, FILE *out);
+
+/* ---- manifest ------------------------------------------------------------------------------
+ * The canonical description of a release. Serialised as compact JSON with sorted keys and
+ * files sorted by path (bytewise), so the same inputs always give the same bytes, and the
+ * release id is "sha256:" + the SHA-256 of those bytes. */
+
+#define MANIFEST_MAX_BYTES (256u * 1024 * 1024)
+#define MANIFEST_VERSION 1
+
+enum manifest_type { MANIFEST_FILE = 'f', MANIFEST_DIR = 'd', MANIFEST_LINK = 'l' };
+
+struct manifest_entry {
+	char *path;  /* owned; relative, '/'-separated, no "." or ".." parts, no leading '/' */
+	char type;   /* enum manifest_type */
+	unsigned mode; /* permission bits (07777 & st_mode) for files and dirs; 0 for links */
+	int64_t size;  /* files: bytes; links: strlen(target); dirs: 0 */
+	char digest[HASH_HEX_LEN + 1]; /* files only: hex SHA-256 of the content */
+	char *target; /* owned; links only: relative target that stays inside the tree */
+};
+
+struct manifest {
+	char *app; /* owned */
+	struct manifest_entry *entries; /* owned array, sorted by path */
+	size_t n_entries;
+	struct strv run_command;
+	struct manifest_env {
+		char **keys, **values; /* owned, sorted by key */
+		size_t n;
+	} run_env;
+	int64_t stop_timeout_ms;
+	struct dep_list deps;
+};
+
+void manifest_free(struct manifest *m);
+/* Parses and validates manifest bytes (outside bytes: must never crash). */
+int manifest_parse(const char *data, size_t n, struct manifest **out, struct err *e);
+/* Canonical bytes into b. */
+int manifest_serialize(const struct manifest *m, struct buf *b);
+/* Validates entries: sorted unique safe paths, parents present as dirs, links stay inside. */
+int manifest_validate(const struct manifest *m, struct err *e);
+/* Is this relative link target, placed at `path`, inside the tree? */
+bool manifest_link_inside(const char *path, const char *target);
+const struct manifest_entry *manifest_find(const struct manifest *m, const char *path);
+
+/* ---- releases ---------------------------------------------------------------------------- */
+
+struct release_build_opts {
+	const char *tag;    /* may be NULL */
+	bool pins_warn_only; /* override build.pins: require → warn */
+	FILE *progress;     /* NULL for quiet */
+};
+
+struct release_build_result {
+	char id[HASH_ID_LEN + 1];
+	size_t n_files, n_new_objects, n_hashed;
+	int64_t bytes;
+	bool existed; /* the same release was already stored */
+};
+
+/* Runs build.command in a scratch copy (or walks the source when there is none), stores
+ * objects and the manifest, records the release. With build.pins: require, unpinned
+ * dependencies fail the build with the pins report in e (CAIRN_ECHECK). */
+int release_build(const struct config *cfg, struct objstore *os, struct store *st,
+		  const struct release_build_opts *o, struct release_build_result *out,
+		  struct err *e);
+
+/* Loads a stored release's manifest, checking the manifest's digest against the id. */
+int release_load(const struct objstore *os, const char *id, struct manifest **out, struct err *e);
+
+/* Re-hashes a release: every corrupt or missing object is reported through cb; returns
+ * 0 when intact, CAIRN_ECORRUPT with a summary in e otherwise. */
+typedef void (*release_verify_cb)(void *ctx, const char *path, const char *problem);
+int release_verify(const struct objstore *os, const char *id, release_verify_cb cb, void *ctx,
+		   struct err *e);
+
+/* Writes a release as tar.zst: first "cairn-release/manifest.json", then every entry under
+ * "files/" with its mode (symlinks as symlinks). */
+int release_export(const struct objstore *os, const char *id, int out_fd, struct err *e);
+/* Reads such an archive. Refuses absolute paths, "..", escaping symlinks, device files and
+ * anything whose path, type, size or digest disagrees with the manifest; on any failure
+ * nothing is written to the store. out_id receives the id. */
+int release_import(struct objstore *os, struct store *st, int in_fd, char *out_id, struct err *e);
+
+/* ---- diff -------------------------------------------------------------------------------- */
+
+enum diff_side_kind { DIFF_SIDE_RELEASE, DIFF_SIDE_DIR };
+
+struct diff_opts {
+	bool json;
+	bool color;
+	size_t max_text_bytes; /* files larger than this are compared by digest only */
+	int context_lines;     /* unified diff context; default 3 */
+};
+
+/* Compares two manifests (a directory is first turned into an in-memory manifest without
+ * storing anything). Text output: files added/removed/changed with unified diffs, binary
+ * notes, dependency changes ("python eventlet 0.20.0 → 0.20.1"), run-config changes. */
+struct diff_side {
+	const struct manifest *m;
+	const char *label;     /* "sha256:abc… (v1)" or the directory */
+	const char *dir;       /* for DIFF_SIDE_DIR: where file contents are read */
+	const struct objstore *os; /* for DIFF_SIDE_RELEASE */
+};
+int release_diff(const struct diff_side *a, const struct diff_side *b, const struct diff_opts *o,
+		 struct buf *out, bool *out_differs, struct err *e);
+
+/* Walks a directory into a manifest (no storing): used by diff against a directory.
+ * `exclude` names are skipped at any depth. */
+int release_scan_dir(const char *dir, const struct strv *exclude, const struct config *cfg,
+		     struct manifest **out, struct err *e);
+
+#endif
