@@ -5,4 +5,7 @@
 
 #include "release/release.h"
 
+/* "sha256:<hex>" or "<hex>" → pointer to the 64 hex digits inside id. */
+int release_id_hex(const char *id, const char **out_hex, struct err *e);
+
 #endif
