@@ -186,6 +186,7 @@ struct exec_opts {
 	char *const *env_extra;
 	struct buf *out;
 	int64_t timeout_ms; /* 0 = none; on expiry the group is killed and -ETIMEDOUT returned */
+	bool stdout_to_stderr; /* without `out`: the child's stdout goes to our stderr */
 };
 int exec_run(const char *const argv[], const struct exec_opts *o, int *out_status, struct err *e);
 /* "exited with status 3" / "killed by signal 9 (Killed)" */

@@ -134,7 +134,6 @@ const struct manifest_entry *manifest_find(const struct manifest *m, const char 
 
 struct release_build_opts {
 	const char *tag;    /* may be NULL */
-	bool pins_warn_only; /* override build.pins: require → warn */
 	FILE *progress;     /* NULL for quiet */
 };
 
@@ -178,6 +177,7 @@ struct diff_opts {
 	bool color;
 	size_t max_text_bytes; /* files larger than this are compared by digest only */
 	int context_lines;     /* unified diff context; default 3 */
+	bool stat_only;        /* list changes without line diffs */
 };
 
 /* Compares two manifests (a directory is first turned into an in-memory manifest without
