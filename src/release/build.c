@@ -297,12 +297,14 @@ int release_build(const struct config *cfg, struct objstore *os, struct store *s
 	char hex[HASH_HEX_LEN + 1];
 	const char *root = cfg->dir;
 	struct walk *w = &src;
+	int64_t walked_at;
 	int r;
 
 	buf_init(&mbytes, MANIFEST_MAX_BYTES);
 	bcache_load(cfile, &cache);
 	if ((r = walk_tree(cfg->dir, &cfg->build.exclude, &src, e)) < 0)
 		goto done;
+	walked_at = time_now_ns();
 	apply_cache(&cache, &src);
 	if (cfg->build.command.n) {
 		if ((r = run_build_command(cfg, os, &src, &scratch, &copied, o->progress, e)) < 0)
@@ -364,7 +366,7 @@ int release_build(const struct config *cfg, struct objstore *os, struct store *s
 		res.bytes = rel.bytes;
 		memcpy(res.id, rel.id, sizeof(res.id));
 	}
-	bcache_save(cfile, &src, NULL); /* only costs time if it fails */
+	bcache_save(cfile, &src, walked_at, NULL); /* only costs time if it fails */
 	*out = res;
 done:
 	if (scratch) {

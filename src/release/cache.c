@@ -9,9 +9,10 @@
 
 #define CACHE_MAGIC "cairn-build-cache 1"
 #define CACHE_MAX_BYTES (512u * 1024 * 1024)
-/* Files changed this close to the moment the cache is written are not cached: a second
- * change within the same file-system timestamp tick would be invisible ("racy git"). */
-#define CACHE_RACY_NS (2LL * 1000000000)
+/* Files whose timestamps are this close to the moment they were stat'ed are not cached: a
+ * second change within the same file-system timestamp tick (a jiffy, ≤ 10 ms) would leave
+ * the stat unchanged and be invisible ("racy git"). */
+#define CACHE_RACY_NS (100LL * 1000000)
 
 static int64_t ts_ns(struct timespec t)
 {
@@ -88,10 +89,10 @@ const char *bcache_lookup(const struct bcache *c, const char *path, const struct
 	return en->digest;
 }
 
-int bcache_save(const char *file, const struct walk *w, struct err *e)
+int bcache_save(const char *file, const struct walk *w, int64_t walked_at_ns, struct err *e)
 {
 	struct buf b;
-	int64_t now = time_now_ns();
+	int64_t now = walked_at_ns;
 	int r;
 
 	buf_init(&b, CACHE_MAX_BYTES);

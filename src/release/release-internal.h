@@ -46,8 +46,9 @@ int bcache_load(const char *file, struct bcache *c);
 void bcache_done(struct bcache *c);
 /* The cached digest of path if st still matches what was recorded, else NULL. */
 const char *bcache_lookup(const struct bcache *c, const char *path, const struct stat *st);
-/* Writes the digests of w's files (skipping ones changed in the last 2 s). */
-int bcache_save(const char *file, const struct walk *w, struct err *e);
+/* Writes the digests of w's files, skipping ones whose timestamps are within 100 ms of
+ * walked_at_ns (a realtime clock reading taken after w was walked). */
+int bcache_save(const char *file, const struct walk *w, int64_t walked_at_ns, struct err *e);
 
 /* ---- copy.c ---- */
 /* Copies w's entries from src_root into the existing, empty dst_root; out_copied[i] receives
