@@ -297,7 +297,7 @@ int release_build(const struct config *cfg, struct objstore *os, struct store *s
 	char hex[HASH_HEX_LEN + 1];
 	const char *root = cfg->dir;
 	struct walk *w = &src;
-	int64_t walked_at;
+	int64_t walked_at, t0 = time_mono_ns();
 	int r;
 
 	buf_init(&mbytes, MANIFEST_MAX_BYTES);
@@ -322,8 +322,13 @@ int release_build(const struct config *cfg, struct objstore *os, struct store *s
 		root = scratch;
 		w = &built;
 	}
+	log_debug("build", "walk: %zu entries in %.3fs", w->n, (double)(time_mono_ns() - t0) / 1e9);
+	t0 = time_mono_ns();
 	if ((r = store_files(os, root, w, o->progress, &res, e)) < 0)
 		goto done;
+	log_debug("build", "store: %zu hashed, %zu new in %.3fs", res.n_hashed, res.n_new_objects,
+		  (double)(time_mono_ns() - t0) / 1e9);
+	t0 = time_mono_ns();
 	if (w == &built) {
 		/* teach the source cache what the untouched copies hashed to */
 		for (size_t i = 0; i < src.n; i++) {
@@ -344,10 +349,13 @@ int release_build(const struct config *cfg, struct objstore *os, struct store *s
 	res.existed = objstore_has(os, hex);
 	if ((r = objstore_put_mem(os, mbytes.data, mbytes.len, hex, e)) < 0)
 		goto done;
+	log_debug("build", "manifest: %zu bytes in %.3fs", mbytes.len, (double)(time_mono_ns() - t0) / 1e9);
+	t0 = time_mono_ns();
 	if (objstore_sync(os) < 0) {
 		r = err_set(e, errno, "cannot make the objects durable: %s", strerror(errno));
 		goto done;
 	}
+	log_debug("build", "sync: %.3fs", (double)(time_mono_ns() - t0) / 1e9);
 	{
 		struct store_release rel = { 0 };
 		snprintf(rel.id, sizeof(rel.id), "sha256:%s", hex);

@@ -32,9 +32,11 @@ int objstore_read(const struct objstore *os, const char *hex, struct buf *b, str
 /* Re-hashes one object: 0 if intact, CAIRN_ECORRUPT / ENOENT with e set otherwise. */
 int objstore_verify(const struct objstore *os, const char *hex, struct err *e);
 /* Staging for writers that must write nothing on failure (import): a temp file in the store's
- * tmp dir; commit renames it into place under its digest, discard unlinks it. */
+ * tmp dir; commit renames it into place under its digest (or drops it when the object exists;
+ * *out_added says which, may be NULL); on failure the caller unlinks it. */
 int objstore_tmp_open(struct objstore *os, int *out_fd, char **out_path, struct err *e);
-int objstore_tmp_commit(struct objstore *os, const char *tmp_path, const char *hex, struct err *e);
+int objstore_tmp_commit(struct objstore *os, const char *tmp_path, const char *hex,
+			bool *out_added, struct err *e);
 /* Makes everything written so far durable (syncfs on the store's file system). */
 int objstore_sync(struct objstore *os);
 const char *objstore_state_dir(const struct objstore *os);
