@@ -16,6 +16,7 @@ enum cnode_kind { CNODE_SCALAR, CNODE_SEQ, CNODE_MAP };
 struct cnode {
 	enum cnode_kind kind;
 	bool plain;       /* scalar written without quotes or block indicator */
+	bool flow;        /* sequence or mapping written with [ ] or { } */
 	int line, col;    /* 1-based position of the node's first character */
 	const char *text; /* scalar: NUL-terminated, no NUL inside */
 	size_t len;

@@ -128,25 +128,22 @@ static const struct {
 	{ "same line", "put a nested mapping on its own, more indented lines" },
 };
 
-/* The first error libfyaml collected, as FILE:LINE:COL; `lline`/`lcol` if it gave none. */
-static int syntax_error(struct cfg_parse *p, struct fy_diag *diag, int lline, int lcol)
+/* Byte offset of 1-based line:col (columns count characters), and of the character before
+ * it in *out_prev. The text is valid UTF-8 by now. */
+static size_t offset_of(const char *text, size_t len, int line, int col, size_t *out_prev)
 {
-	struct fy_diag_error *de;
-	void *it = NULL;
-	const char *hint = NULL;
+	size_t i = 0, prev = len;
 
-	while ((de = fy_diag_errors_iterate(diag, &it)))
-		if (de->type >= FYET_ERROR)
-			break;
-	if (!de || !de->msg)
-		return err_set_at(p->e, CAIRN_EINPUT, p->file, lline, lcol,
-				  "YAML syntax error; check the indentation and quotes here");
-	for (size_t i = 0; i < ARRAY_SIZE(syntax_hints) && !hint; i++)
-		if (strstr(de->msg, syntax_hints[i].needle))
-			hint = syntax_hints[i].hint;
-	return err_set_at(p->e, CAIRN_EINPUT, p->file, de->line > 0 ? de->line : lline,
-			  de->column > 0 ? de->column : lcol, "YAML syntax error: %s%s%s", de->msg,
-			  hint ? "; " : "", hint ? hint : "");
+	for (int l = 1; l < line && i < len; i++)
+		if (text[i] == '\n')
+			l++;
+	for (int c = 1; c < col && i < len && text[i] != '\n'; c++) {
+		size_t n = utf8_len((const unsigned char *)text + i, len - i);
+		prev = i;
+		i += n ? n : 1;
+	}
+	*out_prev = prev;
+	return i;
 }
 
 /* ---- events → tree ------------------------------------------------------------------------ */
@@ -160,6 +157,50 @@ struct builder {
 	int docs;
 	struct cnode *root;
 };
+
+/* The first error libfyaml collected, as FILE:LINE:COL; `lline`/`lcol` if it gave none. */
+static int syntax_error(const struct builder *b, struct fy_diag *diag, const char *text,
+			size_t len)
+{
+	struct cfg_parse *p = b->p;
+	int lline = b->line, lcol = b->col;
+	struct fy_diag_error *de;
+	void *it = NULL;
+	const char *hint = NULL;
+	int line, col;
+	size_t at, prev;
+
+	while ((de = fy_diag_errors_iterate(diag, &it)))
+		if (de->type >= FYET_ERROR)
+			break;
+	if (!de || !de->msg)
+		return err_set_at(p->e, CAIRN_EINPUT, p->file, lline, lcol,
+				  "YAML syntax error; check the indentation and quotes here");
+	for (size_t i = 0; i < ARRAY_SIZE(syntax_hints) && !hint; i++)
+		if (strstr(de->msg, syntax_hints[i].needle))
+			hint = syntax_hints[i].hint;
+	line = de->line > 0 ? de->line : lline;
+	col = de->column > 0 ? de->column : lcol;
+	at = offset_of(text, len, line, col, &prev);
+	/* libfyaml points inside an unclosed quote; point at the quote itself */
+	if (strstr(de->msg, "quoted") && prev < len && (text[prev] == '"' || text[prev] == '\''))
+		col--;
+	/* an unclosed [ or { is found where the text ends; point at the opening one */
+	while (at < len && strchr(" \t\r\n", text[at]))
+		at++;
+	for (int i = b->depth - 1; at == len && i >= 0; i--) {
+		if (b->stack[i]->flow) {
+			return err_set_at(p->e, CAIRN_EINPUT, p->file, b->stack[i]->line,
+					  b->stack[i]->col,
+					  "YAML syntax error: this '%c' is never closed; is a '%c' "
+					  "missing?",
+					  b->stack[i]->kind == CNODE_SEQ ? '[' : '{',
+					  b->stack[i]->kind == CNODE_SEQ ? ']' : '}');
+		}
+	}
+	return err_set_at(p->e, CAIRN_EINPUT, p->file, line, col, "YAML syntax error: %s%s%s",
+			  de->msg, hint ? "; " : "", hint ? hint : "");
+}
 
 static int node_new(struct builder *b, enum cnode_kind kind, struct fy_event *ev,
 		    struct cnode **out)
@@ -209,12 +250,17 @@ static int on_scalar(struct builder *b, struct fy_event *ev)
 	struct fy_token *tok = ev->scalar.value;
 	size_t len = 0;
 	const char *t = tok ? fy_token_get_text(tok, &len) : "";
+	enum fy_scalar_style style;
 	struct cnode *n;
 	char *copy;
 	int r = node_new(b, CNODE_SCALAR, ev, &n);
 
 	if (r < 0)
 		return r;
+	style = tok ? fy_token_scalar_style(tok) : FYSS_PLAIN;
+	/* libfyaml marks a quoted scalar after its opening quote; point at the quote */
+	if ((style == FYSS_SINGLE_QUOTED || style == FYSS_DOUBLE_QUOTED) && n->col > 1)
+		n->col--;
 	if (!t)
 		t = "", len = 0;
 	if (memchr(t, 0, len))
@@ -226,7 +272,7 @@ static int on_scalar(struct builder *b, struct fy_event *ev)
 	copy[len] = '\0';
 	n->text = copy;
 	n->len = len;
-	n->plain = (!tok || fy_token_scalar_style(tok) == FYSS_PLAIN) && !ev->scalar.tag;
+	n->plain = style == FYSS_PLAIN && !ev->scalar.tag;
 	attach(b, n);
 	return 0;
 }
@@ -241,6 +287,7 @@ static int on_start(struct builder *b, struct fy_event *ev, enum cnode_kind kind
 	if (b->depth == CONFIG__DEPTH_MAX)
 		return config__err(b->p, n, "nested too deeply (more than %d levels)",
 				   CONFIG__DEPTH_MAX);
+	n->flow = fy_event_get_node_style(ev) == FYNS_FLOW;
 	attach(b, n);
 	b->stack[b->depth++] = n;
 	return 0;
@@ -274,6 +321,8 @@ static int on_event(struct builder *b, struct fy_event *ev)
 		int r = node_new(b, CNODE_SCALAR, ev, &n);
 		if (r < 0)
 			return r;
+		if (n->col > 1) /* marked after the '*' */
+			n->col--;
 		return config__err(b->p, n,
 				   "YAML aliases (*name) are not supported in cairn.yml; "
 				   "write the value out");
@@ -327,7 +376,7 @@ int config__parse_yaml(struct cfg_parse *p, const char *text, size_t len, struct
 			goto fail;
 	}
 	if (fy_parser_get_stream_error(fyp)) {
-		r = syntax_error(p, diag, b.line, b.col);
+		r = syntax_error(&b, diag, text, len);
 		goto fail;
 	}
 	if (!b.root || config__is_null(b.root)) {
