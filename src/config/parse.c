@@ -150,6 +150,8 @@ static size_t offset_of(const char *text, size_t len, int line, int col, size_t 
 
 struct builder {
 	struct cfg_parse *p;
+	const char *text; /* the source, for single-quoted scalars */
+	size_t len;
 	struct cnode *stack[CONFIG__DEPTH_MAX];
 	int depth;
 	size_t nodes;
@@ -245,19 +247,74 @@ static void attach(struct builder *b, struct cnode *n)
 	parent->n++;
 }
 
+/* The value of a single-quoted scalar from its source bytes [start, end) (between the quotes):
+ * '' is a quote; a line break with the blanks around it folds to a space, n > 1 breaks to n-1
+ * newlines. libfyaml 0.7.12 gets consecutive '' wrong and leaks memory on many of them, so
+ * cairn does this itself. out needs end - start bytes; returns the length written. */
+static size_t unquote_single(const char *s, size_t start, size_t end, char *out)
+{
+	size_t i = start, n = 0;
+
+	while (i < end) {
+		char c = s[i];
+		if (c == '\'' && i + 1 < end && s[i + 1] == '\'') {
+			out[n++] = '\'';
+			i += 2;
+		} else if (c == ' ' || c == '\t') {
+			size_t j = i;
+			while (j < end && (s[j] == ' ' || s[j] == '\t'))
+				j++;
+			if (j == end || (s[j] != '\n' && s[j] != '\r')) {
+				memcpy(out + n, s + i, j - i); /* blanks before a break are dropped */
+				n += j - i;
+			}
+			i = j;
+		} else if (c == '\n' || c == '\r') {
+			size_t breaks = 0;
+			for (; i < end && strchr(" \t\r\n", s[i]); i++) {
+				if (s[i] == '\r' && i + 1 < end && s[i + 1] == '\n')
+					i++;
+				if (s[i] == '\n' || s[i] == '\r')
+					breaks++;
+			}
+			if (breaks == 1)
+				out[n++] = ' ';
+			for (; breaks > 1; breaks--)
+				out[n++] = '\n';
+		} else {
+			out[n++] = c;
+			i++;
+		}
+	}
+	return n;
+}
+
 static int on_scalar(struct builder *b, struct fy_event *ev)
 {
 	struct fy_token *tok = ev->scalar.value;
+	enum fy_scalar_style style = tok ? fy_token_scalar_style(tok) : FYSS_PLAIN;
+	const struct fy_mark *sm = tok ? fy_token_start_mark(tok) : NULL;
+	const struct fy_mark *em = tok ? fy_token_end_mark(tok) : NULL;
 	size_t len = 0;
-	const char *t = tok ? fy_token_get_text(tok, &len) : "";
-	enum fy_scalar_style style;
+	const char *t = "";
 	struct cnode *n;
-	char *copy;
+	char *copy = NULL; /* set when the value is already in the arena */
 	int r = node_new(b, CNODE_SCALAR, ev, &n);
 
 	if (r < 0)
 		return r;
-	style = tok ? fy_token_scalar_style(tok) : FYSS_PLAIN;
+	if (style == FYSS_SINGLE_QUOTED && sm && em && sm->input_pos > 0 &&
+	    em->input_pos < b->len && sm->input_pos <= em->input_pos &&
+	    b->text[sm->input_pos - 1] == '\'' && b->text[em->input_pos] == '\'') {
+		copy = arena_alloc(b->p, em->input_pos - sm->input_pos + 1);
+		if (!copy)
+			return err_set(b->p->e, ENOMEM, "out of memory reading %s", b->p->file);
+		len = unquote_single(b->text, sm->input_pos, em->input_pos, copy);
+		copy[len] = '\0';
+		t = copy;
+	} else if (tok) {
+		t = fy_token_get_text(tok, &len);
+	}
 	/* libfyaml marks a quoted scalar after its opening quote; point at the quote */
 	if ((style == FYSS_SINGLE_QUOTED || style == FYSS_DOUBLE_QUOTED) && n->col > 1)
 		n->col--;
@@ -265,11 +322,13 @@ static int on_scalar(struct builder *b, struct fy_event *ev)
 		t = "", len = 0;
 	if (memchr(t, 0, len))
 		return config__err(b->p, n, "a value holds a NUL character (\\0); remove it");
-	copy = arena_alloc(b->p, len + 1);
-	if (!copy)
-		return err_set(b->p->e, ENOMEM, "out of memory reading %s", b->p->file);
-	memcpy(copy, t, len);
-	copy[len] = '\0';
+	if (!copy) {
+		copy = arena_alloc(b->p, len + 1);
+		if (!copy)
+			return err_set(b->p->e, ENOMEM, "out of memory reading %s", b->p->file);
+		memcpy(copy, t, len);
+		copy[len] = '\0';
+	}
 	n->text = copy;
 	n->len = len;
 	n->plain = style == FYSS_PLAIN && !ev->scalar.tag;
@@ -346,6 +405,8 @@ int config__parse_yaml(struct cfg_parse *p, const char *text, size_t len, struct
 		return r;
 	memset(&b, 0, sizeof(b));
 	b.p = p;
+	b.text = text;
+	b.len = len;
 	b.line = b.col = 1;
 
 	fy_diag_cfg_default(&dcfg);

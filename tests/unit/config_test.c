@@ -198,6 +198,26 @@ static void test_values(void **state)
 	config_free(c);
 }
 
+/* Single-quoted scalars: '' escapes (many in a row) and line folding, as YAML 1.2 says. */
+#define QUOTES10 "''''''''''''''''''''" /* ten escaped quotes */
+#define QUOTES20 QUOTES10 QUOTES10
+static void test_single_quoted(void **state)
+{
+	struct config *c = parse_ok("app: x\n"
+				    "run:\n"
+				    "  command: ['it''s', '" QUOTES20 "', "
+				    "'a\n\n     b  \n   c', ' lead ', '']\n"
+				    "listen: 1\n");
+	(void)state;
+	assert_int_equal(c->run.command.n, 5);
+	assert_string_equal(c->run.command.v[0], "it's");
+	assert_string_equal(c->run.command.v[1], "''''''''''''''''''''");
+	assert_string_equal(c->run.command.v[2], "a\nb c");
+	assert_string_equal(c->run.command.v[3], " lead ");
+	assert_string_equal(c->run.command.v[4], "");
+	config_free(c);
+}
+
 static void test_listen_forms(void **state)
 {
 	static const struct {
@@ -640,6 +660,7 @@ int main(void)
 	static const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),	 cmocka_unit_test(test_design_example),
 		cmocka_unit_test(test_values),		 cmocka_unit_test(test_listen_forms),
+		cmocka_unit_test(test_single_quoted),
 		cmocka_unit_test(test_empty_sections),	 cmocka_unit_test(test_percent),
 		cmocka_unit_test(test_signal_names),	 cmocka_unit_test(test_json),
 		cmocka_unit_test(test_load),		 cmocka_unit_test(test_starter_layouts),
