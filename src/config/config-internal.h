@@ -88,6 +88,13 @@ int config__strmap(struct cfg_parse *p, const struct cnode *n, const char *path,
 		   int (*cmp)(const char *, const char *), struct config_kv **out, size_t *out_n);
 void config__kv_free(struct config_kv *kv, size_t n);
 
+/* Replaces *dst with a copy of s. */
+int config__set_str(struct cfg_parse *p, char **dst, const char *s);
+/* "/path?query": starts with '/', no spaces or control characters. */
+bool config__is_http_path(const char *s);
+/* The acceptance: section (checks.c). */
+int config__acceptance(struct cfg_parse *p, struct config *c, const struct cnode *n);
+
 /* Whole-decimal and decimal-fraction syntax checks (no signs, exponents, hex, inf). */
 bool config__is_uint(const char *s);
 bool config__is_decimal(const char *s);

@@ -207,6 +207,26 @@ int config__str(struct cfg_parse *p, const struct cnode *n, const char *path, ch
 	return 0;
 }
 
+int config__set_str(struct cfg_parse *p, char **dst, const char *s)
+{
+	char *c = strdup(s);
+	if (!c)
+		return err_set(p->e, ENOMEM, "out of memory");
+	free(*dst);
+	*dst = c;
+	return 0;
+}
+
+bool config__is_http_path(const char *s)
+{
+	if (s[0] != '/')
+		return false;
+	for (; *s; s++)
+		if ((unsigned char)*s <= 0x20 || *s == 0x7f)
+			return false;
+	return true;
+}
+
 bool config__is_uint(const char *s)
 {
 	size_t i;

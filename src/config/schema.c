@@ -8,7 +8,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 static const char *const signal_names[] = { "SIGTERM", "SIGINT",  "SIGQUIT",
 					    "SIGHUP",  "SIGUSR1", "SIGUSR2", NULL };
@@ -61,16 +60,6 @@ bad:
 	       "not starting with a digit";
 }
 
-static const char *header_key_check(const char *k)
-{
-	if (!k[0] || strspn(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-			       "!#$%&'*+-.^_`|~") != strlen(k))
-		return "is not a valid HTTP header name (letters, digits and -)";
-	if (!strcasecmp(k, "Content-Length") || !strcasecmp(k, "Transfer-Encoding"))
-		return "is computed by cairn from the body; remove it";
-	return NULL;
-}
-
 /* An OpenSSH destination: [user@]host, never starting with '-' (it would be an option). */
 static bool valid_ssh(const char *s)
 {
@@ -85,26 +74,6 @@ static bool valid_ssh(const char *s)
 		if (!is_alnum(s[i]) && !strchr("@._-:", s[i]))
 			return false;
 	return true;
-}
-
-static bool valid_http_path(const char *s)
-{
-	if (s[0] != '/')
-		return false;
-	for (; *s; s++)
-		if ((unsigned char)*s <= 0x20 || *s == 0x7f)
-			return false;
-	return true;
-}
-
-static int set_str(struct cfg_parse *p, char **dst, const char *s)
-{
-	char *c = strdup(s);
-	if (!c)
-		return err_set(p->e, ENOMEM, "out of memory");
-	free(*dst);
-	*dst = c;
-	return 0;
 }
 
 /* ---- sections -------------------------------------------------------------------------------- */
@@ -226,7 +195,7 @@ static int parse_listen(struct cfg_parse *p, struct config *c, const struct cnod
 		return config__err(p, n, "listen: port %d is out of range; it must be between 1 and "
 				   "65535", port);
 	c->listen_port = port;
-	return set_str(p, &c->listen_host, hbuf);
+	return config__set_str(p, &c->listen_host, hbuf);
 }
 
 static int parse_host(struct cfg_parse *p, struct config_host *h, const struct cnode *n,
@@ -238,7 +207,7 @@ static int parse_host(struct cfg_parse *p, struct config_host *h, const struct c
 	int r;
 
 	if (n->kind == CNODE_SCALAR && !strcmp(n->text, "local"))
-		return set_str(p, &h->name, "local");
+		return config__set_str(p, &h->name, "local");
 	if (n->kind == CNODE_SCALAR && !config__is_null(n)) {
 		const char *at = strchr(n->text, '@');
 		config__quote(n->text, q);
@@ -324,7 +293,7 @@ static int parse_health(struct cfg_parse *p, struct config *c, const struct cnod
 
 	if (r == 0 && v[0] && !config__is_null(v[0])) {
 		r = config__str(p, v[0], "health.http", &c->health.http);
-		if (r == 0 && !valid_http_path(c->health.http))
+		if (r == 0 && !config__is_http_path(c->health.http))
 			return config__err(p, v[0],
 					   "health.http: %s is not a URL path; write one starting "
 					   "with '/', e.g. /healthz",
@@ -352,155 +321,6 @@ static int parse_health(struct cfg_parse *p, struct config *c, const struct cnod
 				   "health.timeout (%s) must not be longer than health.start_deadline "
 				   "(%s): a probe could never finish inside the deadline",
 				   t, d);
-	}
-	return r;
-}
-
-static int parse_request(struct cfg_parse *p, struct config_check *k, const struct cnode *n,
-			 const char *path)
-{
-	static const char *const keys[] = { "method", "path", "body", "headers", NULL };
-	static const char *const methods[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
-					       "OPTIONS", NULL };
-	char sub[CONFIG__PATH_MAX], q[CONFIG__QUOTE_BUF];
-	const struct cnode *v[4];
-	struct config_kv *kv = NULL;
-	size_t nkv = 0;
-	int r = config__fields(p, n, path, keys, v), m = 0;
-
-	if (r < 0)
-		return r;
-	if (!v[1])
-		return config__missing(p, n, path, "path", "path: /healthz");
-	if (v[0]) {
-		config__path(sub, path, "method");
-		if (v[0]->kind == CNODE_SCALAR)
-			for (int i = 0; methods[i]; i++)
-				if (!strcasecmp(v[0]->text, methods[i]))
-					m = i + 1;
-		if (!m)
-			return config__enum(p, v[0], sub, methods, &m);
-		m--;
-	}
-	r = set_str(p, &k->method, methods[m]);
-	config__path(sub, path, "path");
-	if (r == 0)
-		r = config__str(p, v[1], sub, &k->path);
-	if (r == 0 && !valid_http_path(k->path))
-		return config__err(p, v[1], "%s: %s must start with '/' and hold no spaces, e.g. "
-				   "/shorten", sub, config__quote(k->path, q));
-	config__path(sub, path, "body");
-	if (r == 0 && v[2] && v[2]->kind != CNODE_SCALAR)
-		return config__type_err(p, v[2], sub,
-					"a string (quote JSON bodies: body: '{\"url\": \"...\"}')");
-	if (r == 0 && v[2] && !config__is_null(v[2]))
-		r = config__str(p, v[2], sub, &k->body);
-	config__path(sub, path, "headers");
-	if (r == 0 && v[3])
-		r = config__strmap(p, v[3], sub, header_key_check, true, strcasecmp, &kv, &nkv);
-	if (r == 0 && nkv) {
-		/* struct config_header is name/value; move the strings over */
-		k->headers = calloc(nkv, sizeof(*k->headers));
-		if (!k->headers) {
-			config__kv_free(kv, nkv);
-			return err_set(p->e, ENOMEM, "out of memory");
-		}
-		for (size_t i = 0; i < nkv; i++)
-			k->headers[i] = (struct config_header){ kv[i].key, kv[i].value };
-		k->n_headers = nkv;
-		free(kv);
-	}
-	return r;
-}
-
-static int parse_expect(struct cfg_parse *p, struct config_check *k, const struct cnode *n,
-			const char *path)
-{
-	static const char *const keys[] = { "status", "body_contains", "max_latency", NULL };
-	char sub[CONFIG__PATH_MAX];
-	const struct cnode *v[3];
-	int r = config__fields(p, n, path, keys, v);
-
-	config__path(sub, path, "status");
-	if (r == 0 && v[0])
-		r = config__int(p, v[0], sub, 100, 599, &k->expect_status);
-	config__path(sub, path, "body_contains");
-	if (r == 0 && v[1])
-		r = config__str(p, v[1], sub, &k->expect_body_contains);
-	if (r == 0 && v[1] && !k->expect_body_contains[0])
-		return config__err(p, v[1], "%s is empty; remove it or write the text to look for",
-				   sub);
-	config__path(sub, path, "max_latency");
-	if (r == 0 && v[2])
-		r = config__duration(p, v[2], sub, &k->expect_max_latency_ms);
-	return r;
-}
-
-static int parse_check(struct cfg_parse *p, struct config_check *k, const struct cnode *n,
-		       const char *path)
-{
-	static const char *const keys[] = { "name", "request", "expect", NULL };
-	char sub[CONFIG__PATH_MAX];
-	const struct cnode *v[3];
-	int r;
-
-	k->expect_status = 200;
-	if (n->kind != CNODE_MAP)
-		return config__type_err(p, n, path,
-					"a mapping with request: and expect:, e.g. {name: home, "
-					"request: {path: /}, expect: {status: 200}}");
-	r = config__fields(p, n, path, keys, v);
-	if (r == 0 && !v[1])
-		return config__missing(p, n, path, "request", "request: {method: GET, path: /}");
-	config__path(sub, path, "request");
-	if (r == 0 && config__is_null(v[1]))
-		return config__err(p, v[1], "%s has no value; it needs at least path:", sub);
-	if (r == 0)
-		r = parse_request(p, k, v[1], sub);
-	config__path(sub, path, "expect");
-	if (r == 0 && v[2])
-		r = parse_expect(p, k, v[2], sub);
-	config__path(sub, path, "name");
-	if (r == 0 && v[0])
-		r = config__str(p, v[0], sub, &k->name);
-	if (r == 0 && v[0] && !k->name[0])
-		return config__err(p, v[0], "%s is empty; name the check or remove the key", sub);
-	if (r == 0 && !v[0]) {
-		k->name = malloc(strlen(k->method) + strlen(k->path) + 2);
-		if (!k->name)
-			return err_set(p->e, ENOMEM, "out of memory");
-		sprintf(k->name, "%s %s", k->method, k->path);
-	}
-	return r;
-}
-
-static int parse_acceptance(struct cfg_parse *p, struct config *c, const struct cnode *n)
-{
-	char path[CONFIG__PATH_MAX], q[CONFIG__QUOTE_BUF];
-	const struct cnode *item;
-	size_t i = 0;
-	int r = 0;
-
-	if (config__is_null(n))
-		return 0;
-	if (n->kind != CNODE_SEQ)
-		return config__type_err(p, n, "acceptance", "a list of checks (lines starting with -)");
-	if (n->n > CONFIG_CHECKS_MAX)
-		return config__err(p, n, "acceptance has %zu checks; at most %d are allowed", n->n,
-				   CONFIG_CHECKS_MAX);
-	c->acceptance = calloc(n->n ? n->n : 1, sizeof(*c->acceptance));
-	if (!c->acceptance)
-		return err_set(p->e, ENOMEM, "out of memory");
-	for (item = n->first; item && r == 0; item = item->next, i++) {
-		config__path_index(path, "acceptance", i);
-		c->n_acceptance = i + 1;
-		r = parse_check(p, &c->acceptance[i], item, path);
-		for (size_t j = 0; r == 0 && j < i; j++)
-			if (!strcmp(c->acceptance[j].name, c->acceptance[i].name))
-				r = config__err(p, item,
-						"%s: a check named %s is already defined; give each "
-						"check its own name:",
-						path, config__quote(c->acceptance[i].name, q));
 	}
 	return r;
 }
@@ -552,7 +372,7 @@ static int set_defaults(struct cfg_parse *p, struct config *c)
 	c->rollout.bake_ms = 30000;
 	c->rollout.max_error_rate = 0.01;
 	c->rollout.auto_rollback = true;
-	return set_str(p, &c->listen_host, "127.0.0.1");
+	return config__set_str(p, &c->listen_host, "127.0.0.1");
 }
 
 static int parse_root(struct cfg_parse *p, struct config *c, const struct cnode *root)
@@ -590,7 +410,7 @@ static int parse_root(struct cfg_parse *p, struct config *c, const struct cnode 
 		if (!c->hosts)
 			return err_set(p->e, ENOMEM, "out of memory");
 		c->n_hosts = 1;
-		r = set_str(p, &c->hosts[0].name, "local");
+		r = config__set_str(p, &c->hosts[0].name, "local");
 	}
 	if (r == 0 && v[INSTANCES])
 		r = config__int(p, v[INSTANCES], "instances", 1, CONFIG_INSTANCES_MAX,
@@ -598,7 +418,7 @@ static int parse_root(struct cfg_parse *p, struct config *c, const struct cnode 
 	if (r == 0)
 		r = parse_health(p, c, v[HEALTH]);
 	if (r == 0 && v[ACCEPTANCE])
-		r = parse_acceptance(p, c, v[ACCEPTANCE]);
+		r = config__acceptance(p, c, v[ACCEPTANCE]);
 	if (r == 0)
 		r = parse_rollout(p, c, v[ROLLOUT]);
 	return r;
@@ -618,7 +438,7 @@ int config_parse(const char *name, const char *dir, const char *text, size_t len
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return err_set(e, ENOMEM, "out of memory");
-	r = set_str(&p, &c->file, p.file);
+	r = config__set_str(&p, &c->file, p.file);
 	if (r == 0 && !(c->dir = realpath(dir ? dir : ".", NULL)))
 		r = err_set(e, errno, "directory of %s: %s: %s", p.file, dir ? dir : ".",
 			    strerror(errno));
