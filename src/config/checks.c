@@ -22,9 +22,9 @@ static const char *header_key_check(const char *k)
 static int parse_request(struct cfg_parse *p, struct config_check *k, const struct cnode *n,
 			 const char *path)
 {
-	static const char *const keys[] = { "method", "path", "body", "headers", NULL };
-	static const char *const methods[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
-					       "OPTIONS", NULL };
+	static const char *const keys[] = {"method", "path", "body", "headers", NULL};
+	static const char *const methods[] = {"GET",   "HEAD",	 "POST",    "PUT",
+					      "PATCH", "DELETE", "OPTIONS", NULL};
 	char sub[CONFIG__PATH_MAX], q[CONFIG__QUOTE_BUF];
 	const struct cnode *v[4];
 	struct config_kv *kv = NULL;
@@ -50,8 +50,10 @@ static int parse_request(struct cfg_parse *p, struct config_check *k, const stru
 	if (r == 0)
 		r = config__str(p, v[1], sub, &k->path);
 	if (r == 0 && !config__is_http_path(k->path))
-		return config__err(p, v[1], "%s: %s must start with '/' and hold no spaces, e.g. "
-				   "/shorten", sub, config__quote(k->path, q));
+		return config__err(p, v[1],
+				   "%s: %s must start with '/' and hold no spaces, e.g. "
+				   "/shorten",
+				   sub, config__quote(k->path, q));
 	config__path(sub, path, "body");
 	if (r == 0 && v[2] && v[2]->kind != CNODE_SCALAR)
 		return config__type_err(p, v[2], sub,
@@ -69,7 +71,7 @@ static int parse_request(struct cfg_parse *p, struct config_check *k, const stru
 			return err_set(p->e, ENOMEM, "out of memory");
 		}
 		for (size_t i = 0; i < nkv; i++)
-			k->headers[i] = (struct config_header){ kv[i].key, kv[i].value };
+			k->headers[i] = (struct config_header){kv[i].key, kv[i].value};
 		k->n_headers = nkv;
 		free(kv);
 	}
@@ -79,7 +81,7 @@ static int parse_request(struct cfg_parse *p, struct config_check *k, const stru
 static int parse_expect(struct cfg_parse *p, struct config_check *k, const struct cnode *n,
 			const char *path)
 {
-	static const char *const keys[] = { "status", "body_contains", "max_latency", NULL };
+	static const char *const keys[] = {"status", "body_contains", "max_latency", NULL};
 	char sub[CONFIG__PATH_MAX];
 	const struct cnode *v[3];
 	int r = config__fields(p, n, path, keys, v);
@@ -102,7 +104,7 @@ static int parse_expect(struct cfg_parse *p, struct config_check *k, const struc
 static int parse_check(struct cfg_parse *p, struct config_check *k, const struct cnode *n,
 		       const char *path)
 {
-	static const char *const keys[] = { "name", "request", "expect", NULL };
+	static const char *const keys[] = {"name", "request", "expect", NULL};
 	char sub[CONFIG__PATH_MAX];
 	const struct cnode *v[3];
 	int r;
@@ -147,7 +149,8 @@ int config__acceptance(struct cfg_parse *p, struct config *c, const struct cnode
 	if (config__is_null(n))
 		return 0;
 	if (n->kind != CNODE_SEQ)
-		return config__type_err(p, n, "acceptance", "a list of checks (lines starting with -)");
+		return config__type_err(p, n, "acceptance",
+					"a list of checks (lines starting with -)");
 	if (n->n > CONFIG_CHECKS_MAX)
 		return config__err(p, n, "acceptance has %zu checks; at most %d are allowed", n->n,
 				   CONFIG_CHECKS_MAX);
@@ -160,11 +163,11 @@ int config__acceptance(struct cfg_parse *p, struct config *c, const struct cnode
 		r = parse_check(p, &c->acceptance[i], item, path);
 		for (size_t j = 0; r == 0 && j < i; j++)
 			if (!strcmp(c->acceptance[j].name, c->acceptance[i].name))
-				r = config__err(p, item,
-						"%s: a check named %s is already defined; give each "
-						"check its own name:",
-						path, config__quote(c->acceptance[i].name, q));
+				r = config__err(
+				    p, item,
+				    "%s: a check named %s is already defined; give each "
+				    "check its own name:",
+				    path, config__quote(c->acceptance[i].name, q));
 	}
 	return r;
 }
-

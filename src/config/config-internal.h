@@ -6,18 +6,18 @@
 
 #include "config/config.h"
 
-#define CONFIG__DEPTH_MAX 16 /* cairn.yml nests 4 levels; deeper input is refused early */
-#define CONFIG__PATH_MAX 160 /* key paths in messages ("acceptance[3].request.headers.X") */
-#define CONFIG__QUOTE_MAX 60 /* user values quoted in messages are cut after this many bytes */
+#define CONFIG__DEPTH_MAX 16  /* cairn.yml nests 4 levels; deeper input is refused early */
+#define CONFIG__PATH_MAX  160 /* key paths in messages ("acceptance[3].request.headers.X") */
+#define CONFIG__QUOTE_MAX 60  /* user values quoted in messages are cut after this many bytes */
 
 enum cnode_kind { CNODE_SCALAR, CNODE_SEQ, CNODE_MAP };
 
 /* One YAML node. A mapping's children alternate key, value. All memory is the arena's. */
 struct cnode {
 	enum cnode_kind kind;
-	bool plain;       /* scalar written without quotes or block indicator */
-	bool flow;        /* sequence or mapping written with [ ] or { } */
-	int line, col;    /* 1-based position of the node's first character */
+	bool plain;	  /* scalar written without quotes or block indicator */
+	bool flow;	  /* sequence or mapping written with [ ] or { } */
+	int line, col;	  /* 1-based position of the node's first character */
 	const char *text; /* scalar: NUL-terminated, no NUL inside */
 	size_t len;
 	struct cnode *first, *last, *next;
@@ -39,9 +39,10 @@ void config__parse_done(struct cfg_parse *p);
 
 /* Sets p->e at the node; returns -CAIRN_EINPUT. */
 int config__err(struct cfg_parse *p, const struct cnode *at, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* "PATH must be WHAT, not a list" (or "not a mapping", "not \"x\"", "not empty"). */
-int config__type_err(struct cfg_parse *p, const struct cnode *n, const char *path, const char *what);
+int config__type_err(struct cfg_parse *p, const struct cnode *n, const char *path,
+		     const char *what);
 /* Quotes a user value for a message, cut at CONFIG__QUOTE_MAX; out needs QUOTE_BUF bytes. */
 #define CONFIG__QUOTE_BUF (4 * CONFIG__QUOTE_MAX + 8)
 const char *config__quote(const char *s, char *out);

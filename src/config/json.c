@@ -52,26 +52,27 @@ struct json_t *config_to_json(const struct config *c)
 				      c->build.pins == CONFIG_PINS_WARN ? "warn" : "require"));
 	json_object_set_new(o, "run",
 			    json_pack("{s:o,s:o,s:I,s:s}", "command", strv_json(&c->run.command),
-				      "env", env, "stop_timeout_ms", (json_int_t)c->run.stop_timeout_ms,
-				      "stop_signal", sig ? sig : "SIGTERM"));
+				      "env", env, "stop_timeout_ms",
+				      (json_int_t)c->run.stop_timeout_ms, "stop_signal",
+				      sig ? sig : "SIGTERM"));
 	json_object_set_new(o, "listen",
 			    json_pack("{s:s,s:i}", "host", c->listen_host, "port", c->listen_port));
 	json_object_set_new(o, "hosts", hosts);
 	json_object_set_new(o, "instances", json_integer(c->instances));
 	json_object_set_new(o, "health",
 			    json_pack("{s:o,s:I,s:I,s:i,s:I}", "http", str_or_null(c->health.http),
-				      "interval_ms", (json_int_t)c->health.interval_ms, "timeout_ms",
-				      (json_int_t)c->health.timeout_ms, "healthy_after",
-				      c->health.healthy_after, "start_deadline_ms",
+				      "interval_ms", (json_int_t)c->health.interval_ms,
+				      "timeout_ms", (json_int_t)c->health.timeout_ms,
+				      "healthy_after", c->health.healthy_after, "start_deadline_ms",
 				      (json_int_t)c->health.start_deadline_ms));
 	json_object_set_new(o, "acceptance", checks);
 	json_object_set_new(
-		o, "rollout",
-		json_pack("{s:i,s:I,s:{s:f,s:I,s:f},s:b}", "parallel", c->rollout.parallel, "bake_ms",
-			  (json_int_t)c->rollout.bake_ms, "gates", "max_error_rate",
-			  c->rollout.max_error_rate, "max_p99_ms", (json_int_t)c->rollout.max_p99_ms,
-			  "max_p99_ratio", c->rollout.max_p99_ratio, "auto_rollback",
-			  c->rollout.auto_rollback));
+	    o, "rollout",
+	    json_pack("{s:i,s:I,s:{s:f,s:I,s:f},s:b}", "parallel", c->rollout.parallel, "bake_ms",
+		      (json_int_t)c->rollout.bake_ms, "gates", "max_error_rate",
+		      c->rollout.max_error_rate, "max_p99_ms", (json_int_t)c->rollout.max_p99_ms,
+		      "max_p99_ratio", c->rollout.max_p99_ratio, "auto_rollback",
+		      c->rollout.auto_rollback));
 	return o;
 fail:
 	json_decref(env);

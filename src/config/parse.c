@@ -9,7 +9,7 @@
 #include <string.h>
 
 #define ARENA_CHUNK (64 * 1024)
-#define NODES_MAX 65536 /* a real cairn.yml has a few hundred nodes */
+#define NODES_MAX   65536 /* a real cairn.yml has a few hundred nodes */
 
 struct config__chunk {
 	struct config__chunk *next;
@@ -90,14 +90,17 @@ static int check_bytes(struct cfg_parse *p, const char *text, size_t len)
 		unsigned char c = s[i];
 		size_t n = utf8_len(s + i, len - i);
 		if (c == 0)
-			return err_set_at(p->e, CAIRN_EINPUT, p->file, line, col,
-					  "contains a NUL byte; cairn.yml must be a UTF-8 text file");
+			return err_set_at(
+			    p->e, CAIRN_EINPUT, p->file, line, col,
+			    "contains a NUL byte; cairn.yml must be a UTF-8 text file");
 		if (!n)
 			return err_set_at(p->e, CAIRN_EINPUT, p->file, line, col,
-					  "byte 0x%02x is not valid UTF-8; save the file as UTF-8", c);
+					  "byte 0x%02x is not valid UTF-8; save the file as UTF-8",
+					  c);
 		if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f)
 			return err_set_at(p->e, CAIRN_EINPUT, p->file, line, col,
-					  "control character 0x%02x is not allowed in YAML text", c);
+					  "control character 0x%02x is not allowed in YAML text",
+					  c);
 		if (c == '\n')
 			line++, col = 1;
 		else
@@ -120,12 +123,12 @@ static void diag_silent(struct fy_diag *diag, void *user, const char *buf, size_
 static const struct {
 	const char *needle, *hint;
 } syntax_hints[] = {
-	{ "tab", "indent with spaces" },
-	{ "quoted scalar", "is a closing quote missing?" },
-	{ "closing bracket", "is a closing ']' missing?" },
-	{ "closing brace", "is a closing '}' missing?" },
-	{ "indent", "keys of one mapping must start in the same column" },
-	{ "same line", "put a nested mapping on its own, more indented lines" },
+    {"tab", "indent with spaces"},
+    {"quoted scalar", "is a closing quote missing?"},
+    {"closing bracket", "is a closing ']' missing?"},
+    {"closing brace", "is a closing '}' missing?"},
+    {"indent", "keys of one mapping must start in the same column"},
+    {"same line", "put a nested mapping on its own, more indented lines"},
 };
 
 /* Byte offset of 1-based line:col (columns count characters), and of the character before
@@ -161,8 +164,7 @@ struct builder {
 };
 
 /* The first error libfyaml collected, as FILE:LINE:COL; `lline`/`lcol` if it gave none. */
-static int syntax_error(const struct builder *b, struct fy_diag *diag, const char *text,
-			size_t len)
+static int syntax_error(const struct builder *b, struct fy_diag *diag, const char *text, size_t len)
 {
 	struct cfg_parse *p = b->p;
 	int lline = b->line, lcol = b->col;
@@ -265,7 +267,8 @@ static size_t unquote_single(const char *s, size_t start, size_t end, char *out)
 			while (j < end && (s[j] == ' ' || s[j] == '\t'))
 				j++;
 			if (j == end || (s[j] != '\n' && s[j] != '\r')) {
-				memcpy(out + n, s + i, j - i); /* blanks before a break are dropped */
+				memcpy(out + n, s + i,
+				       j - i); /* blanks before a break are dropped */
 				n += j - i;
 			}
 			i = j;
@@ -359,10 +362,11 @@ static int on_event(struct builder *b, struct fy_event *ev)
 	switch (ev->type) {
 	case FYET_DOCUMENT_START:
 		if (++b->docs > 1)
-			return err_set_at(b->p->e, CAIRN_EINPUT, b->p->file,
-					  m && m->line >= 0 ? m->line + 1 : b->line,
-					  m && m->column >= 0 ? m->column + 1 : b->col,
-					  "a second YAML document ('---'); cairn.yml holds exactly one");
+			return err_set_at(
+			    b->p->e, CAIRN_EINPUT, b->p->file,
+			    m && m->line >= 0 ? m->line + 1 : b->line,
+			    m && m->column >= 0 ? m->column + 1 : b->col,
+			    "a second YAML document ('---'); cairn.yml holds exactly one");
 		return 0;
 	case FYET_MAPPING_START:
 		return on_start(b, ev, CNODE_MAP);

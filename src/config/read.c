@@ -101,7 +101,7 @@ void config__path_index(char *out, const char *parent, size_t i)
 
 bool config__is_null(const struct cnode *n)
 {
-	static const char *const nulls[] = { "", "~", "null", "Null", "NULL" };
+	static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
 
 	if (n->kind != CNODE_SCALAR || !n->plain)
 		return false;
@@ -123,8 +123,8 @@ static int unknown_key(struct cfg_parse *p, const struct cnode *key, const char 
 				   config__quote(key->text, q), path[0] ? " in " : "", path, near);
 	known[0] = '\0';
 	for (size_t i = 0; names[i] && o < sizeof(known); i++)
-		o += (size_t)snprintf(known + o, sizeof(known) - o, "%s%s", i ? ", " : "",
-				      names[i]);
+		o +=
+		    (size_t)snprintf(known + o, sizeof(known) - o, "%s%s", i ? ", " : "", names[i]);
 	return config__err(p, key, "unknown key %s%s%s; the keys allowed here are: %s",
 			   config__quote(key->text, q), path[0] ? " in " : "", path, known);
 }
@@ -134,16 +134,16 @@ static int check_key_node(struct cfg_parse *p, const struct cnode *key, const ch
 	if (key->kind != CNODE_SCALAR || config__is_null(key))
 		return config__err(p, key, "%s%skeys must be plain words (like command:), not %s",
 				   path, path[0] ? ": " : "",
-				   key->kind == CNODE_SCALAR ? "empty" :
-				   key->kind == CNODE_MAP    ? "a mapping" :
-							       "a list");
+				   key->kind == CNODE_SCALAR ? "empty"
+				   : key->kind == CNODE_MAP  ? "a mapping"
+							     : "a list");
 	return 0;
 }
 
 int config__fields(struct cfg_parse *p, const struct cnode *map, const char *path,
 		   const char *const names[], const struct cnode *vals[])
 {
-	const struct cnode *keys[32] = { NULL }; /* the key node of each vals[i] */
+	const struct cnode *keys[32] = {NULL}; /* the key node of each vals[i] */
 	size_t count = 0;
 
 	while (names[count])
@@ -189,7 +189,8 @@ static int want_scalar(struct cfg_parse *p, const struct cnode *n, const char *p
 	if (n->kind != CNODE_SCALAR)
 		return config__type_err(p, n, path, what);
 	if (config__is_null(n))
-		return config__err(p, n, "%s has no value; write %s, or remove the key", path, what);
+		return config__err(p, n, "%s has no value; write %s, or remove the key", path,
+				   what);
 	return 0;
 }
 
@@ -284,9 +285,9 @@ int config__duration(struct cfg_parse *p, const struct cnode *n, const char *pat
 		return r;
 	config__quote(n->text, q);
 	if (config__is_decimal(n->text) && strcmp(n->text, "0"))
-		return config__err(p, n,
-				   "%s: %s is not a duration; write it with a unit, e.g. %ss or 500ms",
-				   path, q, n->len < 12 ? n->text : "10");
+		return config__err(
+		    p, n, "%s: %s is not a duration; write it with a unit, e.g. %ss or 500ms", path,
+		    q, n->len < 12 ? n->text : "10");
 	if (strspn(n->text, "0123456789.msdh") != n->len)
 		r = -EINVAL;
 	else
@@ -336,13 +337,13 @@ int config__percent(struct cfg_parse *p, const struct cnode *n, const char *path
 		return r;
 	r = config_parse_percent(n->text, &v);
 	if (r == -ERANGE)
-		return config__err(p, n,
-				   "%s: %s is out of range; it must be between 0%% and 100%%%s", path,
-				   config__quote(n->text, q),
-				   strchr(n->text, '%') ? "" : " (a bare number is a fraction: 0.01 = 1%)");
+		return config__err(
+		    p, n, "%s: %s is out of range; it must be between 0%% and 100%%%s", path,
+		    config__quote(n->text, q),
+		    strchr(n->text, '%') ? "" : " (a bare number is a fraction: 0.01 = 1%)");
 	if (r < 0)
-		return config__err(p, n, "%s: %s is not a percentage; write e.g. 1%% or 0.5%%", path,
-				   config__quote(n->text, q));
+		return config__err(p, n, "%s: %s is not a percentage; write e.g. 1%% or 0.5%%",
+				   path, config__quote(n->text, q));
 	*out = v;
 	return 0;
 }
@@ -367,8 +368,8 @@ int config__number(struct cfg_parse *p, const struct cnode *n, const char *path,
 
 int config__bool(struct cfg_parse *p, const struct cnode *n, const char *path, bool *out)
 {
-	static const char *const yes[] = { "true", "True", "TRUE" }, *const no[] = { "false", "False",
-										    "FALSE" };
+	static const char *const yes[] = {"true", "True", "TRUE"}, *const no[] = {"false", "False",
+										  "FALSE"};
 	char q[CONFIG__QUOTE_BUF];
 	int r = want_scalar(p, n, path, "true or false");
 
@@ -409,7 +410,8 @@ int config__enum(struct cfg_parse *p, const struct cnode *n, const char *path,
 		o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", names[i]);
 	near = config__nearest(n->text, names);
 	return config__err(p, n, "%s: %s is not one of %s%s%s%s", path, config__quote(n->text, q),
-			   list, near ? "; did you mean \"" : "", near ? near : "", near ? "\"?" : "");
+			   list, near ? "; did you mean \"" : "", near ? near : "",
+			   near ? "\"?" : "");
 }
 
 /* ---- lists and maps ------------------------------------------------------------------------ */
@@ -435,10 +437,11 @@ static int strings(struct cfg_parse *p, const struct cnode *n, const char *path,
 
 	if (n->kind != CNODE_SEQ) {
 		if (n->kind == CNODE_SCALAR && strchr(n->text, ' '))
-			return config__err(p, n,
-					   "%s must be %s; found a single string. Commands never run "
-					   "through a shell: write each word as an item, e.g. %s",
-					   path, what, "[\"python3\", \"app.py\"]");
+			return config__err(
+			    p, n,
+			    "%s must be %s; found a single string. Commands never run "
+			    "through a shell: write each word as an item, e.g. %s",
+			    path, what, "[\"python3\", \"app.py\"]");
 		return config__type_err(p, n, path, what);
 	}
 	if (n->n > LIST_MAX)
@@ -550,8 +553,9 @@ static int check_pairs(struct cfg_parse *p, const struct cnode *n, const char *p
 		if (r < 0)
 			return r;
 		if (single_line && strpbrk(k->next->text, "\r\n"))
-			return config__err(p, k->next, "%s must be one line (no line breaks)", item);
-		pairs[i] = (struct pair){ k, k->next };
+			return config__err(p, k->next, "%s must be one line (no line breaks)",
+					   item);
+		pairs[i] = (struct pair){k, k->next};
 	}
 	return 0;
 }

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const signal_names[] = { "SIGTERM", "SIGINT",  "SIGQUIT",
-					    "SIGHUP",  "SIGUSR1", "SIGUSR2", NULL };
-static const int signal_numbers[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2 };
+static const char *const signal_names[] = {"SIGTERM", "SIGINT",	 "SIGQUIT", "SIGHUP",
+					   "SIGUSR1", "SIGUSR2", NULL};
+static const int signal_numbers[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2};
 
 const char *config_signal_name(int sig)
 {
@@ -84,18 +84,19 @@ static int parse_app(struct cfg_parse *p, struct config *c, const struct cnode *
 	int r = config__str(p, n, "app", &c->app);
 
 	if (r == 0 && !valid_name(c->app, false))
-		return config__err(p, n,
-				   "app: %s is not a valid app name: use lowercase letters, digits, "
-				   "'_', '.' and '-', starting with a letter or digit, at most 63 "
-				   "characters (e.g. urlshort)",
-				   config__quote(n->text, q));
+		return config__err(
+		    p, n,
+		    "app: %s is not a valid app name: use lowercase letters, digits, "
+		    "'_', '.' and '-', starting with a letter or digit, at most 63 "
+		    "characters (e.g. urlshort)",
+		    config__quote(n->text, q));
 	return r;
 }
 
 static int parse_build(struct cfg_parse *p, struct config *c, const struct cnode *n)
 {
-	static const char *const keys[] = { "command", "exclude", "pins", NULL };
-	static const char *const pins[] = { "require", "warn", NULL };
+	static const char *const keys[] = {"command", "exclude", "pins", NULL};
+	static const char *const pins[] = {"require", "warn", NULL};
 	const struct cnode *v[3];
 	int r = config__fields(p, n, "build", keys, v), pin = 0;
 
@@ -105,7 +106,7 @@ static int parse_build(struct cfg_parse *p, struct config *c, const struct cnode
 	if (r == 0 && v[1])
 		r = config__list(p, v[1], "build.exclude", &c->build.exclude);
 	if (r == 0 && !v[1]) {
-		static const char *const dflt[] = { ".git", "__pycache__" };
+		static const char *const dflt[] = {".git", "__pycache__"};
 		c->build.exclude.v = calloc(ARRAY_SIZE(dflt) + 1, sizeof(char *));
 		for (size_t i = 0; c->build.exclude.v && i < ARRAY_SIZE(dflt); i++)
 			if ((c->build.exclude.v[i] = strdup(dflt[i])))
@@ -122,7 +123,7 @@ static int parse_build(struct cfg_parse *p, struct config *c, const struct cnode
 static int parse_run(struct cfg_parse *p, struct config *c, const struct cnode *root,
 		     const struct cnode *n)
 {
-	static const char *const keys[] = { "command", "env", "stop_timeout", "stop_signal", NULL };
+	static const char *const keys[] = {"command", "env", "stop_timeout", "stop_signal", NULL};
 	static const char *const example = "[\"python3\", \"app.py\"]";
 	const struct cnode *v[4];
 	int r = config__fields(p, n, "run", keys, v), sig;
@@ -130,10 +131,11 @@ static int parse_run(struct cfg_parse *p, struct config *c, const struct cnode *
 	if (r < 0)
 		return r;
 	if (!v[0])
-		return n && !config__is_null(n) ?
-			       config__missing(p, n, "run", "command", "command: [\"python3\", \"app.py\"]") :
-			       config__missing(p, n ? n : root, "", "run.command",
-					       "run: {command: [\"python3\", \"app.py\"]}");
+		return n && !config__is_null(n)
+			   ? config__missing(p, n, "run", "command",
+					     "command: [\"python3\", \"app.py\"]")
+			   : config__missing(p, n ? n : root, "", "run.command",
+					     "run: {command: [\"python3\", \"app.py\"]}");
 	r = config__argv(p, v[0], "run.command", true, example, &c->run.command);
 	if (r == 0 && v[1])
 		r = config__strmap(p, v[1], "run.env", env_key_check, false, strcmp, &c->run.env,
@@ -184,16 +186,18 @@ static int parse_listen(struct cfg_parse *p, struct config *c, const struct cnod
 		return listen_err(p, n);
 	memcpy(hbuf, host, hlen);
 	hbuf[hlen] = '\0';
-	if (host != s ? inet_pton(AF_INET6, hbuf, addr) != 1 :
-			inet_pton(AF_INET, hbuf, addr) != 1 &&
-				(strchr(hbuf, ':') || hbuf[0] == '-' || hbuf[0] == '.' ||
-				 strspn(hbuf, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-					      "0123456789.-") != hlen))
+	if (host != s ? inet_pton(AF_INET6, hbuf, addr) != 1
+		      : inet_pton(AF_INET, hbuf, addr) != 1 &&
+			    (strchr(hbuf, ':') || hbuf[0] == '-' || hbuf[0] == '.' ||
+			     strspn(hbuf, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					  "0123456789.-") != hlen))
 		return listen_err(p, n);
 	port = atoi(colon + 1);
 	if (port < 1 || port > 65535)
-		return config__err(p, n, "listen: port %d is out of range; it must be between 1 and "
-				   "65535", port);
+		return config__err(p, n,
+				   "listen: port %d is out of range; it must be between 1 and "
+				   "65535",
+				   port);
 	c->listen_port = port;
 	return config__set_str(p, &c->listen_host, hbuf);
 }
@@ -201,7 +205,7 @@ static int parse_listen(struct cfg_parse *p, struct config *c, const struct cnod
 static int parse_host(struct cfg_parse *p, struct config_host *h, const struct cnode *n,
 		      const char *path)
 {
-	static const char *const keys[] = { "name", "ssh", NULL };
+	static const char *const keys[] = {"name", "ssh", NULL};
 	char q[CONFIG__QUOTE_BUF], sub[CONFIG__PATH_MAX];
 	const struct cnode *v[2];
 	int r;
@@ -230,8 +234,10 @@ static int parse_host(struct cfg_parse *p, struct config_host *h, const struct c
 				   "and '-' (at most 63)",
 				   sub, config__quote(h->name, q));
 	if (r == 0 && !strcmp(h->name, "local") && v[1])
-		return config__err(p, v[1], "%s.ssh: the host named local is this machine; give a "
-				   "host reached over SSH another name", path);
+		return config__err(p, v[1],
+				   "%s.ssh: the host named local is this machine; give a "
+				   "host reached over SSH another name",
+				   path);
 	if (r == 0 && strcmp(h->name, "local") && !v[1])
 		return config__missing(p, n, path, "ssh", "ssh: deploy@10.0.0.5");
 	if (r == 0 && v[1]) {
@@ -254,8 +260,8 @@ static int parse_hosts(struct cfg_parse *p, struct config *c, const struct cnode
 	int r = 0;
 
 	if (n->kind != CNODE_SEQ)
-		return config__type_err(p, n, "hosts",
-					"a list, e.g. [local] or [{name: web1, ssh: deploy@10.0.0.5}]");
+		return config__type_err(
+		    p, n, "hosts", "a list, e.g. [local] or [{name: web1, ssh: deploy@10.0.0.5}]");
 	if (n->n == 0)
 		return config__err(p, n, "hosts is empty; write [local] or list your hosts");
 	if (n->n > CONFIG_HOSTS_MAX)
@@ -270,8 +276,9 @@ static int parse_hosts(struct cfg_parse *p, struct config *c, const struct cnode
 		r = parse_host(p, &c->hosts[i], item, path);
 		for (size_t j = 0; r == 0 && j < i; j++)
 			if (!strcmp(c->hosts[j].name, c->hosts[i].name))
-				r = config__err(p, item, "%s: host name %s is used twice; names must be unique",
-						path, config__quote(c->hosts[i].name, q));
+				r = config__err(
+				    p, item, "%s: host name %s is used twice; names must be unique",
+				    path, config__quote(c->hosts[i].name, q));
 	}
 	return r;
 }
@@ -285,8 +292,8 @@ static int positive(struct cfg_parse *p, const struct cnode *n, const char *path
 
 static int parse_health(struct cfg_parse *p, struct config *c, const struct cnode *n)
 {
-	static const char *const keys[] = { "http", "interval", "timeout", "healthy_after",
-					    "start_deadline", NULL };
+	static const char *const keys[] = {"http",	    "interval",	      "timeout",
+					   "healthy_after", "start_deadline", NULL};
 	char q[CONFIG__QUOTE_BUF];
 	const struct cnode *v[5];
 	int r = config__fields(p, n, "health", keys, v);
@@ -310,26 +317,30 @@ static int parse_health(struct cfg_parse *p, struct config *c, const struct cnod
 	if (r == 0 && v[3])
 		r = config__int(p, v[3], "health.healthy_after", 1, 1000, &c->health.healthy_after);
 	if (r == 0 && v[4])
-		r = config__duration(p, v[4], "health.start_deadline", &c->health.start_deadline_ms);
+		r = config__duration(p, v[4], "health.start_deadline",
+				     &c->health.start_deadline_ms);
 	if (r == 0 && v[4])
 		r = positive(p, v[4], "health.start_deadline", c->health.start_deadline_ms);
 	if (r == 0 && c->health.timeout_ms > c->health.start_deadline_ms) {
 		char t[32], d[32];
 		time_fmt_duration(c->health.timeout_ms, t, sizeof(t));
 		time_fmt_duration(c->health.start_deadline_ms, d, sizeof(d));
-		return config__err(p, v[2] ? v[2] : v[4] ? v[4] : n,
-				   "health.timeout (%s) must not be longer than health.start_deadline "
-				   "(%s): a probe could never finish inside the deadline",
-				   t, d);
+		return config__err(
+		    p,
+		    v[2]   ? v[2]
+		    : v[4] ? v[4]
+			   : n,
+		    "health.timeout (%s) must not be longer than health.start_deadline "
+		    "(%s): a probe could never finish inside the deadline",
+		    t, d);
 	}
 	return r;
 }
 
 static int parse_rollout(struct cfg_parse *p, struct config *c, const struct cnode *n)
 {
-	static const char *const keys[] = { "parallel", "bake", "gates", "auto_rollback", NULL };
-	static const char *const gate_keys[] = { "max_error_rate", "max_p99", "max_p99_ratio",
-						 NULL };
+	static const char *const keys[] = {"parallel", "bake", "gates", "auto_rollback", NULL};
+	static const char *const gate_keys[] = {"max_error_rate", "max_p99", "max_p99_ratio", NULL};
 	const struct cnode *v[4], *g[3];
 	int r = config__fields(p, n, "rollout", keys, v);
 
@@ -349,9 +360,10 @@ static int parse_rollout(struct cfg_parse *p, struct config *c, const struct cno
 		r = config__number(p, g[2], "rollout.gates.max_p99_ratio",
 				   &c->rollout.max_p99_ratio);
 	if (r == 0 && g[2] && c->rollout.max_p99_ratio != 0 && c->rollout.max_p99_ratio < 1.0)
-		return config__err(p, g[2],
-				   "rollout.gates.max_p99_ratio must be at least 1 (new p99 at most "
-				   "RATIO × the old one), or 0 for no bound");
+		return config__err(
+		    p, g[2],
+		    "rollout.gates.max_p99_ratio must be at least 1 (new p99 at most "
+		    "RATIO × the old one), or 0 for no bound");
 	if (r == 0 && v[3])
 		r = config__bool(p, v[3], "rollout.auto_rollback", &c->rollout.auto_rollback);
 	return r;
@@ -377,17 +389,18 @@ static int set_defaults(struct cfg_parse *p, struct config *c)
 
 static int parse_root(struct cfg_parse *p, struct config *c, const struct cnode *root)
 {
-	static const char *const keys[] = { "app",	  "build",  "run",	  "listen",  "hosts",
-					    "instances", "health", "acceptance", "rollout", NULL };
+	static const char *const keys[] = {"app",	"build",  "run",	"listen",  "hosts",
+					   "instances", "health", "acceptance", "rollout", NULL};
 	enum { APP, BUILD, RUN, LISTEN, HOSTS, INSTANCES, HEALTH, ACCEPTANCE, ROLLOUT };
 	const struct cnode *v[9];
 	int r;
 
 	if (root->kind != CNODE_MAP)
-		return config__err(p, root,
-				   "the top level of cairn.yml must be a mapping of keys (app:, run:, "
-				   "listen:, ...); found %s",
-				   root->kind == CNODE_SEQ ? "a list" : "a single value");
+		return config__err(
+		    p, root,
+		    "the top level of cairn.yml must be a mapping of keys (app:, run:, "
+		    "listen:, ...); found %s",
+		    root->kind == CNODE_SEQ ? "a list" : "a single value");
 	r = config__fields(p, root, "", keys, v);
 	if (r < 0)
 		return r;
@@ -427,14 +440,15 @@ static int parse_root(struct cfg_parse *p, struct config *c, const struct cnode 
 int config_parse(const char *name, const char *dir, const char *text, size_t len,
 		 struct config **out, struct err *e)
 {
-	struct cfg_parse p = { .file = name ? name : CONFIG_DEFAULT_NAME, .e = e };
+	struct cfg_parse p = {.file = name ? name : CONFIG_DEFAULT_NAME, .e = e};
 	struct cnode *root = NULL;
 	struct config *c;
 	int r;
 
 	if (len > CONFIG_MAX_BYTES)
 		return err_set_at(e, CAIRN_EINPUT, p.file, 0, 0,
-				  "is larger than %d bytes; is this the right file?", CONFIG_MAX_BYTES);
+				  "is larger than %d bytes; is this the right file?",
+				  CONFIG_MAX_BYTES);
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return err_set(e, ENOMEM, "out of memory");
@@ -468,7 +482,8 @@ int config_load(const char *path, struct config **out, struct err *e)
 	r = fs_read_file(path, &b, e);
 	if (r == -E2BIG)
 		r = err_set_at(e, CAIRN_EINPUT, path, 0, 0,
-			       "is larger than %d bytes; is this the right file?", CONFIG_MAX_BYTES);
+			       "is larger than %d bytes; is this the right file?",
+			       CONFIG_MAX_BYTES);
 	if (r < 0) {
 		buf_done(&b);
 		return r;

@@ -66,7 +66,8 @@ static char *django_module(const char *dir)
 	while ((de = readdir(d))) {
 		const char *n = de->d_name;
 		char *sub, *wsgi;
-		bool ok = (n[0] >= 'a' && n[0] <= 'z') || (n[0] >= 'A' && n[0] <= 'Z') || n[0] == '_';
+		bool ok =
+		    (n[0] >= 'a' && n[0] <= 'z') || (n[0] >= 'A' && n[0] <= 'Z') || n[0] == '_';
 		for (size_t i = 1; ok && n[i]; i++)
 			ok = (n[i] >= 'a' && n[i] <= 'z') || (n[i] >= 'A' && n[i] <= 'Z') ||
 			     (n[i] >= '0' && n[i] <= '9') || n[i] == '_';
@@ -101,9 +102,9 @@ static void guess_node(const char *dir, struct config_guess *g)
 		strv_push(&g->run, "start");
 	} else {
 		strv_push(&g->run, "node");
-		strv_push(&g->run, json_is_string(main_js) && json_string_length(main_js) > 0 ?
-					   json_string_value(main_js) :
-					   "index.js");
+		strv_push(&g->run, json_is_string(main_js) && json_string_length(main_js) > 0
+				       ? json_string_value(main_js)
+				       : "index.js");
 	}
 	if (has(dir, "package-lock.json")) {
 		strv_push(&g->build, "npm");
@@ -126,8 +127,8 @@ static void guess_rust(const char *dir, struct config_guess *g)
 		const char *line = buf_str(&b);
 		while (*line && !bin) {
 			const char *end = strchr(line, '\n');
-			struct slice s = slice_trim((struct slice){ line, end ? (size_t)(end - line) :
-										strlen(line) });
+			struct slice s = slice_trim(
+			    (struct slice){line, end ? (size_t)(end - line) : strlen(line)});
 			if (s.n && s.p[0] == '[') {
 				in_package = slice_eq(s, "[package]");
 			} else if (in_package && slice_starts(s, "name")) {
@@ -139,8 +140,9 @@ static void guess_rust(const char *dir, struct config_guess *g)
 			line = end ? end + 1 : line + strlen(line);
 		}
 	}
-	if (bin && strspn(bin, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
-			   strlen(bin)) {
+	if (bin &&
+	    strspn(bin, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+		strlen(bin)) {
 		free(bin);
 		bin = NULL;
 	}
@@ -155,7 +157,7 @@ static void guess_rust(const char *dir, struct config_guess *g)
 
 int config_starter_guess(const char *dir, struct config_guess *out, struct err *e)
 {
-	struct config_guess g = { 0 };
+	struct config_guess g = {0};
 	char *abs = fs_realpath(dir, e), *mod;
 
 	if (!abs)
@@ -236,17 +238,20 @@ static const char *run_note(const struct config_guess *g, const char *dir)
 		return "  # gunicorn listens on 0.0.0.0:$PORT by itself when PORT is set;\n"
 		       "  # add gunicorn (pinned: gunicorn==X.Y.Z) to requirements.txt.\n";
 	if (!strcmp(g->layout, "python"))
-		return "  # The program must listen on the port in $PORT: int(os.environ[\"PORT\"]).\n";
+		return "  # The program must listen on the port in $PORT: "
+		       "int(os.environ[\"PORT\"]).\n";
 	if (!strcmp(g->layout, "node"))
 		return "  # The server must listen on process.env.PORT.\n";
 	if (!strcmp(g->layout, "ruby"))
-		return has(dir, "config/puma.rb") ?
-			       "  # config/puma.rb must take the port from the environment:\n"
-			       "  #   port ENV.fetch(\"PORT\")\n" :
-			       "  # Create config/puma.rb with this line so each instance takes its port:\n"
-			       "  #   port ENV.fetch(\"PORT\")\n";
+		return has(dir, "config/puma.rb")
+			   ? "  # config/puma.rb must take the port from the environment:\n"
+			     "  #   port ENV.fetch(\"PORT\")\n"
+			   : "  # Create config/puma.rb with this line so each instance takes its "
+			     "port:\n"
+			     "  #   port ENV.fetch(\"PORT\")\n";
 	if (!strcmp(g->layout, "go"))
-		return "  # The binary built by build.command; it must listen on os.Getenv(\"PORT\").\n";
+		return "  # The binary built by build.command; it must listen on "
+		       "os.Getenv(\"PORT\").\n";
 	if (!strcmp(g->layout, "rust"))
 		return "  # The binary built by build.command; it must listen on the port in\n"
 		       "  # std::env::var(\"PORT\").\n";
@@ -286,16 +291,18 @@ static void write_starter(struct buf *b, const struct config_guess *g, const cha
 	add_argv(b, &g->build);
 	if (!g->build.n)
 		buf_addf(b, "  # %s", build_example(g));
-	buf_adds(b, "\n  # Paths left out of the release (default: [\".git\", \"__pycache__\"]).\n"
-		    "  exclude: [\".git\", \"__pycache__\"]\n"
-		    "  # require: refuse to build while a dependency is unpinned; warn: build anyway\n"
-		    "  # (default: require).\n"
-		    "  pins: require\n\n");
+	buf_adds(b,
+		 "\n  # Paths left out of the release (default: [\".git\", \"__pycache__\"]).\n"
+		 "  exclude: [\".git\", \"__pycache__\"]\n"
+		 "  # require: refuse to build while a dependency is unpinned; warn: build anyway\n"
+		 "  # (default: require).\n"
+		 "  pins: require\n\n");
 
-	buf_adds(b, "# run: how each instance starts. cairn gives every instance a port of its own in\n"
-		    "# the PORT environment variable. Arguments are passed as they are (no shell,\n"
-		    "# no $PORT expansion), so the program reads PORT from its environment.\n"
-		    "run:\n");
+	buf_adds(
+	    b, "# run: how each instance starts. cairn gives every instance a port of its own in\n"
+	       "# the PORT environment variable. Arguments are passed as they are (no shell,\n"
+	       "# no $PORT expansion), so the program reads PORT from its environment.\n"
+	       "run:\n");
 	buf_adds(b, run_note(g, dir));
 	buf_adds(b, "  command: ");
 	add_argv(b, &g->run);
@@ -306,45 +313,49 @@ static void write_starter(struct buf *b, const struct config_guess *g, const cha
 		    "  # SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 or SIGUSR2 (default: SIGTERM).\n"
 		    "  stop_signal: SIGTERM\n\n");
 
-	buf_adds(b, "# listen: the port of cairn's proxy on each host; clients connect here and it\n"
-		    "# forwards to the live instances (required). 8080 means 127.0.0.1:8080; write\n"
-		    "# \"0.0.0.0:8080\" to take connections from other machines.\n"
-		    "listen: 8080\n\n"
-		    "# hosts: where instances run: local, or hosts reached over SSH written as\n"
-		    "# {name: web1, ssh: deploy@10.0.0.5} (default: [local]).\n"
-		    "hosts: [local]\n"
-		    "# instances: processes per host, 1 to 64 (default: 1).\n"
-		    "instances: 1\n\n");
+	buf_adds(b,
+		 "# listen: the port of cairn's proxy on each host; clients connect here and it\n"
+		 "# forwards to the live instances (required). 8080 means 127.0.0.1:8080; write\n"
+		 "# \"0.0.0.0:8080\" to take connections from other machines.\n"
+		 "listen: 8080\n\n"
+		 "# hosts: where instances run: local, or hosts reached over SSH written as\n"
+		 "# {name: web1, ssh: deploy@10.0.0.5} (default: [local]).\n"
+		 "hosts: [local]\n"
+		 "# instances: processes per host, 1 to 64 (default: 1).\n"
+		 "instances: 1\n\n");
 
-	buf_adds(b, "# health: how cairn tells that an instance is up.\n"
-		    "health:\n"
-		    "  # A path probed with GET that answers 2xx; without it the check is a TCP\n"
-		    "  # connect to the instance's port (default).\n"
-		    "  # http: /healthz\n"
-		    "  interval: 1s         # between probes (default: 1s)\n"
-		    "  timeout: 2s          # one probe's time limit (default: 2s)\n"
-		    "  healthy_after: 2     # passing probes in a row (default: 2)\n"
-		    "  start_deadline: 60s  # not healthy by then: the deploy fails (default: 60s)\n\n");
+	buf_adds(
+	    b, "# health: how cairn tells that an instance is up.\n"
+	       "health:\n"
+	       "  # A path probed with GET that answers 2xx; without it the check is a TCP\n"
+	       "  # connect to the instance's port (default).\n"
+	       "  # http: /healthz\n"
+	       "  interval: 1s         # between probes (default: 1s)\n"
+	       "  timeout: 2s          # one probe's time limit (default: 2s)\n"
+	       "  healthy_after: 2     # passing probes in a row (default: 2)\n"
+	       "  start_deadline: 60s  # not healthy by then: the deploy fails (default: 60s)\n\n");
 
-	buf_adds(b, "# acceptance: requests sent to a new release before it takes traffic; every\n"
-		    "# one must pass or the deploy stops (default: none). For example:\n"
-		    "#   - name: home\n"
-		    "#     request: { method: GET, path: / }\n"
-		    "#     expect:  { status: 200, body_contains: \"<title>\", max_latency: 500ms }\n"
-		    "acceptance: []\n\n");
+	buf_adds(b,
+		 "# acceptance: requests sent to a new release before it takes traffic; every\n"
+		 "# one must pass or the deploy stops (default: none). For example:\n"
+		 "acceptance:\n"
+		 "  # - name: home\n"
+		 "  #   request: { method: GET, path: / }\n"
+		 "  #   expect:  { status: 200, body_contains: \"<title>\", max_latency: 500ms }\n\n");
 
-	buf_adds(b, "# rollout: how traffic moves to a new release.\n"
-		    "rollout:\n"
-		    "  parallel: 1          # hosts switched at a time (default: 1)\n"
-		    "  bake: 30s            # real traffic watched before old instances stop "
-		    "(default: 30s)\n"
-		    "  # Crossing a gate during the bake fails the deploy.\n"
-		    "  gates:\n"
-		    "    max_error_rate: 1%  # share of 5xx answers and failed requests (default: 1%)\n"
-		    "    # max_p99: 500ms    # p99 latency bound (default: none)\n"
-		    "    # max_p99_ratio: 2  # p99 at most 2x the previous release's (default: none)\n"
-		    "  auto_rollback: true  # put the last good release back by itself (default: "
-		    "true)\n");
+	buf_adds(
+	    b, "# rollout: how traffic moves to a new release.\n"
+	       "rollout:\n"
+	       "  parallel: 1          # hosts switched at a time (default: 1)\n"
+	       "  bake: 30s            # real traffic watched before old instances stop "
+	       "(default: 30s)\n"
+	       "  # Crossing a gate during the bake fails the deploy.\n"
+	       "  gates:\n"
+	       "    max_error_rate: 1%  # share of 5xx answers and failed requests (default: 1%)\n"
+	       "    # max_p99: 500ms    # p99 latency bound (default: none)\n"
+	       "    # max_p99_ratio: 2  # p99 at most 2x the previous release's (default: none)\n"
+	       "  auto_rollback: true  # put the last good release back by itself (default: "
+	       "true)\n");
 }
 
 int config_starter(const char *dir, struct buf *b, struct err *e)
