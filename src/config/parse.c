@@ -124,7 +124,9 @@ static const struct {
 	const char *needle, *hint;
 } syntax_hints[] = {
     {"tab", "indent with spaces"},
-    {"quoted scalar", "is a closing quote missing?"},
+    {"without closing quote", "is a closing quote missing?"},
+    {"wrongly indented", "is a closing quote missing, or a continued line not indented?"},
+    {"escape", "see the YAML escapes: \\n \\t \\\\ \\\" \\xXX \\uXXXX"},
     {"closing bracket", "is a closing ']' missing?"},
     {"closing brace", "is a closing '}' missing?"},
     {"indent", "keys of one mapping must start in the same column"},
@@ -325,6 +327,11 @@ static int on_scalar(struct builder *b, struct fy_event *ev)
 		t = "", len = 0;
 	if (memchr(t, 0, len))
 		return config__err(b->p, n, "a value holds a NUL character (\\0); remove it");
+	for (size_t i = 0, k; i < len; i += k)
+		if (!(k = utf8_len((const unsigned char *)t + i, len - i)))
+			return config__err(b->p, n,
+					   "a value is not valid UTF-8 after its escapes "
+					   "are applied; write the text itself");
 	if (!copy) {
 		copy = arena_alloc(b->p, len + 1);
 		if (!copy)

@@ -335,13 +335,14 @@ static void write_starter(struct buf *b, const struct config_guess *g, const cha
 	       "  healthy_after: 2     # passing probes in a row (default: 2)\n"
 	       "  start_deadline: 60s  # not healthy by then: the deploy fails (default: 60s)\n\n");
 
-	buf_adds(b,
-		 "# acceptance: requests sent to a new release before it takes traffic; every\n"
-		 "# one must pass or the deploy stops (default: none). For example:\n"
-		 "acceptance:\n"
-		 "  # - name: home\n"
-		 "  #   request: { method: GET, path: / }\n"
-		 "  #   expect:  { status: 200, body_contains: \"<title>\", max_latency: 500ms }\n\n");
+	buf_adds(
+	    b,
+	    "# acceptance: requests sent to a new release before it takes traffic; every\n"
+	    "# one must pass or the deploy stops (default: none). For example:\n"
+	    "acceptance:\n"
+	    "  # - name: home\n"
+	    "  #   request: { method: GET, path: / }\n"
+	    "  #   expect:  { status: 200, body_contains: \"<title>\", max_latency: 500ms }\n\n");
 
 	buf_adds(
 	    b, "# rollout: how traffic moves to a new release.\n"
