@@ -647,6 +647,7 @@ static const struct error_case error_cases[] = {
     {"top_level_scalar", "hello\n", 0, 1, 1, "top level of cairn.yml must be a mapping",
      "found a single value", false},
     {"nul_byte", "app: x\nrun:\n  command: [a\0]\n", 28, 3, 14, "NUL byte", NULL, false},
+    {"yaml_bad_escape", "app: \"\\ud800\"\n", 0, 1, 6, "YAML syntax error", "escape", false},
     {"nul_escape", "app: \"x\\0y\"\n", 0, 1, 6, "NUL character", NULL, false},
     {"bad_utf8", "app: x\xff\n", 0, 1, 7, "not valid UTF-8", NULL, false},
     {"control_char", "app: x\x1b\n", 0, 1, 7, "control character 0x1b", NULL, false},
