@@ -6,6 +6,8 @@
 
 const struct cli_command *const cli_commands[] = {
 	/* commands are added here as their files land */
+	&cli_cmd_init,
+	&cli_cmd_check,
 	NULL,
 };
 
