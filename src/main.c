@@ -6,6 +6,7 @@
 
 const struct cli_command *const cli_commands[] = {
 	/* commands are added here as their files land */
+	&cli_cmd_pins,
 	NULL,
 };
 
