@@ -291,13 +291,13 @@ static void docker_from(void *ctx, const struct pins__from *fr)
 		problem = xasprintf("tag without a digest: %.*s can be re-pushed with another image "
 				    "at any time, and a rebuild (or a rollback that rebuilds) gets it",
 				    (int)namelen, ref);
-	if (dyn) {
-		char *p2 = fr->resolved
-				   ? xasprintf("%s (the image comes from build arguments; the default "
-					       "gives %s)",
-					       problem, fr->resolved)
-				   : xasprintf("the image comes from build arguments without a "
-					       "default: whatever --build-arg says is used");
+	if (dyn && !fr->resolved) {
+		free(problem);
+		problem = xstrdup("image from build arguments without a default: whatever "
+				  "--build-arg gives is used");
+	} else if (dyn) {
+		char *p2 = xasprintf("image from build arguments (default %s): %s", fr->resolved,
+				     problem);
 		free(problem);
 		problem = p2;
 	}

@@ -287,7 +287,10 @@ void pins__gomod(const struct pins__file *f)
 	}
 	pins__lline_done(&ll);
 	if (any)
-		pins__lockfile_missing(f, "go", "go.sum", "run `go mod tidy` and commit go.sum");
+		pins__add(f, 1, 1, "go", strrchr(f->path, '/') ? strrchr(f->path, '/') + 1 : f->path,
+			  "no go.sum beside it: module checksums are not pinned, so a module's "
+			  "content at a version is not verified",
+			  "run `go mod tidy` and commit go.sum");
 }
 
 /* ---- Cargo.toml ------------------------------------------------------------------------- */

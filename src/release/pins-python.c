@@ -240,7 +240,11 @@ static void report(const struct pins__file *f, const struct pins__lline *ll, siz
 		   const char *spec, size_t spec_len, char *problem, char *fix)
 {
 	int line, col;
-	char *s = xstrndup(spec, spec_len);
+	char *s = xmalloc(spec_len + 1), *o = s;
+	for (size_t i = 0; i < spec_len; i++) /* continuation lines leave runs of blanks */
+		if (!is_blank(spec[i]) || (o > s && !is_blank(o[-1])))
+			*o++ = is_blank(spec[i]) ? ' ' : spec[i];
+	*o = 0;
 	pins__lline_pos(ll, off, &line, &col);
 	pins__add_owned(f, line, col, "python", s, problem, fix);
 	free(s);

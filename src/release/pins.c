@@ -197,6 +197,32 @@ static char *rel_join(const char *rel, const char *name)
 	return *rel ? xasprintf("%s/%s", rel, name) : xstrdup(name);
 }
 
+/* A virtualenv is skipped, but what it has installed gives versions for fix texts:
+ * records lib/python* /site-packages. Takes fd over. */
+static void venv_site_packages(struct walk *w, int fd, const char *rel)
+{
+	int lfd = openat(fd, "lib", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
+	struct dirent *de;
+
+	close(fd);
+	if (!d) {
+		if (lfd >= 0)
+			close(lfd);
+		return;
+	}
+	while ((de = readdir(d))) {
+		if (!str_starts(de->d_name, "python"))
+			continue;
+		char *sp = xasprintf("%s/site-packages", de->d_name);
+		struct stat st;
+		if (fstatat(dirfd(d), sp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
+			strv_push_owned(&w->sitepkgs, xasprintf("%s/lib/%s", rel, sp));
+		free(sp);
+	}
+	closedir(d);
+}
+
 static void walk_dir(struct walk *w, int fd, const char *rel, int depth)
 {
 	DIR *d = fdopendir(fd);
@@ -227,7 +253,10 @@ static void walk_dir(struct walk *w, int fd, const char *rel, int depth)
 			} else if (skip_dir(name, rel, cfd)) {
 				if (!strcmp(name, "site-packages") || !strcmp(name, "dist-packages"))
 					strv_push(&w->sitepkgs, child);
-				close(cfd);
+				else if (has_entry(cfd, "pyvenv.cfg"))
+					venv_site_packages(w, cfd, child);
+				else
+					close(cfd);
 			} else {
 				walk_dir(w, cfd, child, depth + 1);
 			}

@@ -243,8 +243,7 @@ static bool read_key(struct tr *t, char **segs, int *lines, int *cols, size_t *n
 		lines[*nseg] = t->line;
 		cols[*nseg] = col_of(t, t->p);
 		if (*t->p == '"' || *t->p == '\'') {
-			int l, c;
-			if (!read_string(t, &segs[*nseg], &l, &c))
+			if (!read_string(t, &segs[*nseg], &lines[*nseg], &cols[*nseg]))
 				return false;
 		} else {
 			const char *s = t->p;
