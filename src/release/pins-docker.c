@@ -430,7 +430,8 @@ static void one_command(const struct pins__file *f, const struct pins__lline *ll
 			const struct pins__word *w, size_t n)
 {
 	static const char *const wrappers[] = { "sudo", "env", "command", "exec", "nohup",
-						"time", "nice", NULL };
+						"time", "nice", "then", "do", "else", "elif",
+						"if", "while", "until", "!", "{", NULL };
 	size_t i = 0;
 	enum pkgmgr m = MGR_NONE;
 

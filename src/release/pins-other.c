@@ -413,6 +413,10 @@ static void cargo_kv(void *ctx, const struct toml__seg *p, size_t n, size_t nh, 
 		}
 		return;
 	}
+	if (n == l + 2 && nh == l && !strcmp(p[l + 1].s, "version") && v->kind == TOML_STR) {
+		cargo_dep(c, p[l].s, p[l].line, p[l].col, v->s, NULL, NULL, false); /* a.version */
+		return;
+	}
 	if (n == l + 2 && c->sub.name && !strcmp(c->sub.name, p[l].s)) {
 		const char *key = p[l + 1].s;
 		char **slot = !strcmp(key, "version") ? &c->sub.version

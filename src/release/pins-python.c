@@ -40,6 +40,17 @@ static bool is_vcs(const char *u, size_t n)
 	       has_prefix(u, n, "bzr+") || has_prefix(u, n, "git://");
 }
 
+/* scheme://... at the start (a bare URL rather than name @ URL) */
+static bool is_url(const char *s, size_t n)
+{
+	size_t i = 0;
+	if (!n || !isalpha((unsigned char)s[0]))
+		return false;
+	while (i < n && (isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '.' || s[i] == '-'))
+		i++;
+	return n - i >= 3 && !memcmp(s + i, "://", 3);
+}
+
 /* Classifies a URL requirement. Returns a malloc'd problem or NULL. */
 static char *url_problem(const char *u, size_t n, bool hashed, char **out_fix)
 {
@@ -94,6 +105,8 @@ static bool looks_local(const char *s, size_t n)
 		tok++;
 	if (n && (s[0] == '.' || s[0] == '/' || s[0] == '~'))
 		return true;
+	if (find_str(s, tok, "://"))
+		return false; /* name@URL */
 	if (memchr(s, '/', tok) || memchr(s, '\\', tok))
 		return true;
 	static const char *const ext[] = { ".whl", ".zip", ".tar.gz", ".tgz", ".tar.bz2" };
@@ -140,7 +153,7 @@ void pins__pep508(const struct pins__file *f, const char *req, size_t n, bool ha
 	size_t tok = 0;
 	while (tok < n && !is_blank(req[tok]))
 		tok++;
-	if (is_vcs(req, n) || find_str(req, tok, "://")) {
+	if (is_vcs(req, n) || is_url(req, tok)) {
 		*out_spec_len = tok;
 		*out_problem = url_problem(req, tok, hashed, out_fix);
 		return;
