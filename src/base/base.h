@@ -25,7 +25,7 @@
 enum {
 	CAIRN_EINPUT = 1000, /* bad input from a person or a file: exit 2 */
 	CAIRN_ECHECK = 1001, /* the checked thing failed (gate, verify, pins): exit 1 */
-	CAIRN_ENOTFOUND = 1002,
+	CAIRN_ENOTFOUND = 1002, /* a name (REF, app) that matches nothing: exit 2 */
 	CAIRN_ECORRUPT = 1003, /* stored bytes do not match their digest */
 	CAIRN_EAMBIGUOUS = 1004,
 };

@@ -62,6 +62,6 @@ const struct cli_command *cli_find(const char *name);
 extern const struct cli_command cli_cmd_build, cli_cmd_releases, cli_cmd_verify, cli_cmd_diff;
 extern const struct cli_command cli_cmd_check;
 extern const struct cli_command cli_cmd_init;
-
+extern const struct cli_command cli_cmd_pins;
 
 #endif

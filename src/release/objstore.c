@@ -299,7 +299,7 @@ int objstore_read(const struct objstore *os, const char *hex, struct buf *b, str
 	int r = fs_read_file(path, b, e);
 
 	if (r == -ENOENT)
-		r = err_set(e, CAIRN_ENOTFOUND, "object %.12s is missing from the store (%s)", hex, path);
+		r = err_set(e, CAIRN_ECORRUPT, "object %.12s is missing from the store (%s)", hex, path);
 	if (r == 0) {
 		hash_mem(b->data ? b->data + start : "", b->len - start, got);
 		if (strcmp(got, hex) != 0)
@@ -317,7 +317,7 @@ int objstore_verify(const struct objstore *os, const char *hex, struct err *e)
 	int r = hash_file(path, got, e);
 
 	if (r == -ENOENT)
-		r = err_set(e, CAIRN_ENOTFOUND, "missing from the store (%s)", path);
+		r = err_set(e, CAIRN_ECORRUPT, "missing from the store (%s)", path);
 	else if (r == 0 && strcmp(got, hex) != 0)
 		r = err_set(e, CAIRN_ECORRUPT, "corrupt: stored bytes hash to %.12s, expected %.12s (%s)",
 			    got, hex, path);

@@ -64,6 +64,9 @@ void dep_list_sort(struct dep_list *l);
  * (sorted), `root` the directory they are under. Unreadable or malformed metadata is skipped
  * (it is the app's file, not an error of the build). */
 int deps_scan(const char *root, const struct strv *files, struct dep_list *out, struct err *e);
+/* The same for one file's bytes (`name` is its tree-relative path, which decides the format
+ * and becomes the source). Returns 1 when the name is a known metadata file, else 0. */
+int deps_scan_text(const char *name, const char *data, size_t n, struct dep_list *out);
 
 /* ---- pins -------------------------------------------------------------------------------- */
 
@@ -86,6 +89,10 @@ void pin_report_done(struct pin_report *r);
 /* Scans dir (recursively, skipping `exclude` names and node_modules/.git/vendored site-packages)
  * for dependency specifications and reports every unpinned or floating one. */
 int pins_scan(const char *dir, const struct strv *exclude, struct pin_report *out, struct err *e);
+/* One file's bytes, as if it were found at `name` (which decides the format) with no
+ * lockfile beside it and nothing installed. Appends to out (files_scanned counts it) and
+ * returns 1 when the name is a known manifest, else 0. */
+int pins_scan_text(const char *name, const char *data, size_t n, struct pin_report *out);
 /* Human form: "FILE:LINE:COL: unpinned: SPEC — PROBLEM\n    fix: FIX" lines, then a summary. */
 void pins_print(const struct pin_report *r, FILE *out);
 

@@ -67,7 +67,7 @@ static void test_objstore_roundtrip_and_corruption(void **state)
 	assert_non_null(strstr(e.msg, "corrupt"));
 	assert_int_equal(objstore_verify(os, hex, &e), -CAIRN_ECORRUPT);
 	unlink(p);
-	assert_int_equal(objstore_verify(os, hex, &e), -CAIRN_ENOTFOUND);
+	assert_int_equal(objstore_verify(os, hex, &e), -CAIRN_ECORRUPT);
 	buf_done(&b);
 	free(p);
 	free(f);
