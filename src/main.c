@@ -6,6 +6,8 @@
 
 const struct cli_command *const cli_commands[] = {
 	/* commands are added here as their files land */
+	&cli_cmd_export,
+	&cli_cmd_import,
 	NULL,
 };
 
