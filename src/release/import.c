@@ -51,6 +51,7 @@ struct importer {
 	struct buf q;               /* the current entry's name, quoted for messages */
 	uint64_t limit;             /* uncompressed bytes we read at most */
 	size_t n_read;              /* entries read so far */
+	char *last;                 /* owned; the name of the last entry read */
 	bool have_meta;
 	char tag[RELEASE_TAG_MAX + 1];
 	int64_t created_at;
@@ -440,6 +441,9 @@ static int read_entry(struct importer *im, struct archive_entry *ae, struct err 
 		return read_meta(im, ae, e);
 	if (!strcmp(name, RELEASE_AR_MANIFEST))
 		return refuse(e, "%s appears twice in the archive", qn);
+	if (str_starts(name, RELEASE_AR_DIR))
+		return refuse(e, "%s is not an entry cairn writes (only %s and %s)", qn,
+			      RELEASE_AR_MANIFEST, RELEASE_AR_META);
 	if (str_starts(name, RELEASE_AR_FILES) && name[strlen(RELEASE_AR_FILES)])
 		return read_files_entry(im, ae, name, e);
 	return refuse(e, "%s is outside files/ and cairn-release/", qn);
@@ -561,7 +565,7 @@ int release_import_archive(struct objstore *os, struct store *st, int in_fd,
 		goto done;
 	}
 	if (archive_read_open_fd(im.a, in_fd, IMPORT_BLOCK) != ARCHIVE_OK) {
-		r = refuse(e, "not a cairn release archive (tar.zst): %s", ar_why(&im));
+		r = refuse(e, "not a tar.zst archive written by 'cairn export': %s", ar_why(&im));
 		goto done;
 	}
 	for (;;) {
@@ -569,9 +573,9 @@ int release_import_archive(struct objstore *os, struct store *st, int in_fd,
 		if (ar == ARCHIVE_EOF)
 			break;
 		if (ar != ARCHIVE_OK) {
-			r = im.n_read ? refuse(e, "the archive is truncated or corrupt after entry %zu: %s",
-					       im.n_read, ar_why(&im))
-				      : refuse(e, "not a cairn release archive (tar.zst): %s",
+			r = im.n_read ? refuse(e, "the archive is truncated or corrupt after %s: %s",
+					       quoted(&im, im.last), ar_why(&im))
+				      : refuse(e, "not a tar.zst archive written by 'cairn export': %s",
 					       ar_why(&im));
 			goto done;
 		}
@@ -581,6 +585,8 @@ int release_import_archive(struct objstore *os, struct store *st, int in_fd,
 		if (r < 0)
 			goto done;
 		im.n_read++;
+		free(im.last);
+		im.last = xstrdup(archive_entry_pathname_utf8(ae));
 	}
 	if (!im.m) {
 		r = refuse(e, "the archive is empty: no %s", RELEASE_AR_MANIFEST);
@@ -616,6 +622,7 @@ done:
 	buf_done(&im.mbytes);
 	buf_done(&im.q);
 	free(im.seen);
+	free(im.last);
 	free(im.slots);
 	free(im.chunk);
 	return r;

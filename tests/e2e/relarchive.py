@@ -106,6 +106,16 @@ def tar_bytes(members, fmt=tarfile.PAX_FORMAT):
     return bio.getvalue()
 
 
+def raw_members(members):
+    """The tar bytes of members without the end-of-archive blocks (to append to by hand)."""
+    out = b""
+    for ti, data in members:
+        out += ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        if ti.isreg() and data:
+            out += data + b"\0" * ((512 - len(data) % 512) % 512)
+    return out
+
+
 def zstd(raw):
     return subprocess.run(["zstd", "-q", "-c"], input=raw, capture_output=True, check=True).stdout
 
