@@ -17,12 +17,35 @@
 #define EXPORT_CHUNK (1024 * 1024) /* objects up to this size are read once, into memory */
 #define EXPORT_ZSTD_LEVEL "3"      /* fixed, so the bytes do not depend on libarchive's default */
 
+/* Where the archive's bytes go. After a failure everything is discarded, so closing the
+ * archive (which frees libarchive's buffers) adds no trailer: a failed export is never a
+ * valid archive. */
+struct sink {
+	int fd;
+	bool discard;
+};
+
 struct exporter {
 	const struct objstore *os;
+	struct sink sink;
 	struct archive *a;        /* owned */
 	struct archive_entry *ae; /* owned; reused for every entry */
 	char *chunk;              /* owned; EXPORT_CHUNK bytes */
 };
+
+static la_ssize_t sink_write(struct archive *a, void *ctx, const void *p, size_t n)
+{
+	struct sink *s = ctx;
+	int r;
+
+	if (s->discard)
+		return (la_ssize_t)n;
+	if ((r = fs_write_all(s->fd, p, n)) < 0) {
+		archive_set_error(a, -r, "%s", strerror(-r));
+		return -1;
+	}
+	return (la_ssize_t)n;
+}
 
 static int ar_fail(const struct exporter *x, struct err *e, const char *name)
 {
@@ -256,7 +279,7 @@ void release__locale_restore(struct release__locale *l)
 int release_export_meta(const struct objstore *os, const char *id, const struct release_meta *meta,
 			int out_fd, struct err *e)
 {
-	struct exporter x = { .os = os };
+	struct exporter x = { .os = os, .sink = { .fd = out_fd } };
 	struct release__locale loc = { (locale_t)0, (locale_t)0 };
 	struct manifest *m = NULL;
 	struct buf mb;
@@ -285,7 +308,7 @@ int release_export_meta(const struct objstore *os, const char *id, const struct 
 		    ARCHIVE_OK ||
 	    archive_write_set_format_pax_restricted(x.a) != ARCHIVE_OK ||
 	    archive_write_set_bytes_in_last_block(x.a, 1) != ARCHIVE_OK ||
-	    archive_write_open_fd(x.a, out_fd) != ARCHIVE_OK) {
+	    archive_write_open(x.a, &x.sink, NULL, sink_write, NULL) != ARCHIVE_OK) {
 		r = ar_fail(&x, e, "the start");
 		goto done;
 	}
@@ -300,8 +323,10 @@ int release_export_meta(const struct objstore *os, const char *id, const struct 
 		r = ar_fail(&x, e, "the end");
 done:
 	if (x.a) {
-		if (r < 0)
-			archive_write_fail(x.a); /* no trailer: a failed export is never a valid archive */
+		if (r < 0) {
+			x.sink.discard = true;
+			archive_write_close(x.a);
+		}
 		archive_write_free(x.a);
 	}
 	archive_entry_free(x.ae);
