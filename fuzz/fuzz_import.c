@@ -13,8 +13,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char *state_dir;     /* owned */
-static char *tmp_dir;       /* owned: <state>/tmp */
+static char *state_dir;	    /* owned */
+static char *tmp_dir;	    /* owned: <state>/tmp */
 static struct objstore *os; /* owned */
 static struct store *st;    /* owned */
 

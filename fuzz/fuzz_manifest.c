@@ -22,8 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	}
 	if (manifest_parse(b.data, b.len, &m2, &e) < 0) {
-		fprintf(stderr, "fuzz_manifest: serialised manifest does not parse: %s\n%s\n", e.msg,
-			buf_str(&b));
+		fprintf(stderr, "fuzz_manifest: serialised manifest does not parse: %s\n%s\n",
+			e.msg, buf_str(&b));
 		abort();
 	}
 	if (manifest_serialize(m2, &b2) < 0 || b.len != b2.len || memcmp(b.data, b2.data, b.len)) {

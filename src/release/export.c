@@ -14,8 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define EXPORT_CHUNK (1024 * 1024) /* objects up to this size are read once, into memory */
-#define EXPORT_ZSTD_LEVEL "3"      /* fixed, so the bytes do not depend on libarchive's default */
+#define EXPORT_CHUNK	  (1024 * 1024) /* objects up to this size are read once, into memory */
+#define EXPORT_ZSTD_LEVEL "3" /* fixed, so the bytes do not depend on libarchive's default */
 
 /* Where the archive's bytes go. After a failure everything is discarded, so closing the
  * archive (which frees libarchive's buffers) adds no trailer: a failed export is never a
@@ -28,9 +28,9 @@ struct sink {
 struct exporter {
 	const struct objstore *os;
 	struct sink sink;
-	struct archive *a;        /* owned */
+	struct archive *a;	  /* owned */
 	struct archive_entry *ae; /* owned; reused for every entry */
-	char *chunk;              /* owned; EXPORT_CHUNK bytes */
+	char *chunk;		  /* owned; EXPORT_CHUNK bytes */
 };
 
 static la_ssize_t sink_write(struct archive *a, void *ctx, const void *p, size_t n)
@@ -51,7 +51,8 @@ static int ar_fail(const struct exporter *x, struct err *e, const char *name)
 {
 	const char *why = archive_error_string(x->a);
 	int code = archive_errno(x->a) > 0 ? archive_errno(x->a) : EIO;
-	return err_set(e, code, "cannot write the archive at %s: %s", name, why ? why : "write error");
+	return err_set(e, code, "cannot write the archive at %s: %s", name,
+		       why ? why : "write error");
 }
 
 /* Sets up x->ae as a fresh entry with the fixed owner and time of every entry we write. */
@@ -68,8 +69,7 @@ static void entry_init(struct exporter *x, const char *name, mode_t type, unsign
 	archive_entry_set_mtime(x->ae, 0, 0);
 }
 
-static int write_data(struct exporter *x, const char *name, const void *p, size_t n,
-		      struct err *e)
+static int write_data(struct exporter *x, const char *name, const void *p, size_t n, struct err *e)
 {
 	const char *c = p;
 	while (n > 0) {
@@ -82,8 +82,7 @@ static int write_data(struct exporter *x, const char *name, const void *p, size_
 	return 0;
 }
 
-static int write_mem(struct exporter *x, const char *name, const void *p, size_t n,
-		     struct err *e)
+static int write_mem(struct exporter *x, const char *name, const void *p, size_t n, struct err *e)
 {
 	entry_init(x, name, AE_IFREG, 0644, (int64_t)n);
 	if (archive_write_header(x->a, x->ae) != ARCHIVE_OK)
@@ -110,10 +109,11 @@ static int read_full(int fd, char *p, size_t n)
 static int corrupt(struct err *e, const struct manifest_entry *en, const char *got,
 		   const char *path)
 {
-	return err_set(e, CAIRN_ECORRUPT,
-		       "files/%s: stored object %.12s is corrupt (its bytes hash to %.12s; %s); nothing "
-		       "corrupt was exported — rebuild or re-import the release",
-		       en->path, en->digest, got, path);
+	return err_set(
+	    e, CAIRN_ECORRUPT,
+	    "files/%s: stored object %.12s is corrupt (its bytes hash to %.12s; %s); nothing "
+	    "corrupt was exported — rebuild or re-import the release",
+	    en->path, en->digest, got, path);
 }
 
 /* Streams one object into the archive. Small objects are read into memory, hashed and only
@@ -130,30 +130,33 @@ static int write_object(struct exporter *x, const struct manifest_entry *en, con
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		if (errno == ENOENT)
-			r = err_set(e, CAIRN_ENOTFOUND,
-				    "files/%s: object %.12s is missing from the store (%s); rebuild or "
-				    "re-import the release",
-				    en->path, en->digest, path);
+			r = err_set(
+			    e, CAIRN_ENOTFOUND,
+			    "files/%s: object %.12s is missing from the store (%s); rebuild or "
+			    "re-import the release",
+			    en->path, en->digest, path);
 		else
 			r = err_set(e, errno, "files/%s: cannot open %s: %s", en->path, path,
 				    strerror(errno));
 		goto done;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		r = err_set(e, CAIRN_ECORRUPT, "files/%s: %s is not a readable object file", en->path,
-			    path);
+		r = err_set(e, CAIRN_ECORRUPT, "files/%s: %s is not a readable object file",
+			    en->path, path);
 		goto done;
 	}
 	if (st.st_size != en->size) {
-		r = err_set(e, CAIRN_ECORRUPT,
-			    "files/%s: stored object %.12s is corrupt (%lld bytes, the manifest says "
-			    "%lld; %s); nothing corrupt was exported",
-			    en->path, en->digest, (long long)st.st_size, (long long)en->size, path);
+		r = err_set(
+		    e, CAIRN_ECORRUPT,
+		    "files/%s: stored object %.12s is corrupt (%lld bytes, the manifest says "
+		    "%lld; %s); nothing corrupt was exported",
+		    en->path, en->digest, (long long)st.st_size, (long long)en->size, path);
 		goto done;
 	}
 	if (en->size <= EXPORT_CHUNK) {
 		if ((r = read_full(fd, x->chunk, (size_t)en->size)) < 0) {
-			r = err_set(e, -r, "files/%s: cannot read %s: %s", en->path, path, strerror(-r));
+			r = err_set(e, -r, "files/%s: cannot read %s: %s", en->path, path,
+				    strerror(-r));
 			goto done;
 		}
 		hash_mem(x->chunk, (size_t)en->size, got);
@@ -182,7 +185,8 @@ static int write_object(struct exporter *x, const struct manifest_entry *en, con
 		}
 	}
 	if (lseek(fd, 0, SEEK_SET) < 0) {
-		r = err_set(e, errno, "files/%s: cannot seek %s: %s", en->path, path, strerror(errno));
+		r = err_set(e, errno, "files/%s: cannot seek %s: %s", en->path, path,
+			    strerror(errno));
 		goto done;
 	}
 	entry_init(x, name, AE_IFREG, en->mode, en->size);
@@ -279,8 +283,8 @@ void release__locale_restore(struct release__locale *l)
 int release_export_meta(const struct objstore *os, const char *id, const struct release_meta *meta,
 			int out_fd, struct err *e)
 {
-	struct exporter x = { .os = os, .sink = { .fd = out_fd } };
-	struct release__locale loc = { (locale_t)0, (locale_t)0 };
+	struct exporter x = {.os = os, .sink = {.fd = out_fd}};
+	struct release__locale loc = {(locale_t)0, (locale_t)0};
 	struct manifest *m = NULL;
 	struct buf mb;
 	const char *hex;
@@ -305,7 +309,7 @@ int release_export_meta(const struct objstore *os, const char *id, const struct 
 	}
 	if (archive_write_add_filter_zstd(x.a) != ARCHIVE_OK ||
 	    archive_write_set_filter_option(x.a, "zstd", "compression-level", EXPORT_ZSTD_LEVEL) !=
-		    ARCHIVE_OK ||
+		ARCHIVE_OK ||
 	    archive_write_set_format_pax_restricted(x.a) != ARCHIVE_OK ||
 	    archive_write_set_bytes_in_last_block(x.a, 1) != ARCHIVE_OK ||
 	    archive_write_open(x.a, &x.sink, NULL, sink_write, NULL) != ARCHIVE_OK) {

@@ -23,16 +23,16 @@ _Static_assert(RELEASE_TAG_MAX == STORE_TAG_MAX, "tag bounds of release/ and sto
 /* Uncompressed bytes allowed beyond the content the manifest accounts for: tar headers, pax
  * records for long names (a path is at most 4 KiB) and padding, per entry and overall. */
 #define IMPORT_SLACK_PER_ENTRY (16 * 1024)
-#define IMPORT_SLACK (1024 * 1024)
-#define IMPORT_NAME_SHOWN 600 /* bytes of an entry name quoted in a message */
+#define IMPORT_SLACK	       (1024 * 1024)
+#define IMPORT_NAME_SHOWN      600 /* bytes of an entry name quoted in a message */
 
 struct digest_slot {
 	const char *hex; /* borrowed from the manifest */
-	bool have;       /* already in the store, or staged by this import */
+	bool have;	 /* already in the store, or staged by this import */
 };
 
 struct staged {
-	char *tmp; /* owned; the temp file (NULL once committed or removed) */
+	char *tmp;	 /* owned; the temp file (NULL once committed or removed) */
 	const char *hex; /* borrowed from the manifest */
 };
 
@@ -42,16 +42,16 @@ struct importer {
 	struct manifest *m; /* owned */
 	struct buf mbytes;  /* the manifest's exact bytes */
 	char hex[HASH_HEX_LEN + 1];
-	bool *seen;                 /* owned; one per manifest entry */
-	struct digest_slot *slots;  /* owned; unique file digests, sorted */
+	bool *seen;		   /* owned; one per manifest entry */
+	struct digest_slot *slots; /* owned; unique file digests, sorted */
 	size_t n_slots;
-	struct staged *staged;      /* owned array */
+	struct staged *staged; /* owned array */
 	size_t n_staged, cap_staged;
-	char *chunk;                /* owned; IMPORT_CHUNK bytes */
-	struct buf q;               /* the current entry's name, quoted for messages */
-	uint64_t limit;             /* uncompressed bytes we read at most */
-	size_t n_read;              /* entries read so far */
-	char *last;                 /* owned; the name of the last entry read */
+	char *chunk;	/* owned; IMPORT_CHUNK bytes */
+	struct buf q;	/* the current entry's name, quoted for messages */
+	uint64_t limit; /* uncompressed bytes we read at most */
+	size_t n_read;	/* entries read so far */
+	char *last;	/* owned; the name of the last entry read */
 	bool have_meta;
 	char tag[RELEASE_TAG_MAX + 1];
 	int64_t created_at;
@@ -93,17 +93,19 @@ static int check_limit(struct importer *im, const char *name, struct err *e)
 {
 	int64_t n = archive_filter_bytes(im->a, 0);
 	if (n >= 0 && (uint64_t)n > im->limit)
-		return refuse(e,
-			      "%s: the archive expands to more than %llu bytes, more than its manifest "
-			      "accounts for",
-			      name, (unsigned long long)im->limit);
+		return refuse(
+		    e,
+		    "%s: the archive expands to more than %llu bytes, more than its manifest "
+		    "accounts for",
+		    name, (unsigned long long)im->limit);
 	return 0;
 }
 
 static bool app_ok(const char *s)
 {
 	size_t n = strlen(s);
-	if (n == 0 || n > RELEASE_APP_MAX || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
+	if (n == 0 || n > RELEASE_APP_MAX ||
+	    !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
 		return false;
 	for (size_t i = 0; i < n; i++)
 		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
@@ -142,7 +144,7 @@ static int cmp_slot(const void *a, const void *b)
 
 static struct digest_slot *find_slot(struct importer *im, const char *hex)
 {
-	struct digest_slot key = { .hex = hex };
+	struct digest_slot key = {.hex = hex};
 	return bsearch(&key, im->slots, im->n_slots, sizeof(key), cmp_slot);
 }
 
@@ -154,7 +156,8 @@ static int read_small(struct importer *im, const char *name, struct buf *b, stru
 		if (n == 0)
 			return 0;
 		if (n < 0)
-			return refuse(e, "%s: the archive is truncated or corrupt: %s", name, ar_why(im));
+			return refuse(e, "%s: the archive is truncated or corrupt: %s", name,
+				      ar_why(im));
 		if (buf_add(b, im->chunk, (size_t)n) < 0)
 			return refuse(e, "%s is larger than %zu bytes", name, b->max);
 		if (check_limit(im, name, e) < 0)
@@ -172,13 +175,15 @@ static int read_manifest(struct importer *im, struct archive_entry *ae, struct e
 	int r;
 
 	if (!name || strcmp(name, RELEASE_AR_MANIFEST) != 0)
-		return refuse(e, "the first entry must be %s, not %s: this is not a cairn release "
-				 "archive",
+		return refuse(e,
+			      "the first entry must be %s, not %s: this is not a cairn release "
+			      "archive",
 			      RELEASE_AR_MANIFEST, quoted(im, name ? name : "(unnamed)"));
 	if (archive_entry_filetype(ae) != AE_IFREG || archive_entry_hardlink(ae))
 		return refuse(e, "%s is not a regular file", RELEASE_AR_MANIFEST);
 	if (archive_entry_size(ae) > (int64_t)MANIFEST_MAX_BYTES)
-		return refuse(e, "%s is larger than %u bytes", RELEASE_AR_MANIFEST, MANIFEST_MAX_BYTES);
+		return refuse(e, "%s is larger than %u bytes", RELEASE_AR_MANIFEST,
+			      MANIFEST_MAX_BYTES);
 	if ((r = read_small(im, RELEASE_AR_MANIFEST, &im->mbytes, e)) < 0)
 		return r;
 	if ((r = manifest_parse(buf_str(&im->mbytes), im->mbytes.len, &im->m, e)) < 0) {
@@ -190,15 +195,16 @@ static int read_manifest(struct importer *im, struct archive_entry *ae, struct e
 	buf_init(&canon, MANIFEST_MAX_BYTES);
 	r = manifest_serialize(im->m, &canon);
 	if (r < 0 || canon.len != im->mbytes.len || memcmp(canon.data, im->mbytes.data, canon.len))
-		r = refuse(e, "%s is valid but not in canonical form (compact JSON, sorted keys, as "
-			      "cairn writes it)",
+		r = refuse(e,
+			   "%s is valid but not in canonical form (compact JSON, sorted keys, as "
+			   "cairn writes it)",
 			   RELEASE_AR_MANIFEST);
 	buf_done(&canon);
 	if (r < 0)
 		return r;
 	if (!app_ok(im->m->app))
-		return refuse(e, "%s: app name %s is not [a-z0-9][a-z0-9_.-]{0,62}", RELEASE_AR_MANIFEST,
-			      quoted(im, im->m->app));
+		return refuse(e, "%s: app name %s is not [a-z0-9][a-z0-9_.-]{0,62}",
+			      RELEASE_AR_MANIFEST, quoted(im, im->m->app));
 	hash_mem(im->mbytes.data, im->mbytes.len, im->hex);
 
 	im->seen = xcalloc(im->m->n_entries ? im->m->n_entries : 1, sizeof(bool));
@@ -248,8 +254,9 @@ static int read_meta(struct importer *im, struct archive_entry *ae, struct err *
 	if ((v = json_object_get(root, "tag"))) {
 		const char *t = json_string_value(v);
 		if (!t || strlen(t) != json_string_length(v) || !tag_ok(t)) {
-			r = refuse(e, "%s: \"tag\" is not a usable tag (1-%d characters, no control "
-				      "characters)",
+			r = refuse(e,
+				   "%s: \"tag\" is not a usable tag (1-%d characters, no control "
+				   "characters)",
 				   RELEASE_AR_META, RELEASE_TAG_MAX);
 			goto done;
 		}
@@ -257,7 +264,8 @@ static int read_meta(struct importer *im, struct archive_entry *ae, struct err *
 	}
 	if ((v = json_object_get(root, "created_at"))) {
 		if (!json_is_integer(v) || json_integer_value(v) < 0) {
-			r = refuse(e, "%s: \"created_at\" is not a non-negative integer", RELEASE_AR_META);
+			r = refuse(e, "%s: \"created_at\" is not a non-negative integer",
+				   RELEASE_AR_META);
 			goto done;
 		}
 		im->created_at = json_integer_value(v);
@@ -291,13 +299,14 @@ static int read_file_data(struct importer *im, const struct manifest_entry *en, 
 		if (n == 0)
 			break;
 		if (n < 0) {
-			r = refuse(e, "%s: the archive is truncated or corrupt: %s", name, ar_why(im));
+			r = refuse(e, "%s: the archive is truncated or corrupt: %s", name,
+				   ar_why(im));
 			break;
 		}
 		total += n;
 		if (total > en->size) {
-			r = refuse(e, "%s has more than the %lld bytes its manifest entry says", name,
-				   (long long)en->size);
+			r = refuse(e, "%s has more than the %lld bytes its manifest entry says",
+				   name, (long long)en->size);
 			break;
 		}
 		if ((r = check_limit(im, name, e)) < 0)
@@ -310,11 +319,12 @@ static int read_file_data(struct importer *im, const struct manifest_entry *en, 
 	}
 	hasher_final(h, got);
 	if (r == 0 && total != en->size)
-		r = refuse(e, "%s has %lld bytes, its manifest entry says %lld", name, (long long)total,
-			   (long long)en->size);
+		r = refuse(e, "%s has %lld bytes, its manifest entry says %lld", name,
+			   (long long)total, (long long)en->size);
 	if (r == 0 && strcmp(got, en->digest) != 0)
-		r = refuse(e, "%s: content hashes to sha256:%.12s, its manifest entry says sha256:%.12s",
-			   name, got, en->digest);
+		r = refuse(
+		    e, "%s: content hashes to sha256:%.12s, its manifest entry says sha256:%.12s",
+		    name, got, en->digest);
 	if (fd >= 0)
 		close(fd);
 	if (r < 0) {
@@ -328,7 +338,7 @@ static int read_file_data(struct importer *im, const struct manifest_entry *en, 
 			im->cap_staged = im->cap_staged ? im->cap_staged * 2 : 64;
 			im->staged = xrealloc(im->staged, im->cap_staged * sizeof(*im->staged));
 		}
-		im->staged[im->n_staged++] = (struct staged){ .tmp = tmp, .hex = en->digest };
+		im->staged[im->n_staged++] = (struct staged){.tmp = tmp, .hex = en->digest};
 	}
 	if (slot)
 		slot->have = true;
@@ -337,7 +347,9 @@ static int read_file_data(struct importer *im, const struct manifest_entry *en, 
 
 static const char *type_word(char t)
 {
-	return t == MANIFEST_FILE ? "a regular file" : t == MANIFEST_DIR ? "a directory" : "a symlink";
+	return t == MANIFEST_FILE  ? "a regular file"
+	       : t == MANIFEST_DIR ? "a directory"
+				   : "a symlink";
 }
 
 static int read_files_entry(struct importer *im, struct archive_entry *ae, const char *name,
@@ -402,8 +414,8 @@ static int read_files_entry(struct importer *im, struct archive_entry *ae, const
 			goto done;
 		}
 		if (strcmp(t, en->target) != 0) {
-			r = refuse(e, "%s points to %s in the archive, to %s in the manifest", qn, t,
-				   en->target);
+			r = refuse(e, "%s points to %s in the archive, to %s in the manifest", qn,
+				   t, en->target);
 			goto done;
 		}
 	}
@@ -471,10 +483,11 @@ static int check_space(struct importer *im, struct err *e)
 		return 0; /* unknown: the writes themselves will tell */
 	have = (uint64_t)sv.f_bavail * sv.f_frsize;
 	if (need > have)
-		return err_set(e, ENOSPC,
-			       "the release needs %llu bytes of new objects but the state directory's "
-			       "file system has %llu free",
-			       (unsigned long long)need, (unsigned long long)have);
+		return err_set(
+		    e, ENOSPC,
+		    "the release needs %llu bytes of new objects but the state directory's "
+		    "file system has %llu free",
+		    (unsigned long long)need, (unsigned long long)have);
 	return 0;
 }
 
@@ -539,7 +552,7 @@ static int commit(struct importer *im, struct store *st, struct release_import_r
 int release_import_archive(struct objstore *os, struct store *st, int in_fd,
 			   struct release_import_result *out, struct err *e)
 {
-	struct importer im = { .os = os };
+	struct importer im = {.os = os};
 	struct release__locale loc;
 	struct release_import_result res;
 	struct archive_entry *ae;
@@ -559,8 +572,9 @@ int release_import_archive(struct objstore *os, struct store *st, int in_fd,
 	/* zstd (built in, never an external program) or uncompressed; tar formats only */
 	if (archive_read_support_filter_zstd(im.a) != ARCHIVE_OK ||
 	    archive_read_support_format_tar(im.a) != ARCHIVE_OK) {
-		r = err_set(e, ENOTSUP, "this libarchive cannot read tar.zst without an external "
-					"program: %s",
+		r = err_set(e, ENOTSUP,
+			    "this libarchive cannot read tar.zst without an external "
+			    "program: %s",
 			    ar_why(&im));
 		goto done;
 	}
@@ -573,10 +587,11 @@ int release_import_archive(struct objstore *os, struct store *st, int in_fd,
 		if (ar == ARCHIVE_EOF)
 			break;
 		if (ar != ARCHIVE_OK) {
-			r = im.n_read ? refuse(e, "the archive is truncated or corrupt after %s: %s",
-					       quoted(&im, im.last), ar_why(&im))
-				      : refuse(e, "not a tar.zst archive written by 'cairn export': %s",
-					       ar_why(&im));
+			r = im.n_read
+				? refuse(e, "the archive is truncated or corrupt after %s: %s",
+					 quoted(&im, im.last), ar_why(&im))
+				: refuse(e, "not a tar.zst archive written by 'cairn export': %s",
+					 ar_why(&im));
 			goto done;
 		}
 		if ((r = check_limit(&im, im.n_read ? "archive" : RELEASE_AR_MANIFEST, e)) < 0)

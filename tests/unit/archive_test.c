@@ -76,12 +76,13 @@ static void build_release(struct state *s, const char *tag, char *out_id)
 	m->stop_timeout_ms = 10000;
 	add_file(m, "app.py", "print('hello')\n", 0644, s->os);
 	add_file(m, "empty", "", 0600, s->os);
-	m->entries[m->n_entries++] = (struct manifest_entry){ .path = xstrdup("lib"),
-							      .type = MANIFEST_DIR, .mode = 0755 };
+	m->entries[m->n_entries++] =
+	    (struct manifest_entry){.path = xstrdup("lib"), .type = MANIFEST_DIR, .mode = 0755};
 	add_file(m, "lib/u.py", "X = 1\n", 0755, s->os);
-	m->entries[m->n_entries++] = (struct manifest_entry){
-		.path = xstrdup("link"), .type = MANIFEST_LINK, .target = xstrdup("lib/u.py"), .size = 8
-	};
+	m->entries[m->n_entries++] = (struct manifest_entry){.path = xstrdup("link"),
+							     .type = MANIFEST_LINK,
+							     .target = xstrdup("lib/u.py"),
+							     .size = 8};
 	assert_int_equal(manifest_validate(m, &e), 0);
 	buf_init(&b, MANIFEST_MAX_BYTES);
 	assert_int_equal(manifest_serialize(m, &b), 0);
@@ -169,7 +170,7 @@ static void test_round_trip(void **st)
 {
 	struct fixture *f = *st;
 	struct release_import_result res;
-	struct release_meta meta = { .tag = "v1", .created_at = 1700000000 };
+	struct release_meta meta = {.tag = "v1", .created_at = 1700000000};
 	struct store_release rel;
 	struct buf one, two;
 	struct err e;
@@ -217,7 +218,7 @@ static void test_round_trip(void **st)
 static void test_deterministic(void **st)
 {
 	struct fixture *f = *st;
-	struct release_meta meta = { .tag = "v1", .created_at = 1700000000 };
+	struct release_meta meta = {.tag = "v1", .created_at = 1700000000};
 	struct buf one, two, m1, m2;
 	struct err e;
 	int fd1, fd2, fd3, fd4, r;
@@ -291,8 +292,8 @@ static void test_corrupt_object_fails_export(void **st)
 
 	/* an id with no manifest object */
 	fd = export_to(f, &f->a,
-		       "sha256:0000000000000000000000000000000000000000000000000000000000000000", "c3",
-		       NULL, &e, &r);
+		       "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+		       "c3", NULL, &e, &r);
 	assert_true(r < 0);
 	close(fd);
 }
@@ -322,7 +323,7 @@ static void test_refused_import_writes_nothing(void **st)
 			fail_msg("prefix of %zu bytes: %d %s", cut, r, e.msg);
 		assert_int_equal(count_files(objects), 0);
 		assert_int_equal(count_files(tmp), 0);
-		assert_int_equal(store_release_get(f->b.st, f->id, &(struct store_release){ 0 }, &e),
+		assert_int_equal(store_release_get(f->b.st, f->id, &(struct store_release){0}, &e),
 				 -CAIRN_ENOTFOUND);
 	}
 	buf_done(&good);
@@ -335,14 +336,14 @@ static void test_tag_collision(void **st)
 {
 	struct fixture *f = *st;
 	struct release_import_result res;
-	struct release_meta meta = { .tag = "v1", .created_at = 5 };
+	struct release_meta meta = {.tag = "v1", .created_at = 5};
 	char other[HASH_ID_LEN + 1];
 	struct err e;
 	int fd, r;
 
 	/* b already has another release of "demo" tagged v1 */
 	{
-		struct store_release rel = { .created_at = 1 };
+		struct store_release rel = {.created_at = 1};
 		snprintf(rel.id, sizeof(rel.id),
 			 "sha256:1111111111111111111111111111111111111111111111111111111111111111");
 		snprintf(rel.app, sizeof(rel.app), "demo");
@@ -367,11 +368,11 @@ static void test_tag_collision(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_deterministic, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_corrupt_object_fails_export, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_refused_import_writes_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_tag_collision, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deterministic, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_corrupt_object_fails_export, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refused_import_writes_nothing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tag_collision, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("archive", tests, NULL, NULL);
 }

@@ -17,13 +17,15 @@
 /* A canonical manifest around `entries` (the JSON of the entries array's elements). */
 static char *doc(const char *entries)
 {
-	return xasprintf("{\"app\":\"demo\",\"deps\":[],\"entries\":[%s],\"run\":{\"command\":"
-			 "[\"python3\",\"app.py\"],\"env\":{},\"stop_timeout_ms\":10000},\"version\":1}",
-			 entries);
+	return xasprintf(
+	    "{\"app\":\"demo\",\"deps\":[],\"entries\":[%s],\"run\":{\"command\":"
+	    "[\"python3\",\"app.py\"],\"env\":{},\"stop_timeout_ms\":10000},\"version\":1}",
+	    entries);
 }
 
-#define FILE_E(p) "{\"digest\":\"" D1 "\",\"mode\":420,\"path\":\"" p "\",\"size\":3,\"type\":\"file\"}"
-#define DIR_E(p) "{\"mode\":493,\"path\":\"" p "\",\"type\":\"dir\"}"
+#define FILE_E(p)                                                                                  \
+	"{\"digest\":\"" D1 "\",\"mode\":420,\"path\":\"" p "\",\"size\":3,\"type\":\"file\"}"
+#define DIR_E(p)     "{\"mode\":493,\"path\":\"" p "\",\"type\":\"dir\"}"
 #define LINK_E(p, t) "{\"path\":\"" p "\",\"target\":\"" t "\",\"type\":\"link\"}"
 
 /* Parses entries; returns the result and leaves the message in *e. */
@@ -57,16 +59,27 @@ static void expect_ok(const char *entries)
 static void test_canonical_round_trip(void **state)
 {
 	const char *docs[] = {
-		"{\"app\":\"demo\",\"deps\":[{\"ecosystem\":\"python\",\"name\":\"eventlet\",\"source\":"
-		"\"requirements.txt\",\"version\":\"0.20.0\"}],\"entries\":[" FILE_E("app.py") ","
-		LINK_E("cur", "lib/x.py") "," DIR_E("lib") ","
-		"{\"digest\":\"" D2 "\",\"mode\":493,\"path\":\"lib/x.py\",\"size\":0,\"type\":\"file\"},"
-		"{\"digest\":\"" D2 "\",\"mode\":420,\"path\":\"lib/\xc3\xa9t\xc3\xa9 \\\"q\\\".txt\","
-		"\"size\":0,\"type\":\"file\"}],"
-		"\"run\":{\"command\":[\"python3\",\"app.py\"],\"env\":{\"A\":\"1\",\"B\":\"x y\"},"
-		"\"stop_timeout_ms\":2500},\"version\":1}",
-		"{\"app\":\"empty\",\"deps\":[],\"entries\":[],\"run\":{\"command\":[],\"env\":{},"
-		"\"stop_timeout_ms\":0},\"version\":1}",
+	    "{\"app\":\"demo\",\"deps\":[{\"ecosystem\":\"python\",\"name\":\"eventlet\","
+	    "\"source\":"
+	    "\"requirements.txt\",\"version\":\"0.20.0\"}],\"entries\":[" FILE_E(
+		"app.py") "," LINK_E("cur",
+				     "lib/x.py") "," DIR_E("lib") ","
+								  "{\"digest\":\"" D2
+								  "\",\"mode\":493,\"path\":\"lib/"
+								  "x.py\",\"size\":0,\"type\":"
+								  "\"file\"},"
+								  "{\"digest\":\"" D2
+								  "\",\"mode\":420,\"path\":\"lib/"
+								  "\xc3\xa9t\xc3\xa9 "
+								  "\\\"q\\\".txt\","
+								  "\"size\":0,\"type\":\"file\"}],"
+								  "\"run\":{\"command\":["
+								  "\"python3\",\"app.py\"],\"env\":"
+								  "{\"A\":\"1\",\"B\":\"x y\"},"
+								  "\"stop_timeout_ms\":2500},"
+								  "\"version\":1}",
+	    "{\"app\":\"empty\",\"deps\":[],\"entries\":[],\"run\":{\"command\":[],\"env\":{},"
+	    "\"stop_timeout_ms\":0},\"version\":1}",
 	};
 	(void)state;
 	for (size_t i = 0; i < ARRAY_SIZE(docs); i++) {
@@ -86,13 +99,15 @@ static void test_canonical_round_trip(void **state)
 static void test_non_canonical_but_valid(void **state)
 {
 	/* other key order, whitespace: accepted, and serialised into the canonical form */
-	const char *pretty = "{ \"version\": 1, \"run\": { \"stop_timeout_ms\": 10000, \"env\": {\"Z\": "
-			     "\"1\", \"A\": \"2\"}, \"command\": [\"python3\", \"app.py\"] },\n"
-			     "  \"entries\": [ {\"type\": \"file\", \"size\": 3, \"path\": \"app.py\", "
-			     "\"mode\": 420, \"digest\": \"" D1 "\"} ], \"deps\": [], \"app\": \"demo\" }";
-	const char *canon = "{\"app\":\"demo\",\"deps\":[],\"entries\":[" FILE_E("app.py") "],\"run\":"
-			    "{\"command\":[\"python3\",\"app.py\"],\"env\":{\"A\":\"2\",\"Z\":\"1\"},"
-			    "\"stop_timeout_ms\":10000},\"version\":1}";
+	const char *pretty =
+	    "{ \"version\": 1, \"run\": { \"stop_timeout_ms\": 10000, \"env\": {\"Z\": "
+	    "\"1\", \"A\": \"2\"}, \"command\": [\"python3\", \"app.py\"] },\n"
+	    "  \"entries\": [ {\"type\": \"file\", \"size\": 3, \"path\": \"app.py\", "
+	    "\"mode\": 420, \"digest\": \"" D1 "\"} ], \"deps\": [], \"app\": \"demo\" }";
+	const char *canon = "{\"app\":\"demo\",\"deps\":[],\"entries\":[" FILE_E(
+	    "app.py") "],\"run\":"
+		      "{\"command\":[\"python3\",\"app.py\"],\"env\":{\"A\":\"2\",\"Z\":\"1\"},"
+		      "\"stop_timeout_ms\":10000},\"version\":1}";
 	struct manifest *m = NULL, *m2 = NULL;
 	struct err e;
 	struct buf b;
@@ -121,19 +136,21 @@ static void test_order_and_duplicates(void **state)
 	expect_refused(FILE_E("lib/x") "," DIR_E("lib") "," LINK_E("cur", "lib") "," FILE_E("app"),
 		       "not sorted or repeated at \"lib\"");
 	/* duplicate keys inside JSON */
-	expect_refused("{\"digest\":\"" D1 "\",\"mode\":420,\"path\":\"a\",\"path\":\"b\",\"size\":3,"
+	expect_refused("{\"digest\":\"" D1
+		       "\",\"mode\":420,\"path\":\"a\",\"path\":\"b\",\"size\":3,"
 		       "\"type\":\"file\"}",
 		       "not valid JSON");
 }
 
 static void test_unsafe_paths(void **state)
 {
-	const char *bad[] = { "/abs", "../x", "a/../b", "./a", "a/.", "a//b", "a/", "", ".", ".." };
+	const char *bad[] = {"/abs", "../x", "a/../b", "./a", "a/.", "a//b", "a/", "", ".", ".."};
 	(void)state;
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-		char *en = xasprintf("{\"digest\":\"" D1 "\",\"mode\":420,\"path\":\"%s\",\"size\":3,"
-				     "\"type\":\"file\"}",
-				     bad[i]);
+		char *en =
+		    xasprintf("{\"digest\":\"" D1 "\",\"mode\":420,\"path\":\"%s\",\"size\":3,"
+			      "\"type\":\"file\"}",
+			      bad[i]);
 		expect_refused(en, "unsafe path");
 		free(en);
 	}
@@ -198,18 +215,24 @@ static void test_links(void **state)
 static void test_bad_fields(void **state)
 {
 	(void)state;
-	expect_refused("{\"digest\":\"" D1 "\",\"mode\":420,\"path\":\"a\",\"size\":-1,\"type\":\"file\"}",
+	expect_refused("{\"digest\":\"" D1
+		       "\",\"mode\":420,\"path\":\"a\",\"size\":-1,\"type\":\"file\"}",
 		       "bad size or digest");
-	expect_refused("{\"digest\":\"abc\",\"mode\":420,\"path\":\"a\",\"size\":1,\"type\":\"file\"}",
-		       "bad size or digest");
-	expect_refused("{\"digest\":\"" "ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
+	expect_refused(
+	    "{\"digest\":\"abc\",\"mode\":420,\"path\":\"a\",\"size\":1,\"type\":\"file\"}",
+	    "bad size or digest");
+	expect_refused("{\"digest\":\""
+		       "ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
 		       "\",\"mode\":420,\"path\":\"a\",\"size\":1,\"type\":\"file\"}",
 		       "bad size or digest");
-	expect_refused("{\"digest\":\"" "g111111111111111111111111111111111111111111111111111111111111111"
+	expect_refused("{\"digest\":\""
+		       "g111111111111111111111111111111111111111111111111111111111111111"
 		       "\",\"mode\":420,\"path\":\"a\",\"size\":1,\"type\":\"file\"}",
 		       "bad size or digest");
-	expect_refused("{\"mode\":420,\"path\":\"a\",\"size\":1,\"type\":\"file\"}", "bad size or digest");
-	expect_refused("{\"digest\":\"" D1 "\",\"mode\":2541,\"path\":\"a\",\"size\":3,\"type\":\"file\"}",
+	expect_refused("{\"mode\":420,\"path\":\"a\",\"size\":1,\"type\":\"file\"}",
+		       "bad size or digest");
+	expect_refused("{\"digest\":\"" D1
+		       "\",\"mode\":2541,\"path\":\"a\",\"size\":3,\"type\":\"file\"}",
 		       "bad mode");
 	expect_refused("{\"mode\":420,\"path\":\"a\",\"type\":\"fifo\"}", "unknown type");
 	expect_refused("{\"path\":\"a\"}", "has no type");
@@ -219,19 +242,20 @@ static void test_bad_fields(void **state)
 static void test_bad_documents(void **state)
 {
 	const char *bad[][2] = {
-		{ "", "not valid JSON" },
-		{ "[]", "not a cairn manifest" },
-		{ "{\"version\":2}", "not a cairn manifest" },
-		{ "{\"version\":1}", "no app" },
-		{ "{\"app\":\"a\",\"version\":1}", "no entries" },
-		{ "{\"app\":\"a\",\"entries\":[],\"version\":1}", "no run.command" },
-		{ "{\"app\":\"a\",\"entries\":[],\"run\":{\"command\":[1]},\"version\":1}", "non-string" },
-		{ "{\"app\":\"a\",\"entries\":[],\"run\":{\"command\":[],\"env\":{},"
-		  "\"stop_timeout_ms\":-5},\"version\":1}",
-		  "stop_timeout_ms" },
-		{ "{\"app\":\"a\",\"deps\":[{}],\"entries\":[],\"run\":{\"command\":[],\"env\":{},"
-		  "\"stop_timeout_ms\":5},\"version\":1}",
-		  "dependency lacks" },
+	    {"", "not valid JSON"},
+	    {"[]", "not a cairn manifest"},
+	    {"{\"version\":2}", "not a cairn manifest"},
+	    {"{\"version\":1}", "no app"},
+	    {"{\"app\":\"a\",\"version\":1}", "no entries"},
+	    {"{\"app\":\"a\",\"entries\":[],\"version\":1}", "no run.command"},
+	    {"{\"app\":\"a\",\"entries\":[],\"run\":{\"command\":[1]},\"version\":1}",
+	     "non-string"},
+	    {"{\"app\":\"a\",\"entries\":[],\"run\":{\"command\":[],\"env\":{},"
+	     "\"stop_timeout_ms\":-5},\"version\":1}",
+	     "stop_timeout_ms"},
+	    {"{\"app\":\"a\",\"deps\":[{}],\"entries\":[],\"run\":{\"command\":[],\"env\":{},"
+	     "\"stop_timeout_ms\":5},\"version\":1}",
+	     "dependency lacks"},
 	};
 	(void)state;
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
@@ -248,14 +272,14 @@ static void test_bad_documents(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_canonical_round_trip),
-		cmocka_unit_test(test_non_canonical_but_valid),
-		cmocka_unit_test(test_order_and_duplicates),
-		cmocka_unit_test(test_unsafe_paths),
-		cmocka_unit_test(test_parents),
-		cmocka_unit_test(test_links),
-		cmocka_unit_test(test_bad_fields),
-		cmocka_unit_test(test_bad_documents),
+	    cmocka_unit_test(test_canonical_round_trip),
+	    cmocka_unit_test(test_non_canonical_but_valid),
+	    cmocka_unit_test(test_order_and_duplicates),
+	    cmocka_unit_test(test_unsafe_paths),
+	    cmocka_unit_test(test_parents),
+	    cmocka_unit_test(test_links),
+	    cmocka_unit_test(test_bad_fields),
+	    cmocka_unit_test(test_bad_documents),
 	};
 	return cmocka_run_group_tests_name("manifest", tests, NULL, NULL);
 }
