@@ -556,6 +556,7 @@ int release_import_archive(struct objstore *os, struct store *st, int in_fd,
 	struct release__locale loc;
 	struct release_import_result res;
 	struct archive_entry *ae;
+	const char *name;
 	int r, ar;
 
 	memset(&res, 0, sizeof(res));
@@ -594,7 +595,8 @@ int release_import_archive(struct objstore *os, struct store *st, int in_fd,
 					 ar_why(&im));
 			goto done;
 		}
-		if ((r = check_limit(&im, im.n_read ? "archive" : RELEASE_AR_MANIFEST, e)) < 0)
+		name = archive_entry_pathname_utf8(ae);
+		if ((r = check_limit(&im, quoted(&im, name ? name : "(an unnamed entry)"), e)) < 0)
 			goto done;
 		r = im.n_read ? read_entry(&im, ae, e) : read_manifest(&im, ae, e);
 		if (r < 0)
@@ -609,10 +611,10 @@ int release_import_archive(struct objstore *os, struct store *st, int in_fd,
 	}
 	for (size_t i = 0; i < im.m->n_entries; i++)
 		if (!im.seen[i]) {
-			char *name = xasprintf(RELEASE_AR_FILES "%s", im.m->entries[i].path);
+			char *missing = xasprintf(RELEASE_AR_FILES "%s", im.m->entries[i].path);
 			r = refuse(e, "%s is in the manifest but missing from the archive",
-				   quoted(&im, name));
-			free(name);
+				   quoted(&im, missing));
+			free(missing);
 			goto done;
 		}
 	if ((r = check_space(&im, e)) < 0 || (r = commit(&im, st, &res, e)) < 0)

@@ -469,3 +469,13 @@ def test_refuses_bad_meta(seeded, tmp_path):
     m = rel.members()
     m.append(ra.member(ra.META, data=b"{}"))
     refused(seeded, tmp_path, ra.archive(m), "cairn-release/meta.json must come right after")
+
+
+def test_refuses_archive_expanding_beyond_what_the_manifest_accounts_for(seeded, tmp_path):
+    """Each pax header stays under libarchive's own 1 MiB bound, but together they expand far
+    past the manifest's content plus slack: reading stops at the limit."""
+    m = app_release().members()
+    for ti, _data in m[1:]:
+        ti.pax_headers = {"comment": "x" * 900000}
+    err = refused(seeded, tmp_path, ra.archive(m), "the archive expands to more than")
+    assert '"files/' in err
