@@ -61,15 +61,23 @@ struct importer {
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
+/* s as a quoted string with control characters escaped, cut at IMPORT_NAME_SHOWN bytes: names
+ * and targets come from the archive and must not reach a terminal raw. q is bounded by
+ * IMPORT_NAME_SHOWN. */
+static const char *quote_into(struct buf *q, const char *s)
+{
+	buf_reset(q);
+	if (buf_add_quoted(q, s) < 0) {
+		q->len = IMPORT_NAME_SHOWN - 8;
+		q->data[q->len] = 0;
+		buf_adds(q, "...\"");
+	}
+	return buf_str(q);
+}
+
 static const char *quoted(struct importer *im, const char *s)
 {
-	buf_reset(&im->q);
-	if (buf_add_quoted(&im->q, s) < 0) {
-		im->q.len = IMPORT_NAME_SHOWN - 8;
-		im->q.data[im->q.len] = 0;
-		buf_adds(&im->q, "...\"");
-	}
-	return buf_str(&im->q);
+	return quote_into(&im->q, s);
 }
 
 static int refuse(struct err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -214,12 +222,12 @@ static int read_manifest(struct importer *im, struct archive_entry *ae, struct e
 		if (en->type != MANIFEST_FILE)
 			continue;
 		im->n_files++;
-		im->bytes += en->size;
-		total += (uint64_t)en->size;
+		total += (uint64_t)en->size; /* each size <= INT64_MAX: no wrap */
 		if (total > (uint64_t)INT64_MAX / 4)
 			return refuse(e, "%s claims an absurd total size", RELEASE_AR_MANIFEST);
 		im->slots[im->n_slots++].hex = en->digest;
 	}
+	im->bytes = (int64_t)total;
 	qsort(im->slots, im->n_slots, sizeof(*im->slots), cmp_slot);
 	if (im->n_slots) { /* unique */
 		size_t w = 1;
@@ -408,16 +416,19 @@ static int read_files_entry(struct importer *im, struct archive_entry *ae, const
 	}
 	if (type == MANIFEST_LINK) {
 		const char *t = archive_entry_symlink_utf8(ae);
-		if (!t || !manifest_link_inside(rel, t)) {
+		struct buf q1, q2;
+		buf_init(&q1, IMPORT_NAME_SHOWN);
+		buf_init(&q2, IMPORT_NAME_SHOWN);
+		if (!t || !manifest_link_inside(rel, t))
 			r = refuse(e, "%s is a symlink pointing outside the release (-> %s)", qn,
-				   t ? t : "(unreadable)");
-			goto done;
-		}
-		if (strcmp(t, en->target) != 0) {
+				   t ? quote_into(&q1, t) : "(unreadable)");
+		else if (strcmp(t, en->target) != 0)
 			r = refuse(e, "%s points to %s in the archive, to %s in the manifest", qn,
-				   t, en->target);
+				   quote_into(&q1, t), quote_into(&q2, en->target));
+		buf_done(&q1);
+		buf_done(&q2);
+		if (r < 0)
 			goto done;
-		}
 	}
 	if (type != MANIFEST_FILE) {
 		if (archive_entry_size_is_set(ae) && archive_entry_size(ae) != 0)

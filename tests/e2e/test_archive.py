@@ -287,7 +287,8 @@ def test_refuses_symlink_differing_from_manifest(seeded, tmp_path):
     m = app_release().members()
     i = [ti.name for ti, _ in m].index("files/current")
     m[i] = ra.member("files/current", kind="link", target="app.py")
-    refused(seeded, tmp_path, ra.archive(m), '"files/current" points to app.py in the archive')
+    refused(seeded, tmp_path, ra.archive(m),
+            '"files/current" points to "app.py" in the archive, to "lib/util.py"')
 
 
 def test_refuses_hardlink(seeded, tmp_path):
