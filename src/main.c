@@ -13,6 +13,8 @@ const struct cli_command *const cli_commands[] = {
 	&cli_cmd_releases,
 	&cli_cmd_verify,
 	&cli_cmd_diff,
+	&cli_cmd_export,
+	&cli_cmd_import,
 	NULL,
 };
 

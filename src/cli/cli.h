@@ -63,5 +63,7 @@ extern const struct cli_command cli_cmd_build, cli_cmd_releases, cli_cmd_verify,
 extern const struct cli_command cli_cmd_check;
 extern const struct cli_command cli_cmd_init;
 extern const struct cli_command cli_cmd_pins;
+extern const struct cli_command cli_cmd_export;
+extern const struct cli_command cli_cmd_import;
 
 #endif

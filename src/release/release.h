@@ -170,12 +170,41 @@ int release_verify(const struct objstore *os, const char *id, release_verify_cb 
 		   struct err *e);
 
 /* Writes a release as tar.zst: first "cairn-release/manifest.json", then every entry under
- * "files/" with its mode (symlinks as symlinks). */
+ * "files/" with its mode (symlinks as symlinks). The format is docs/archive.md: deterministic
+ * (the same release always gives the same bytes); every object is checked against its digest
+ * before its bytes are written (CAIRN_ECORRUPT naming the file otherwise). */
 int release_export(const struct objstore *os, const char *id, int out_fd, struct err *e);
+
+/* The release row's facts carried in "cairn-release/meta.json" (not covered by the id). */
+struct release_meta {
+	const char *tag;    /* borrowed; NULL or "" for none */
+	int64_t created_at; /* unix seconds */
+};
+/* release_export with meta.json written after the manifest (meta may be NULL: none). */
+int release_export_meta(const struct objstore *os, const char *id, const struct release_meta *meta,
+			int out_fd, struct err *e);
+
 /* Reads such an archive. Refuses absolute paths, "..", escaping symlinks, device files and
  * anything whose path, type, size or digest disagrees with the manifest; on any failure
- * nothing is written to the store. out_id receives the id. */
+ * nothing is written to the store. out_id receives the id (HASH_ID_LEN + 1 bytes). */
 int release_import(struct objstore *os, struct store *st, int in_fd, char *out_id, struct err *e);
+
+#define RELEASE_TAG_MAX 128 /* == STORE_TAG_MAX */
+#define RELEASE_APP_MAX 63  /* [a-z0-9][a-z0-9_.-]{0,62}, as in cairn.yml */
+
+struct release_import_result {
+	char id[HASH_ID_LEN + 1];
+	char app[RELEASE_APP_MAX + 1];
+	char tag[RELEASE_TAG_MAX + 1];         /* the tag the release carries after import, or "" */
+	char dropped_tag[RELEASE_TAG_MAX + 1]; /* meta.json's tag when it already names another
+						  release of the app: imported untagged */
+	size_t n_files, n_new_objects;
+	int64_t bytes; /* content bytes of the release's files */
+	bool existed;  /* the release was already stored: nothing new was recorded */
+};
+/* release_import with the details a person is told (out is untouched on failure). */
+int release_import_archive(struct objstore *os, struct store *st, int in_fd,
+			   struct release_import_result *out, struct err *e);
 
 /* ---- diff -------------------------------------------------------------------------------- */
 
