@@ -6,6 +6,15 @@
 
 const struct cli_command *const cli_commands[] = {
 	/* commands are added here as their files land */
+	&cli_cmd_init,
+	&cli_cmd_check,
+	&cli_cmd_pins,
+	&cli_cmd_build,
+	&cli_cmd_releases,
+	&cli_cmd_verify,
+	&cli_cmd_diff,
+	&cli_cmd_export,
+	&cli_cmd_import,
 	NULL,
 };
 

@@ -25,7 +25,7 @@
 enum {
 	CAIRN_EINPUT = 1000, /* bad input from a person or a file: exit 2 */
 	CAIRN_ECHECK = 1001, /* the checked thing failed (gate, verify, pins): exit 1 */
-	CAIRN_ENOTFOUND = 1002,
+	CAIRN_ENOTFOUND = 1002, /* a name (REF, app) that matches nothing: exit 2 */
 	CAIRN_ECORRUPT = 1003, /* stored bytes do not match their digest */
 	CAIRN_EAMBIGUOUS = 1004,
 };
@@ -186,6 +186,7 @@ struct exec_opts {
 	char *const *env_extra;
 	struct buf *out;
 	int64_t timeout_ms; /* 0 = none; on expiry the group is killed and -ETIMEDOUT returned */
+	bool stdout_to_stderr; /* without `out`: the child's stdout goes to our stderr */
 };
 int exec_run(const char *const argv[], const struct exec_opts *o, int *out_status, struct err *e);
 /* "exited with status 3" / "killed by signal 9 (Killed)" */

@@ -66,5 +66,8 @@ void err_print(const struct err *e, FILE *out)
 
 int err_exit_code(const struct err *e)
 {
-	return e->code == CAIRN_EINPUT || e->code == CAIRN_EAMBIGUOUS || e->code == EINVAL ? 2 : 1;
+	return e->code == CAIRN_EINPUT || e->code == CAIRN_EAMBIGUOUS || e->code == CAIRN_ENOTFOUND ||
+		       e->code == EINVAL
+	       ? 2
+	       : 1;
 }

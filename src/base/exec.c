@@ -94,6 +94,8 @@ int exec_run(const char *const argv[], const struct exec_opts *o, int *out_statu
 		if (outpipe[1] >= 0) {
 			dup2(outpipe[1], 1);
 			dup2(outpipe[1], 2);
+		} else if (o->stdout_to_stderr) {
+			dup2(2, 1);
 		}
 		/* close every inherited fd but the close-on-exec error pipe */
 		close_fds_between(3, errpipe[1] - 1);

@@ -60,5 +60,10 @@ const struct cli_command *cli_find(const char *name);
 
 /* Commands, one per file family */
 extern const struct cli_command cli_cmd_build, cli_cmd_releases, cli_cmd_verify, cli_cmd_diff;
+extern const struct cli_command cli_cmd_check;
+extern const struct cli_command cli_cmd_init;
+extern const struct cli_command cli_cmd_pins;
+extern const struct cli_command cli_cmd_export;
+extern const struct cli_command cli_cmd_import;
 
 #endif

@@ -8,6 +8,11 @@
 
 #define CONFIG_MAX_BYTES (1024 * 1024) /* a cairn.yml larger than this is refused */
 #define CONFIG_DEFAULT_NAME "cairn.yml"
+#define CONFIG_HOSTS_MAX 256    /* hosts: entries (and the largest rollout.parallel) */
+#define CONFIG_INSTANCES_MAX 64 /* instances per host */
+#define CONFIG_CHECKS_MAX 64    /* acceptance: checks */
+
+struct json_t;
 
 enum config_pins { CONFIG_PINS_REQUIRE, CONFIG_PINS_WARN };
 
@@ -90,11 +95,29 @@ int config_parse(const char *name, const char *dir, const char *text, size_t len
 		 struct config **out, struct err *e);
 void config_free(struct config *c);
 
+/* The resolved config as JSON (every default filled in, durations in milliseconds, signals
+ * by name): what `cairn check --json` prints. Returns a new reference, or NULL on OOM. */
+struct json_t *config_to_json(const struct config *c);
+
+/* What `cairn init` guessed from a directory's layout. */
+struct config_guess {
+	char *app;          /* owned; the directory's name, sanitised to an app name */
+	const char *layout; /* static: "python", "django", "node", "ruby", "go", "rust", "unknown" */
+	const char *found;  /* static: the file that decided it ("app.py"), or NULL */
+	struct strv run;    /* run.command */
+	struct strv build;  /* build.command; may be empty */
+};
+int config_starter_guess(const char *dir, struct config_guess *out, struct err *e);
+void config_guess_done(struct config_guess *g);
 /* Writes a commented starter cairn.yml for `dir` into b, guessing run.command from the
- * directory's layout (app.py, main.py, manage.py, package.json, Gemfile, go.mod, Cargo.toml…). */
+ * directory's layout (app.py, main.py, manage.py, package.json, Gemfile, go.mod, Cargo.toml…).
+ * The text always passes config_parse. */
 int config_starter(const char *dir, struct buf *b, struct err *e);
 
-/* Percentages "1%", "0.5%" or a fraction "0.01" → fraction. */
+/* Percentages "1%", "0.5%" or a fraction "0.01" → fraction 0..1. -EINVAL for bad syntax,
+ * -ERANGE above 100%. */
 int config_parse_percent(const char *s, double *out);
+/* "SIGTERM" for SIGTERM; NULL for a signal cairn.yml cannot name. */
+const char *config_signal_name(int sig);
 
 #endif

@@ -206,14 +206,18 @@ static bool link_through_link(const struct manifest *m, const struct manifest_en
 
 int manifest_validate(const struct manifest *m, struct err *e)
 {
+	/* Paths and order first: the lookups below (bsearch) rely on the order. */
 	for (size_t i = 0; i < m->n_entries; i++) {
 		const struct manifest_entry *en = &m->entries[i];
-		const char *slash;
 		if (!path_ok(en->path, strlen(en->path)))
 			return err_set(e, CAIRN_EINPUT, "manifest: unsafe path \"%s\"", en->path);
 		if (i && strcmp(m->entries[i - 1].path, en->path) >= 0)
 			return err_set(e, CAIRN_EINPUT, "manifest: entries not sorted or repeated at \"%s\"",
 				       en->path);
+	}
+	for (size_t i = 0; i < m->n_entries; i++) {
+		const struct manifest_entry *en = &m->entries[i];
+		const char *slash;
 		if ((slash = strrchr(en->path, '/'))) {
 			char *parent = xstrndup(en->path, (size_t)(slash - en->path));
 			const struct manifest_entry *p = manifest_find(m, parent);
@@ -235,7 +239,10 @@ int manifest_validate(const struct manifest *m, struct err *e)
 					       en->mode, en->path);
 			break;
 		case MANIFEST_LINK:
-			if (!en->target || !manifest_link_inside(en->path, en->target))
+			/* bounded like a path: no system follows a longer target (PATH_MAX), and the
+			 * walk in link_through_link relies on the bound */
+			if (!en->target || strlen(en->target) > MANIFEST_PATH_MAX ||
+			    !manifest_link_inside(en->path, en->target))
 				return err_set(e, CAIRN_EINPUT,
 					       "manifest: symlink \"%s\" points outside the release (→ %s)",
 					       en->path, en->target ? en->target : "");

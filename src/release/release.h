@@ -32,9 +32,11 @@ int objstore_read(const struct objstore *os, const char *hex, struct buf *b, str
 /* Re-hashes one object: 0 if intact, CAIRN_ECORRUPT / ENOENT with e set otherwise. */
 int objstore_verify(const struct objstore *os, const char *hex, struct err *e);
 /* Staging for writers that must write nothing on failure (import): a temp file in the store's
- * tmp dir; commit renames it into place under its digest, discard unlinks it. */
+ * tmp dir; commit renames it into place under its digest (or drops it when the object exists;
+ * *out_added says which, may be NULL); on failure the caller unlinks it. */
 int objstore_tmp_open(struct objstore *os, int *out_fd, char **out_path, struct err *e);
-int objstore_tmp_commit(struct objstore *os, const char *tmp_path, const char *hex, struct err *e);
+int objstore_tmp_commit(struct objstore *os, const char *tmp_path, const char *hex,
+			bool *out_added, struct err *e);
 /* Makes everything written so far durable (syncfs on the store's file system). */
 int objstore_sync(struct objstore *os);
 const char *objstore_state_dir(const struct objstore *os);
@@ -62,6 +64,9 @@ void dep_list_sort(struct dep_list *l);
  * (sorted), `root` the directory they are under. Unreadable or malformed metadata is skipped
  * (it is the app's file, not an error of the build). */
 int deps_scan(const char *root, const struct strv *files, struct dep_list *out, struct err *e);
+/* The same for one file's bytes (`name` is its tree-relative path, which decides the format
+ * and becomes the source). Returns 1 when the name is a known metadata file, else 0. */
+int deps_scan_text(const char *name, const char *data, size_t n, struct dep_list *out);
 
 /* ---- pins -------------------------------------------------------------------------------- */
 
@@ -84,6 +89,10 @@ void pin_report_done(struct pin_report *r);
 /* Scans dir (recursively, skipping `exclude` names and node_modules/.git/vendored site-packages)
  * for dependency specifications and reports every unpinned or floating one. */
 int pins_scan(const char *dir, const struct strv *exclude, struct pin_report *out, struct err *e);
+/* One file's bytes, as if it were found at `name` (which decides the format) with no
+ * lockfile beside it and nothing installed. Appends to out (files_scanned counts it) and
+ * returns 1 when the name is a known manifest, else 0. */
+int pins_scan_text(const char *name, const char *data, size_t n, struct pin_report *out);
 /* Human form: "FILE:LINE:COL: unpinned: SPEC — PROBLEM\n    fix: FIX" lines, then a summary. */
 void pins_print(const struct pin_report *r, FILE *out);
 
@@ -134,7 +143,6 @@ const struct manifest_entry *manifest_find(const struct manifest *m, const char 
 
 struct release_build_opts {
 	const char *tag;    /* may be NULL */
-	bool pins_warn_only; /* override build.pins: require → warn */
 	FILE *progress;     /* NULL for quiet */
 };
 
@@ -162,12 +170,41 @@ int release_verify(const struct objstore *os, const char *id, release_verify_cb 
 		   struct err *e);
 
 /* Writes a release as tar.zst: first "cairn-release/manifest.json", then every entry under
- * "files/" with its mode (symlinks as symlinks). */
+ * "files/" with its mode (symlinks as symlinks). The format is docs/archive.md: deterministic
+ * (the same release always gives the same bytes); every object is checked against its digest
+ * before its bytes are written (CAIRN_ECORRUPT naming the file otherwise). */
 int release_export(const struct objstore *os, const char *id, int out_fd, struct err *e);
+
+/* The release row's facts carried in "cairn-release/meta.json" (not covered by the id). */
+struct release_meta {
+	const char *tag;    /* borrowed; NULL or "" for none */
+	int64_t created_at; /* unix seconds */
+};
+/* release_export with meta.json written after the manifest (meta may be NULL: none). */
+int release_export_meta(const struct objstore *os, const char *id, const struct release_meta *meta,
+			int out_fd, struct err *e);
+
 /* Reads such an archive. Refuses absolute paths, "..", escaping symlinks, device files and
  * anything whose path, type, size or digest disagrees with the manifest; on any failure
- * nothing is written to the store. out_id receives the id. */
+ * nothing is written to the store. out_id receives the id (HASH_ID_LEN + 1 bytes). */
 int release_import(struct objstore *os, struct store *st, int in_fd, char *out_id, struct err *e);
+
+#define RELEASE_TAG_MAX 128 /* == STORE_TAG_MAX */
+#define RELEASE_APP_MAX 63  /* [a-z0-9][a-z0-9_.-]{0,62}, as in cairn.yml */
+
+struct release_import_result {
+	char id[HASH_ID_LEN + 1];
+	char app[RELEASE_APP_MAX + 1];
+	char tag[RELEASE_TAG_MAX + 1];         /* the tag the release carries after import, or "" */
+	char dropped_tag[RELEASE_TAG_MAX + 1]; /* meta.json's tag when it already names another
+						  release of the app: imported untagged */
+	size_t n_files, n_new_objects;
+	int64_t bytes; /* content bytes of the release's files */
+	bool existed;  /* the release was already stored: nothing new was recorded */
+};
+/* release_import with the details a person is told (out is untouched on failure). */
+int release_import_archive(struct objstore *os, struct store *st, int in_fd,
+			   struct release_import_result *out, struct err *e);
 
 /* ---- diff -------------------------------------------------------------------------------- */
 
@@ -178,6 +215,7 @@ struct diff_opts {
 	bool color;
 	size_t max_text_bytes; /* files larger than this are compared by digest only */
 	int context_lines;     /* unified diff context; default 3 */
+	bool stat_only;        /* list changes without line diffs */
 };
 
 /* Compares two manifests (a directory is first turned into an in-memory manifest without
