@@ -423,9 +423,11 @@ static void lockable_dep(struct tomlscan *ts, const struct toml__seg *name, cons
 		const char *br = toml__get_str(tab, "branch"), *tag = toml__get_str(tab, "tag");
 		if (rev && pins__is_hex(rev, strlen(rev)) && strlen(rev) >= 40)
 			return;
-		spec = xasprintf("%s = { git = \"%s\"%s%s%s }", name->s, git,
-				 rev ? ", ref = \"" : br ? ", branch = \"" : tag ? ", tag = \"" : "",
-				 rev ? rev : br ? br : tag ? tag : "", rev || br || tag ? "\"" : "");
+		const char *kind = rev ? "ref" : br ? "branch" : tag ? "tag" : NULL;
+		const char *ref = rev ? rev : br ? br : tag;
+		spec = kind ? xasprintf("%s = { git = \"%s\", %s = \"%s\" }", name->s, git, kind,
+					ref)
+			    : xasprintf("%s = { git = \"%s\" }", name->s, git);
 		pins__add_owned(f, name->line, name->col, "python", spec,
 				xstrdup("git dependency without a commit: the branch or tag can "
 					"move"),
