@@ -402,6 +402,10 @@ int deps_scan_text(const char *name, const char *data, size_t n, struct dep_list
 	const char *base = slash ? slash + 1 : name;
 	json_t *j;
 
+	if (n >= 3 && !memcmp(data, "\xef\xbb\xbf", 3)) { /* a UTF-8 byte order mark */
+		data += 3;
+		n -= 3;
+	}
 	if (parent_ends(name, "METADATA", ".dist-info") ||
 	    parent_ends(name, "PKG-INFO", ".egg-info") || str_ends(name, ".egg-info")) {
 		py_metadata(data, n, name, out);

@@ -109,13 +109,17 @@ enum pins__kind pins__kind_of(const char *relpath)
 	    str_ends(base, ".Dockerfile") || str_ends(base, ".dockerfile") ||
 	    !strcmp(base, "Containerfile") || str_starts(base, "Containerfile."))
 		return PINS_DOCKERFILE;
-	if (str_ends(base, ".sh") && base[0] != '.')
+	if (str_ends(base, ".sh"))
 		return PINS_SHELL;
 	return PINS_NONE;
 }
 
-static void dispatch(enum pins__kind k, const struct pins__file *f)
+static void dispatch(enum pins__kind k, struct pins__file *f)
 {
+	if (f->n >= 3 && !memcmp(f->data, "\xef\xbb\xbf", 3)) { /* a UTF-8 byte order mark */
+		f->data += 3;
+		f->n -= 3;
+	}
 	switch (k) {
 	case PINS_REQUIREMENTS: pins__requirements(f); break;
 	case PINS_PYPROJECT: pins__pyproject(f); break;

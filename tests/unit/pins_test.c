@@ -163,6 +163,18 @@ static void test_requirements_includes(void **state)
 	strv_done(&inc);
 }
 
+static void test_bom_and_crlf(void **state)
+{
+	(void)state;
+	CHECK("requirements.txt", "\xef\xbb\xbf" "eventlet\r\nflask>=2 \\\r\n  ; os_name == 'nt'\r\n",
+	      "1:1 eventlet\n2:1 flask>=2\n");
+	CHECK("Dockerfile", "\xef\xbb\xbf" "FROM a:1 \\\r\n  AS b\r\nRUN apt-get install \\\r\n c\r\n",
+	      "1:6 a:1\n4:2 c\n");
+	CHECK("pyproject.toml", "[project]\r\ndependencies = [\r\n  \"x\",\r\n]\r\n", "3:4 x\n");
+	CHECK("package.json", "\xef\xbb\xbf{\"dependencies\":{\"a\":\"^1\"}}",
+	      "1:1 package.json\n1:19 a@^1\n");
+}
+
 static void test_pyproject(void **state)
 {
 	(void)state;
@@ -518,6 +530,7 @@ int main(void)
 		cmocka_unit_test(test_requirements),
 		cmocka_unit_test(test_requirements_urls),
 		cmocka_unit_test(test_requirements_includes),
+		cmocka_unit_test(test_bom_and_crlf),
 		cmocka_unit_test(test_pyproject),
 		cmocka_unit_test(test_pipfile),
 		cmocka_unit_test(test_package_json),
