@@ -205,6 +205,9 @@ static void gem(const struct pins__file *f, const struct pins__lline *ll, const 
 	else if (pess)
 		problem = "pessimistic range (~>): newer releases of the series are installed as "
 			  "they appear";
+	else if (lower && upper)
+		problem = "version range: any release in the range may be installed, and new ones "
+			  "appear";
 	else if (lower)
 		problem = "lower bound only: any newer release may be installed";
 	else if (upper)

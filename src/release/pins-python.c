@@ -238,7 +238,8 @@ void pins__pep508(const struct pins__file *f, const char *req, size_t n, bool ha
 	else if (lower)
 		what = "lower bound only: any newer release may be installed";
 	else if (upper)
-		what = "upper bound only: any older or newer release below it may be installed";
+		what = "upper bound only: any release below it may be installed, also ones published "
+		       "later";
 	else if (ne)
 		what = "exclusions only: any other release may be installed";
 	else
