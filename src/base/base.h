@@ -139,6 +139,8 @@ int fs_read_fd(int fd, struct buf *b);
 /* Writes data to path atomically: temp file in the same directory, fsync, rename, fsync dir. */
 int fs_write_atomic(const char *path, const void *data, size_t n, mode_t mode, struct err *e);
 int fs_write_all(int fd, const void *p, size_t n);
+/* Copies the rest of in to out (copy_file_range where the kernel can, else read/write). */
+int fs_copy_fd(int in, int out);
 /* Removes a tree (no following of symlinks). Missing path is not an error. */
 int fs_rm_rf(const char *path);
 int fs_fsync_dir(const char *path);

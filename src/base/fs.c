@@ -67,6 +67,32 @@ int fs_read_file(const char *path, struct buf *b, struct err *e)
 	return 0;
 }
 
+int fs_copy_fd(int in, int out)
+{
+	char buf[65536];
+
+	for (;;) {
+		ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
+		if (n > 0 || (n < 0 && errno == EINTR))
+			continue;
+		if (n == 0)
+			return 0;
+		if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+			return -errno;
+		break; /* not supported between these files: copy through user space */
+	}
+	for (;;) {
+		ssize_t n = read(in, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : 0;
+		int r = fs_write_all(out, buf, (size_t)n);
+		if (r < 0)
+			return r;
+	}
+}
+
 int fs_write_all(int fd, const void *p, size_t n)
 {
 	const char *c = p;

@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const char help[] =
 	"NAME\n"
@@ -62,15 +63,55 @@ const struct cli_command cli_cmd_pins = {
 	.help = help,
 };
 
+/* Length of a valid UTF-8 sequence at s, or 0. */
+static size_t utf8_len(const unsigned char *s)
+{
+	size_t n = s[0] < 0x80 ? 1 : (s[0] >> 5) == 6 ? 2 : (s[0] >> 4) == 14 ? 3
+						  : (s[0] >> 3) == 30 ? 4 : 0;
+	for (size_t i = 1; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	/* no overlong forms, surrogates or code points past U+10FFFF */
+	if ((n == 2 && s[0] < 0xc2) || (n == 3 && s[0] == 0xe0 && s[1] < 0xa0) ||
+	    (n == 3 && s[0] == 0xed && s[1] >= 0xa0) || (n == 4 && s[0] > 0xf4) ||
+	    (n == 4 && s[0] == 0xf0 && s[1] < 0x90) || (n == 4 && s[0] == 0xf4 && s[1] >= 0x90))
+		return 0;
+	return n;
+}
+
+/* A JSON string of text from the scanned files, which need not be UTF-8: invalid bytes
+ * become U+FFFD, since jansson refuses them. */
+static json_t *jstr(const char *s)
+{
+	json_t *j = json_string(s);
+	if (j)
+		return j;
+	struct buf b;
+	buf_init(&b, 4 * strlen(s) + 1);
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		size_t k = utf8_len(p);
+		if (k) {
+			buf_add(&b, p, k);
+			p += k;
+		} else {
+			buf_adds(&b, "\xef\xbf\xbd");
+			p++;
+		}
+	}
+	j = json_string(buf_str(&b));
+	buf_done(&b);
+	return j ? j : json_string("");
+}
+
 static void print_json(const struct pin_report *r)
 {
 	json_t *arr = json_array();
 	for (size_t i = 0; i < r->n; i++) {
 		const struct pin_finding *p = &r->v[i];
-		json_array_append_new(arr, json_pack("{s:s,s:i,s:i,s:s,s:s,s:s,s:s}", "file",
-						     p->file, "line", p->line, "col", p->col,
-						     "ecosystem", p->ecosystem, "spec", p->spec,
-						     "problem", p->problem, "fix", p->fix));
+		json_array_append_new(arr, json_pack("{s:o,s:i,s:i,s:s,s:o,s:o,s:o}", "file",
+						     jstr(p->file), "line", p->line, "col", p->col,
+						     "ecosystem", p->ecosystem, "spec", jstr(p->spec),
+						     "problem", jstr(p->problem), "fix", jstr(p->fix)));
 	}
 	json_t *top = json_pack("{s:o,s:I}", "findings", arr, "files_scanned",
 				(json_int_t)r->files_scanned);

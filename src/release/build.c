@@ -314,7 +314,8 @@ int release_build(const struct config *cfg, struct objstore *os, struct store *s
 		/* unchanged copies keep their known digests */
 		for (size_t i = 0; i < built.n; i++) {
 			struct walk_entry *be = &built.v[i];
-			struct walk_entry *se = bsearch(be->path, src.v, src.n, sizeof(*src.v), cmp_walk_path);
+			struct walk_entry *se =
+				src.n ? bsearch(be->path, src.v, src.n, sizeof(*src.v), cmp_walk_path) : NULL;
 			if (be->type == MANIFEST_FILE && se && se->digest[0] &&
 			    same_file_state(&be->st, &copied[se - src.v]))
 				memcpy(be->digest, se->digest, sizeof(be->digest));
@@ -333,7 +334,9 @@ int release_build(const struct config *cfg, struct objstore *os, struct store *s
 		/* teach the source cache what the untouched copies hashed to */
 		for (size_t i = 0; i < src.n; i++) {
 			struct walk_entry *se = &src.v[i];
-			struct walk_entry *be = bsearch(se->path, built.v, built.n, sizeof(*built.v), cmp_walk_path);
+			struct walk_entry *be =
+				built.n ? bsearch(se->path, built.v, built.n, sizeof(*built.v), cmp_walk_path)
+					: NULL;
 			if (se->type == MANIFEST_FILE && !se->digest[0] && be && be->digest[0] &&
 			    same_file_state(&be->st, &copied[i]))
 				memcpy(se->digest, be->digest, sizeof(se->digest));

@@ -80,7 +80,8 @@ int bcache_load(const char *file, struct bcache *c)
 const char *bcache_lookup(const struct bcache *c, const char *path, const struct stat *st)
 {
 	struct bcache_entry key = { .path = (char *)path };
-	const struct bcache_entry *en = bsearch(&key, c->v, c->n, sizeof(*c->v), cmp_ce);
+	const struct bcache_entry *en =
+		c->n ? bsearch(&key, c->v, c->n, sizeof(*c->v), cmp_ce) : NULL;
 
 	if (!en || en->dev != (uint64_t)st->st_dev || en->ino != (uint64_t)st->st_ino ||
 	    en->size != (int64_t)st->st_size || en->mtime_ns != ts_ns(st->st_mtim) ||

@@ -10,35 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int copy_fd(int in, int out)
-{
-	for (;;) {
-		ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
-		if (n == 0)
-			return 0;
-		if (n > 0)
-			continue;
-		if (errno == EINTR)
-			continue;
-		if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
-			return -errno;
-		break; /* fall back to read/write */
-	}
-	char buf[65536];
-	for (;;) {
-		ssize_t n = read(in, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return 0;
-		int r = fs_write_all(out, buf, (size_t)n);
-		if (r < 0)
-			return r;
-	}
-}
-
 int tree_copy(const char *src_root, const char *dst_root, const struct walk *w,
 	      struct stat *out_copied, struct err *e)
 {
@@ -63,7 +34,7 @@ int tree_copy(const char *src_root, const char *dst_root, const struct walk *w,
 			int out = in < 0 ? -1 : openat(dfd, en->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 			if (in < 0 || out < 0) {
 				r = err_set(e, errno, "scratch copy: %s: %s", en->path, strerror(errno));
-			} else if ((r = copy_fd(in, out)) < 0) {
+			} else if ((r = fs_copy_fd(in, out)) < 0) {
 				r = err_set(e, -r, "scratch copy: %s: %s", en->path, strerror(-r));
 			} else {
 				struct timespec ts[2] = { en->st.st_atim, en->st.st_mtim };

@@ -203,7 +203,9 @@ static void pkglock_kv(void *ctx, const struct toml__seg *p, size_t n, size_t nh
 	}
 	if (nh != 1 || n != 2 || strcmp(p[0].s, "package") || v->kind != TOML_STR)
 		return;
-	char **slot = !strcmp(p[1].s, "name") ? &pl->name : !strcmp(p[1].s, "version") ? &pl->version : NULL;
+	char **slot = !strcmp(p[1].s, "name")	 ? &pl->name
+		      : !strcmp(p[1].s, "version") ? &pl->version
+						   : NULL;
 	if (slot) {
 		free(*slot);
 		*slot = xstrdup(v->s);
@@ -347,8 +349,9 @@ static void docker_image(void *ctx, const struct pins__from *fr)
 	const char *colon = memchr(from, ':', nn - (size_t)(from - ref));
 	size_t namelen = colon ? (size_t)(colon - ref) : nn;
 	char *name = xstrndup(ref, namelen);
-	char *ver = xasprintf("%.*s%s%s", colon ? (int)(nn - namelen - 1) : 0, colon ? colon + 1 : "",
-			      at ? "@" : "", at ? at + 1 : "");
+	int tagn = colon ? (int)(nn - namelen - 1) : 0;
+	char *ver = xasprintf("%.*s%s%s", tagn, colon ? colon + 1 : "", at ? "@" : "",
+			      at ? at + 1 : "");
 	if (!*ver) {
 		free(ver);
 		ver = xstrdup("latest");
@@ -362,7 +365,8 @@ static void docker_image(void *ctx, const struct pins__from *fr)
 
 static bool in_installed_dir(const char *rel)
 {
-	static const char *const dirs[] = { "node_modules", "site-packages", "dist-packages", ".git" };
+	static const char *const dirs[] = { "node_modules", "site-packages", "dist-packages",
+					    ".git" };
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
 		size_t k = strlen(dirs[i]);
 		for (const char *s = rel; (s = strstr(s, dirs[i])); s++)
@@ -398,8 +402,12 @@ int deps_scan_text(const char *name, const char *data, size_t n, struct dep_list
 	const char *base = slash ? slash + 1 : name;
 	json_t *j;
 
-	if (parent_ends(name, "METADATA", ".dist-info") || parent_ends(name, "PKG-INFO", ".egg-info") ||
-	    str_ends(name, ".egg-info")) {
+	if (n >= 3 && !memcmp(data, "\xef\xbb\xbf", 3)) { /* a UTF-8 byte order mark */
+		data += 3;
+		n -= 3;
+	}
+	if (parent_ends(name, "METADATA", ".dist-info") ||
+	    parent_ends(name, "PKG-INFO", ".egg-info") || str_ends(name, ".egg-info")) {
 		py_metadata(data, n, name, out);
 		return 1;
 	}
@@ -450,7 +458,8 @@ static bool wanted(const char *rel)
 			return true;
 	enum pins__kind k = pins__kind_of(rel);
 	return k == PINS_REQUIREMENTS || k == PINS_DOCKERFILE || str_ends(rel, ".egg-info") ||
-	       parent_ends(rel, "METADATA", ".dist-info") || parent_ends(rel, "PKG-INFO", ".egg-info");
+	       parent_ends(rel, "METADATA", ".dist-info") ||
+	       parent_ends(rel, "PKG-INFO", ".egg-info");
 }
 
 int deps_scan(const char *root, const struct strv *files, struct dep_list *out, struct err *e)

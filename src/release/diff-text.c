@@ -63,7 +63,7 @@ int diff_render_text(json_t *root, bool color, struct buf *out)
 {
 	json_t *files = json_object_get(root, "files"), *deps = json_object_get(root, "deps");
 	json_t *cfg = json_object_get(root, "config"), *v;
-	size_t i, added = 0, removed = 0, changed = 0;
+	size_t i, added = 0, removed = 0, changed = 0, renamed = 0;
 
 	buf_addf(out, "%sdiff %s → %s%s\n", color ? C_BOLD : "",
 		 json_string_value(json_object_get(root, "a")),
@@ -97,16 +97,28 @@ int diff_render_text(json_t *root, bool color, struct buf *out)
 			added++;
 		else if (!strcmp(st, "removed"))
 			removed++;
+		else if (!strcmp(st, "renamed"))
+			renamed++;
 		else
 			changed++;
 	}
 	if (json_array_size(files)) {
-		buf_addf(out, "\nfiles: %zu added, %zu removed, %zu changed\n", added, removed, changed);
+		buf_addf(out, "\nfiles: %zu added, %zu removed, %zu changed", added, removed, changed);
+		if (renamed)
+			buf_addf(out, ", %zu renamed", renamed);
+		buf_addc(out, '\n');
 		json_array_foreach(files, i, v) {
 			const char *st = json_string_value(json_object_get(v, "status"));
 			json_t *o = json_object_get(v, "old"), *n = json_object_get(v, "new");
-			char mark = !strcmp(st, "added") ? 'A' : !strcmp(st, "removed") ? 'D' : 'M';
-			buf_addf(out, "  %c %s", mark, json_string_value(json_object_get(v, "path")));
+			char mark = !strcmp(st, "added")     ? 'A'
+				    : !strcmp(st, "removed") ? 'D'
+				    : !strcmp(st, "renamed") ? 'R'
+							     : 'M';
+			if (mark == 'R')
+				buf_addf(out, "  R %s → %s", json_string_value(json_object_get(v, "old_path")),
+					 json_string_value(json_object_get(v, "path")));
+			else
+				buf_addf(out, "  %c %s", mark, json_string_value(json_object_get(v, "path")));
 			if (!strcmp(st, "mode_changed") || (o && n && json_object_get(o, "mode") &&
 							    json_object_get(n, "mode") &&
 							    !json_equal(json_object_get(o, "mode"),
@@ -134,8 +146,10 @@ int diff_render_text(json_t *root, bool color, struct buf *out)
 		const char *st = json_string_value(json_object_get(v, "status"));
 		if (!d || !*d)
 			continue;
+		const char *old_path = json_string_value(json_object_get(v, "old_path"));
 		buf_addf(out, "\n%s--- %s%s\n+++ %s%s%s\n", color ? C_BOLD : "",
-			 !strcmp(st, "added") ? "/dev/null" : "a/", !strcmp(st, "added") ? "" : path,
+			 !strcmp(st, "added") ? "/dev/null" : "a/",
+			 !strcmp(st, "added") ? "" : old_path ? old_path : path,
 			 !strcmp(st, "removed") ? "/dev/null" : "b/", !strcmp(st, "removed") ? "" : path,
 			 color ? C_OFF : "");
 		add_colored_diff(out, d, color);

@@ -120,6 +120,84 @@ static int diff_files(const struct diff_side *a, const struct diff_side *b, cons
 	return r;
 }
 
+static const char *base_name(const char *p)
+{
+	const char *s = strrchr(p, '/');
+	return s ? s + 1 : p;
+}
+
+static size_t count_lines(const char *p, size_t n)
+{
+	size_t c = 0;
+	for (size_t i = 0; i < n; i++)
+		c += p[i] == '\n';
+	return c + (n && p[n - 1] != '\n');
+}
+
+/* A removed and an added file with the same name whose contents are mostly alike are one file
+ * that moved (vendor/eventlet-0.20.0.dist-info/METADATA → …-0.20.1.dist-info/METADATA):
+ * shown as a rename with the diff between the two, as git does. */
+static int find_renames(const struct diff_side *a, const struct diff_side *b,
+			const struct diff_opts *o, json_t *files, struct err *e)
+{
+	size_t max = o->max_text_bytes ? o->max_text_bytes : DIFF_DEFAULT_MAX_TEXT;
+	int r = 0;
+
+	for (size_t i = 0; i < json_array_size(files) && r == 0; i++) {
+		json_t *rm = json_array_get(files, i);
+		const char *rpath = json_string_value(json_object_get(rm, "path"));
+		if (strcmp(json_string_value(json_object_get(rm, "status")), "removed"))
+			continue;
+		const struct manifest_entry *ea = manifest_find(a->m, rpath);
+		if (!ea || ea->type != MANIFEST_FILE || ea->size > (int64_t)max)
+			continue;
+		for (size_t j = 0; j < json_array_size(files); j++) {
+			json_t *ad = json_array_get(files, j);
+			const char *apath = json_string_value(json_object_get(ad, "path"));
+			if (strcmp(json_string_value(json_object_get(ad, "status")), "added") ||
+			    strcmp(base_name(apath), base_name(rpath)))
+				continue;
+			const struct manifest_entry *eb = manifest_find(b->m, apath);
+			if (!eb || eb->type != MANIFEST_FILE || eb->size > (int64_t)max)
+				continue;
+			struct buf ba, bb, out;
+			bool alike = !strcmp(ea->digest, eb->digest);
+			buf_init(&ba, max);
+			buf_init(&bb, max);
+			buf_init(&out, 16 * max);
+			if (!alike && (r = read_side(a, ea, &ba, e)) == 0 && (r = read_side(b, eb, &bb, e)) == 0 &&
+			    !textdiff_is_binary(buf_str(&ba), ba.len) && !textdiff_is_binary(buf_str(&bb), bb.len) &&
+			    textdiff_unified(buf_str(&ba), ba.len, buf_str(&bb), bb.len,
+					     o->context_lines >= 0 ? o->context_lines : 3, &out) == 0) {
+				size_t changed = 0;
+				for (const char *l = buf_str(&out); *l;) {
+					const char *nl = strchr(l, '\n');
+					changed += (*l == '+' || *l == '-');
+					l = nl ? nl + 1 : l + strlen(l);
+				}
+				alike = 2 * changed <= count_lines(ba.data ? ba.data : "", ba.len) +
+							       count_lines(bb.data ? bb.data : "", bb.len);
+			}
+			if (alike && r == 0) {
+				json_t *fc = json_pack("{s:s,s:s,s:s,s:o,s:o}", "path", apath, "old_path", rpath,
+						       "status", "renamed", "old", entry_json(ea), "new",
+						       entry_json(eb));
+				if (out.len && !o->stat_only)
+					json_object_set_new(fc, "diff", json_stringn(buf_str(&out), out.len));
+				json_array_set_new(files, j, fc);
+				json_array_remove(files, i);
+				i--;
+			}
+			buf_done(&ba);
+			buf_done(&bb);
+			buf_done(&out);
+			if (alike || r < 0)
+				break;
+		}
+	}
+	return r;
+}
+
 /* Dependencies grouped by (ecosystem, name): the set of versions found on each side. */
 static json_t *dep_versions(const struct dep_list *l, size_t *i)
 {
@@ -204,7 +282,7 @@ int release_diff(const struct diff_side *a, const struct diff_side *b, const str
 	json_t *files = json_array(), *deps, *cfg, *root;
 	int r;
 
-	if ((r = diff_files(a, b, o, files, e)) < 0) {
+	if ((r = diff_files(a, b, o, files, e)) < 0 || (r = find_renames(a, b, o, files, e)) < 0) {
 		json_decref(files);
 		return r;
 	}

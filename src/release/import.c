@@ -153,7 +153,7 @@ static int cmp_slot(const void *a, const void *b)
 static struct digest_slot *find_slot(struct importer *im, const char *hex)
 {
 	struct digest_slot key = {.hex = hex};
-	return bsearch(&key, im->slots, im->n_slots, sizeof(key), cmp_slot);
+	return im->n_slots ? bsearch(&key, im->slots, im->n_slots, sizeof(key), cmp_slot) : NULL;
 }
 
 /* Reads the current entry's data into b (bounded by b->max). */

@@ -162,7 +162,8 @@ static int cmp_entry_path(const void *key, const void *el)
 
 const struct manifest_entry *manifest_find(const struct manifest *m, const char *path)
 {
-	return bsearch(path, m->entries, m->n_entries, sizeof(*m->entries), cmp_entry_path);
+	return m->n_entries ? bsearch(path, m->entries, m->n_entries, sizeof(*m->entries), cmp_entry_path)
+			    : NULL;
 }
 
 /* A link's target must not pass through another link of the release: "a/.." where a → "."

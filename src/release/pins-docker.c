@@ -279,7 +279,8 @@ static void docker_from(void *ctx, const struct pins__from *fr)
 	const char *at = strchr(ref, '@');
 	size_t namelen = at ? (size_t)(at - ref) : strlen(ref);
 	const char *slash = memrchr(ref, '/', namelen);
-	const char *colon = memchr(slash ? slash : ref, ':', namelen - (size_t)((slash ? slash : ref) - ref));
+	const char *from = slash ? slash : ref;
+	const char *colon = memchr(from, ':', namelen - (size_t)(from - ref));
 	if (at)
 		problem = xasprintf("malformed digest: a digest is @sha256: and 64 hex digits");
 	else if (!colon)
@@ -288,8 +289,9 @@ static void docker_from(void *ctx, const struct pins__from *fr)
 	else if (!strcmp(colon + 1, "latest"))
 		problem = xasprintf("`latest` without a digest: it moves with every release");
 	else
-		problem = xasprintf("tag without a digest: %.*s can be re-pushed with another image "
-				    "at any time, and a rebuild (or a rollback that rebuilds) gets it",
+		problem = xasprintf("tag without a digest: %.*s can be re-pushed with another "
+				    "image at any time, and a rebuild (or a rollback that "
+				    "rebuilds) gets it",
 				    (int)namelen, ref);
 	if (dyn && !fr->resolved) {
 		free(problem);
@@ -301,8 +303,8 @@ static void docker_from(void *ctx, const struct pins__from *fr)
 		free(problem);
 		problem = p2;
 	}
-	fix = xasprintf("pin the digest: %s%.*s%s@sha256:<digest> (`docker buildx imagetools inspect "
-			"%.*s` prints it)%s",
+	fix = xasprintf("pin the digest: %s%.*s%s@sha256:<digest> (`docker buildx imagetools "
+			"inspect %.*s` prints it)%s",
 			kw, (int)namelen, ref, colon ? "" : ":<tag>", (int)namelen, ref,
 			dyn ? "; give the ARG a digest-pinned default" : "");
 	pins__add_owned(f, fr->line, fr->col, "docker", fr->raw, problem, fix);
@@ -461,8 +463,8 @@ static void one_command(const struct pins__file *f, const struct pins__lline *ll
 		return;
 	for (i++; i < n; i++) {
 		if (w[i].s[0] == '-') {
-			if (m == MGR_PIP && (!strcmp(w[i].s, "-e") || !strcmp(w[i].s, "--editable")) &&
-			    i + 1 < n && !w[i + 1].dyn)
+			bool editable = !strcmp(w[i].s, "-e") || !strcmp(w[i].s, "--editable");
+			if (m == MGR_PIP && editable && i + 1 < n && !w[i + 1].dyn)
 				pip_word(f, ll, &w[++i]);
 			else if (takes_arg(m, w[i].s))
 				i++;

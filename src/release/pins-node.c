@@ -193,7 +193,8 @@ static const char *npm_problem(const char *v)
 		return "version range: releases published later may be installed";
 	if (strpbrk(v, "xX*"))
 		return "wildcard version: any matching release may be installed";
-	if (isdigit((unsigned char)v[0]) || ((v[0] == 'v' || v[0] == '=') && isdigit((unsigned char)v[1])))
+	if (isdigit((unsigned char)v[0]) ||
+	    ((v[0] == 'v' || v[0] == '=') && isdigit((unsigned char)v[1])))
 		return "partial version: it means a range (\"1.2\" is any 1.2.x)";
 	return "dist-tag: it points at whatever is published under it at install time";
 }
@@ -228,8 +229,9 @@ void pins__package_json(const struct pins__file *f)
 			char *hint = pins__hint(f, "node", name);
 			char *spec = xasprintf("%s@%s", name, v);
 			pins__add_owned(f, line, col, "node", spec, xstrdup(problem),
-					xasprintf("pin an exact version: \"%s\": \"%s\" (`npm install "
-						  "--save-exact %s@%s`), and commit the lockfile",
+					xasprintf("pin an exact version: \"%s\": \"%s\" (`npm "
+						  "install --save-exact %s@%s`), and commit the "
+						  "lockfile",
 						  name, hint ? hint : "VERSION", name,
 						  hint ? hint : "VERSION"));
 			free(spec);
@@ -238,8 +240,8 @@ void pins__package_json(const struct pins__file *f)
 	}
 	if (any && !f->locked)
 		pins__lockfile_missing(f, "node",
-				       "lockfile (package-lock.json, npm-shrinkwrap.json, yarn.lock "
-				       "or pnpm-lock.yaml)",
+				       "lockfile (package-lock.json, npm-shrinkwrap.json, "
+				       "yarn.lock or pnpm-lock.yaml)",
 				       "run `npm install --package-lock-only` (or yarn / pnpm "
 				       "install) and commit the lockfile");
 	free(kp.v);

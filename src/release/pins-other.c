@@ -94,10 +94,12 @@ static void rb_parse_args(const char *t, size_t i, size_t n, struct rb_args *a)
 			while (k < n && (isalnum((unsigned char)t[k]) || t[k] == '_'))
 				k++;
 			size_t e = skip_ws(t, k, n);
-			if (k > s && t[i] != ':' && k < n && t[k] == ':' && (k + 1 >= n || t[k + 1] != ':')) {
+			bool colon_after = k < n && t[k] == ':' && (k + 1 >= n || t[k + 1] != ':');
+			bool rocket = e + 1 < n && t[e] == '=' && t[e + 1] == '>';
+			if (k > s && t[i] != ':' && colon_after) {
 				arg->key = xstrndup(t + s, k - s); /* key: value */
 				i = k + 1;
-			} else if (k > s && t[i] == ':' && e + 1 < n && t[e] == '=' && t[e + 1] == '>') {
+			} else if (k > s && t[i] == ':' && rocket) {
 				arg->key = xstrndup(t + s, k - s); /* :key => value */
 				i = e + 2;
 			}
@@ -203,6 +205,9 @@ static void gem(const struct pins__file *f, const struct pins__lline *ll, const 
 	else if (pess)
 		problem = "pessimistic range (~>): newer releases of the series are installed as "
 			  "they appear";
+	else if (lower && upper)
+		problem = "version range: any release in the range may be installed, and new ones "
+			  "appear";
 	else if (lower)
 		problem = "lower bound only: any newer release may be installed";
 	else if (upper)
@@ -211,7 +216,8 @@ static void gem(const struct pins__file *f, const struct pins__lline *ll, const 
 		problem = "not an exact version";
 	if (problem) {
 		char *hint = pins__hint(f, "ruby", name->str);
-		char *spec = nv ? xasprintf("%s (%s)", name->str, buf_str(&vers)) : xstrdup(name->str);
+		char *spec = nv ? xasprintf("%s (%s)", name->str, buf_str(&vers))
+				: xstrdup(name->str);
 		pins__add_owned(f, line, col, "ruby", spec, xstrdup(problem),
 				xasprintf("pin an exact version: gem '%s', '%s', and commit "
 					  "Gemfile.lock (`bundle lock`)",
@@ -233,8 +239,7 @@ void pins__gemfile(const struct pins__file *f)
 	while (pins__next_lline(&rd, &ll, PINS_LINES_RUBY)) {
 		const char *t = buf_str(&ll.text);
 		size_t n = ll.text.len, i = skip_ws(t, 0, n);
-		if (n - i < 4 || strncmp(t + i, "gem", 3) || !(t[i + 3] == ' ' || t[i + 3] == '\t' ||
-							  t[i + 3] == '('))
+		if (n - i < 4 || strncmp(t + i, "gem", 3) || !strchr(" \t(", t[i + 3]))
 			continue;
 		struct rb_args a = { .n = 0 };
 		rb_parse_args(t, i + 4, n, &a);
@@ -287,7 +292,8 @@ void pins__gomod(const struct pins__file *f)
 	}
 	pins__lline_done(&ll);
 	if (any)
-		pins__add(f, 1, 1, "go", strrchr(f->path, '/') ? strrchr(f->path, '/') + 1 : f->path,
+		pins__add(f, 1, 1, "go", strrchr(f->path, '/') ? strrchr(f->path, '/') + 1
+							      : f->path,
 			  "no go.sum beside it: module checksums are not pinned, so a module's "
 			  "content at a version is not verified",
 			  "run `go mod tidy` and commit go.sum");
@@ -407,7 +413,8 @@ static void cargo_kv(void *ctx, const struct toml__seg *p, size_t n, size_t nh, 
 			cargo_dep(c, p[l].s, p[l].line, p[l].col, v->s, NULL, NULL, false);
 		} else if (v->kind == TOML_TAB) {
 			const struct toml__val *ws = toml__get(v, "workspace");
-			bool local = toml__get(v, "path") || (ws && ws->s && !strcmp(ws->s, "true"));
+			bool local = toml__get(v, "path") ||
+				     (ws && ws->s && !strcmp(ws->s, "true"));
 			cargo_dep(c, p[l].s, p[l].line, p[l].col, toml__get_str(v, "version"),
 				  toml__get_str(v, "git"), toml__get_str(v, "rev"), local);
 		}
@@ -427,7 +434,8 @@ static void cargo_kv(void *ctx, const struct toml__seg *p, size_t n, size_t nh, 
 			free(*slot);
 			*slot = xstrdup(v->s);
 		}
-		if (!strcmp(key, "path") || (!strcmp(key, "workspace") && v->s && !strcmp(v->s, "true")))
+		if (!strcmp(key, "path") ||
+		    (!strcmp(key, "workspace") && v->s && !strcmp(v->s, "true")))
 			c->sub.local = true;
 	}
 }

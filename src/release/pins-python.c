@@ -238,7 +238,8 @@ void pins__pep508(const struct pins__file *f, const char *req, size_t n, bool ha
 	else if (lower)
 		what = "lower bound only: any newer release may be installed";
 	else if (upper)
-		what = "upper bound only: any older or newer release below it may be installed";
+		what = "upper bound only: any release below it may be installed, also ones published "
+		       "later";
 	else if (ne)
 		what = "exclusions only: any other release may be installed";
 	else
@@ -423,9 +424,11 @@ static void lockable_dep(struct tomlscan *ts, const struct toml__seg *name, cons
 		const char *br = toml__get_str(tab, "branch"), *tag = toml__get_str(tab, "tag");
 		if (rev && pins__is_hex(rev, strlen(rev)) && strlen(rev) >= 40)
 			return;
-		spec = xasprintf("%s = { git = \"%s\"%s%s%s }", name->s, git,
-				 rev ? ", ref = \"" : br ? ", branch = \"" : tag ? ", tag = \"" : "",
-				 rev ? rev : br ? br : tag ? tag : "", rev || br || tag ? "\"" : "");
+		const char *kind = rev ? "ref" : br ? "branch" : tag ? "tag" : NULL;
+		const char *ref = rev ? rev : br ? br : tag;
+		spec = kind ? xasprintf("%s = { git = \"%s\", %s = \"%s\" }", name->s, git, kind,
+					ref)
+			    : xasprintf("%s = { git = \"%s\" }", name->s, git);
 		pins__add_owned(f, name->line, name->col, "python", spec,
 				xstrdup("git dependency without a commit: the branch or tag can "
 					"move"),

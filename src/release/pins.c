@@ -109,13 +109,17 @@ enum pins__kind pins__kind_of(const char *relpath)
 	    str_ends(base, ".Dockerfile") || str_ends(base, ".dockerfile") ||
 	    !strcmp(base, "Containerfile") || str_starts(base, "Containerfile."))
 		return PINS_DOCKERFILE;
-	if (str_ends(base, ".sh") && base[0] != '.')
+	if (str_ends(base, ".sh"))
 		return PINS_SHELL;
 	return PINS_NONE;
 }
 
-static void dispatch(enum pins__kind k, const struct pins__file *f)
+static void dispatch(enum pins__kind k, struct pins__file *f)
 {
+	if (f->n >= 3 && !memcmp(f->data, "\xef\xbb\xbf", 3)) { /* a UTF-8 byte order mark */
+		f->data += 3;
+		f->n -= 3;
+	}
 	switch (k) {
 	case PINS_REQUIREMENTS: pins__requirements(f); break;
 	case PINS_PYPROJECT: pins__pyproject(f); break;
@@ -251,7 +255,9 @@ static void walk_dir(struct pins_walk *w, int fd, const char *rel, int depth)
 				if (cfd >= 0)
 					close(cfd);
 			} else if (skip_dir(name, rel, cfd)) {
-				if (!strcmp(name, "site-packages") || !strcmp(name, "dist-packages"))
+				bool sp = !strcmp(name, "site-packages") ||
+					  !strcmp(name, "dist-packages");
+				if (sp)
 					strv_push(&w->sitepkgs, child);
 				else if (has_entry(cfd, "pyvenv.cfg"))
 					venv_site_packages(w, cfd, child);
@@ -376,8 +382,9 @@ static char *py_hint(const struct pins_walk *w, const char *name)
 				continue;
 			char *n = pins__py_name(de->d_name, (size_t)(dash - de->d_name));
 			if (!strcmp(n, name)) {
-				char *v = xstrndup(dash + 1, strlen(dash + 1) - strlen(".dist-info"));
-				if (found && strcmp(found, v)) { /* two versions: no single answer */
+				size_t vn = strlen(dash + 1) - strlen(".dist-info");
+				char *v = xstrndup(dash + 1, vn);
+				if (found && strcmp(found, v)) { /* two versions: no answer */
 					free(v);
 					free(n);
 					free(found);
@@ -522,11 +529,12 @@ int pins_scan(const char *dir, const struct strv *exclude, struct pin_report *ou
 	if (fd < 0) {
 		int en = errno;
 		if (en == ENOENT)
-			return err_set(e, CAIRN_EINPUT, "%s: no such directory; give the app's directory",
-				       dir);
+			return err_set(e, CAIRN_EINPUT,
+				       "%s: no such directory; give the app's directory", dir);
 		if (en == ENOTDIR)
 			return err_set(e, CAIRN_EINPUT,
-				       "%s is not a directory; give the directory that holds it", dir);
+				       "%s is not a directory; give the directory that holds it",
+				       dir);
 		return err_set(e, en, "cannot open %s: %s", dir, strerror(en));
 	}
 	strv_init(&w.files);
@@ -582,7 +590,8 @@ void pins_print(const struct pin_report *r, FILE *out)
 	}
 	if (r->n)
 		fprintf(out, "%zu unpinned %s in %zu %s (%zu %s scanned)\n", r->n,
-			r->n == 1 ? "dependency" : "dependencies", files, files == 1 ? "file" : "files",
+			r->n == 1 ? "dependency" : "dependencies", files,
+			files == 1 ? "file" : "files",
 			r->files_scanned, r->files_scanned == 1 ? "file" : "files");
 	else
 		fprintf(out, "all dependencies pinned (%zu %s scanned)\n", r->files_scanned,

@@ -87,7 +87,8 @@ struct pin_report {
 
 void pin_report_done(struct pin_report *r);
 /* Scans dir (recursively, skipping `exclude` names and node_modules/.git/vendored site-packages)
- * for dependency specifications and reports every unpinned or floating one. */
+ * for dependency specifications and reports every unpinned or floating one. On success *out
+ * is replaced (it need not be initialised); a missing dir is CAIRN_EINPUT. See docs/pins.md. */
 int pins_scan(const char *dir, const struct strv *exclude, struct pin_report *out, struct err *e);
 /* One file's bytes, as if it were found at `name` (which decides the format) with no
  * lockfile beside it and nothing installed. Appends to out (files_scanned counts it) and

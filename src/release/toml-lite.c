@@ -205,7 +205,7 @@ static bool read_string(struct tr *t, char **out, int *line, int *col)
 					goto bad;
 				/* line-ending backslash: drop the newline and leading blanks */
 				t->p--;
-				while (t->p < t->end && (*t->p == ' ' || *t->p == '\t' || *t->p == '\r'))
+				while (t->p < t->end && strchr(" \t\r", *t->p) && *t->p)
 					t->p++;
 				if (t->p >= t->end || *t->p != '\n')
 					goto bad;
@@ -354,8 +354,7 @@ static bool read_value(struct tr *t, struct toml__val *v, int depth)
 		return read_inline_table(t, v, depth);
 	default: {
 		const char *s = t->p;
-		while (t->p < t->end && *t->p != ' ' && *t->p != '\t' && *t->p != '\r' &&
-		       *t->p != '\n' && *t->p != ',' && *t->p != ']' && *t->p != '}' && *t->p != '#')
+		while (t->p < t->end && *t->p && !strchr(" \t\r\n,]}#", *t->p))
 			t->p++;
 		if (t->p == s)
 			return false;
@@ -418,7 +417,8 @@ void toml__read(const char *data, size_t n, toml__kv_cb cb, void *ctx)
 			continue;
 		}
 		const char *line_at = t.p;
-		if (!read_key(&t, key, kl, kc, &nkey, TOML_MAX_PATH) || t.p >= t.end || *t.p != '=') {
+		bool ok = read_key(&t, key, kl, kc, &nkey, TOML_MAX_PATH);
+		if (!ok || t.p >= t.end || *t.p != '=') {
 			free_segs(key, nkey);
 			if (t.p == line_at)
 				t.p++;

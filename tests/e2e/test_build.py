@@ -227,10 +227,17 @@ def test_diff_dependencies_and_config(cairn, tmp_path):
     d = cairn.json("diff", r1["id"], r2["id"])
     assert d["deps"] == [{"ecosystem": "python", "name": "eventlet", "old": ["0.20.0"], "new": ["0.20.1"]}]
     assert {"key": "run.env.LOG_LEVEL", "old": "info", "new": "debug"} in d["config"]
+    # the moved dist-info directory is one renamed file with a one-line diff, not add + remove
+    moved = [f for f in d["files"] if f["status"] == "renamed"]
+    assert [(f["old_path"], f["path"]) for f in moved] == [
+        ("vendor/eventlet-0.20.0.dist-info/METADATA", "vendor/eventlet-0.20.1.dist-info/METADATA")]
+    assert "-Version: 0.20.0\n+Version: 0.20.1\n" in moved[0]["diff"]
+    assert not [f for f in d["files"] if f["status"] in ("added", "removed")]
     text = cairn.run("diff", r1["id"], r2["id"], check=0).stdout
     assert "python eventlet 0.20.0 → 0.20.1" in text
     assert "run.env.LOG_LEVEL: info → debug" in text
     assert "-eventlet==0.20.0\n+eventlet==0.20.1" in text
+    assert "R vendor/eventlet-0.20.0.dist-info/METADATA → vendor/eventlet-0.20.1.dist-info/METADATA" in text
     # the binary file is compared by digest and noted, never printed
     (a / "static" / "logo.bin").write_bytes(b"\x89PNG\x00\x09" * 100)
     d = cairn.json("diff", r2["id"], str(a))

@@ -148,3 +148,14 @@ def test_help_is_a_manual_page(cairn):
         assert f"\n{section}\n" in "\n" + p.stdout
     assert "--exclude NAME" in p.stdout
     assert "pins" in cairn.run("--help", check=0).stdout
+
+
+def test_json_survives_bytes_that_are_not_utf8(cairn, tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "requirements.txt").write_bytes(b"ok==1.0\n")
+    (app / "Dockerfile").write_bytes(b"\xef\xbb\xbfFROM nginx\r\nFROM caf\xe9:1\r\n")
+    report = cairn.json("pins", app, check=1)
+    assert found(report) == ["Dockerfile:1:6 nginx", "Dockerfile:2:6 caf\ufffd:1"]
+    p = cairn.run("pins", app, check=1, input=b"")
+    assert b"Dockerfile:2:6: unpinned: caf\xe9:1 " in p.stdout

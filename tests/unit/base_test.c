@@ -87,6 +87,18 @@ static void test_exec_timeout(void **state)
 	assert_int_equal(exec_run(argv, &o, &status, &e), -ETIMEDOUT);
 }
 
+static void test_err_print_escapes_control_chars(void **state)
+{
+	struct err e;
+	char out[256] = "";
+	FILE *f = fmemopen(out, sizeof(out), "w");
+	(void)state;
+	err_set_at(&e, CAIRN_EINPUT, "a\033[2Jb.yml", 3, 7, "bad \"x\ry\"");
+	err_print(&e, f);
+	fclose(f);
+	assert_string_equal(out, "a\\x1b[2Jb.yml:3:7: error: bad \"x\\x0dy\"\n");
+}
+
 static void test_edit_distance(void **state)
 {
 	(void)state;
@@ -101,6 +113,7 @@ int main(void)
 		cmocka_unit_test(test_buf_bounded),  cmocka_unit_test(test_duration),
 		cmocka_unit_test(test_hash),         cmocka_unit_test(test_exec),
 		cmocka_unit_test(test_exec_timeout), cmocka_unit_test(test_edit_distance),
+		cmocka_unit_test(test_err_print_escapes_control_chars),
 	};
 	return cmocka_run_group_tests_name("base", tests, NULL, NULL);
 }
