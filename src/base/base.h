@@ -52,10 +52,12 @@ int err_exit_code(const struct err *e);
 /* ---- buffers --------------------------------------------------------------------------- */
 
 /* An owning, growable, always NUL-terminated byte buffer with a mandatory maximum size
- * (curl dynbuf). Appending past `max` fails with -E2BIG and leaves the buffer unchanged. */
+ * (curl dynbuf). Appending past `max` fails with -E2BIG and leaves the buffer unchanged; the
+ * failure sticks in `err` (so a long run of appends can be checked once) until buf_reset. */
 struct buf {
 	char *data; /* owned; NULL until the first append */
 	size_t len, cap, max;
+	int err; /* sticky: the first failed append's error; later appends fail at once */
 };
 
 void buf_init(struct buf *b, size_t max);

@@ -11,6 +11,7 @@ void buf_init(struct buf *b, size_t max)
 	b->data = NULL;
 	b->len = b->cap = 0;
 	b->max = max;
+	b->err = 0;
 }
 
 void buf_done(struct buf *b)
@@ -23,6 +24,7 @@ void buf_done(struct buf *b)
 void buf_reset(struct buf *b)
 {
 	b->len = 0;
+	b->err = 0;
 	if (b->data)
 		b->data[0] = 0;
 }
@@ -32,8 +34,10 @@ static int buf_grow(struct buf *b, size_t extra)
 	size_t need, ncap;
 	char *p;
 
+	if (b->err)
+		return b->err;
 	if (extra > b->max || b->len > b->max - extra)
-		return -E2BIG;
+		return b->err = -E2BIG;
 	need = b->len + extra + 1;
 	if (need <= b->cap)
 		return 0;
@@ -44,7 +48,7 @@ static int buf_grow(struct buf *b, size_t extra)
 		ncap = b->max + 1;
 	p = realloc(b->data, ncap);
 	if (!p)
-		return -ENOMEM;
+		return b->err = -ENOMEM;
 	b->data = p;
 	b->cap = ncap;
 	return 0;
@@ -81,7 +85,7 @@ int buf_vaddf(struct buf *b, const char *fmt, va_list ap)
 	n = vsnprintf(NULL, 0, fmt, cp);
 	va_end(cp);
 	if (n < 0)
-		return -EINVAL;
+		return b->err = -EINVAL;
 	r = buf_grow(b, (size_t)n);
 	if (r < 0)
 		return r;

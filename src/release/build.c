@@ -60,6 +60,13 @@ static void *pool_worker(void *arg)
 			atomic_fetch_add(&p->done, 1);
 			continue;
 		}
+		if (en->digest[0] && en->cached) {
+			/* known from the build cache of this state dir: the object is there (nothing
+			 * deletes objects; a future GC must drop <state>/cache/ with them) */
+			atomic_fetch_add(&p->bytes, (long long)en->st.st_size);
+			atomic_fetch_add(&p->done, 1);
+			continue;
+		}
 		path = fs_join(p->root, en->path);
 		r = objstore_put_file(p->os, path, en->digest[0] ? en->digest : NULL, hex, &added, &e);
 		if (r == 0 && !en->digest[0]) {
@@ -148,8 +155,10 @@ static void apply_cache(const struct bcache *c, struct walk *w)
 {
 	for (size_t i = 0; i < w->n; i++) {
 		const char *d;
-		if (w->v[i].type == MANIFEST_FILE && (d = bcache_lookup(c, w->v[i].path, &w->v[i].st)))
+		if (w->v[i].type == MANIFEST_FILE && (d = bcache_lookup(c, w->v[i].path, &w->v[i].st))) {
 			memcpy(w->v[i].digest, d, HASH_HEX_LEN + 1);
+			w->v[i].cached = true;
+		}
 	}
 }
 

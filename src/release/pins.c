@@ -238,16 +238,24 @@ static void walk_dir(struct pins_walk *w, int fd, const char *rel, int depth)
 	}
 	while ((de = readdir(d))) {
 		const char *name = de->d_name;
-		struct stat st;
+		unsigned char type = de->d_type;
 		if (!strcmp(name, ".") || !strcmp(name, ".."))
 			continue;
 		char *child = rel_join(rel, name);
-		if (excluded(w->exclude, name, child) ||
-		    fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (excluded(w->exclude, name, child)) {
 			free(child);
 			continue;
 		}
-		if (S_ISDIR(st.st_mode)) {
+		/* d_type saves a stat per entry on file systems that fill it in */
+		if (type == DT_UNKNOWN) {
+			struct stat st;
+			if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+				free(child);
+				continue;
+			}
+			type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_LNK;
+		}
+		if (type == DT_DIR) {
 			int cfd = openat(dirfd(d), name,
 					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (cfd < 0 || depth >= PINS_MAX_DEPTH) {
@@ -266,7 +274,7 @@ static void walk_dir(struct pins_walk *w, int fd, const char *rel, int depth)
 			} else {
 				walk_dir(w, cfd, child, depth + 1);
 			}
-		} else if (S_ISREG(st.st_mode) && pins__kind_of(child) != PINS_NONE) {
+		} else if (type == DT_REG && pins__kind_of(child) != PINS_NONE) {
 			strv_push(&w->files, child);
 		}
 		free(child);

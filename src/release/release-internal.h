@@ -21,6 +21,7 @@ struct walk_entry {
 	struct stat st;
 	char *target; /* owned; links only */
 	char digest[HASH_HEX_LEN + 1]; /* files: filled by the builder */
+	bool cached; /* digest from this state dir's build cache: its object is stored */
 };
 struct walk {
 	struct walk_entry *v; /* owned array, sorted by path (bytewise) */

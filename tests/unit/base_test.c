@@ -22,6 +22,13 @@ static void test_buf_bounded(void **state)
 	buf_reset(&b);
 	assert_int_equal(buf_addf(&b, "%d-%s", 42, "x"), 0);
 	assert_string_equal(buf_str(&b), "42-x");
+	/* a failure sticks: later appends that would fit fail too, until a reset */
+	assert_int_equal(buf_adds(&b, "toolong"), -E2BIG);
+	assert_int_equal(buf_adds(&b, "y"), -E2BIG);
+	assert_int_equal(b.err, -E2BIG);
+	assert_string_equal(buf_str(&b), "42-x");
+	buf_reset(&b);
+	assert_int_equal(buf_adds(&b, "y"), 0);
 	buf_done(&b);
 }
 

@@ -218,6 +218,57 @@ static void test_textdiff(void **state)
 	assert_false(textdiff_is_binary("ab", 2));
 }
 
+/* The hand-written canonical form is exactly jansson's compact, key-sorted dump of the same
+ * document — the definition the id has always had (and what Python's sort_keys gives). */
+#define S(x) ((char *)(x)) /* string literals into the owned-string fields of a test value */
+static void test_manifest_bytes_are_janssons_canonical_form(void **state)
+{
+	struct manifest m = { 0 };
+	struct manifest_entry en[4] = { 0 };
+	char *keys[] = { S("A\"B"), S("LOG") }, *vals[] = { S("tab\there\x01\x1f\x7f"), S("é ✓ 🚀 \\ /") };
+	struct buf b;
+	json_error_t je;
+	(void)state;
+
+	m.app = S("demo");
+	en[0] = (struct manifest_entry){ .path = S("dir"), .type = MANIFEST_DIR, .mode = 0755 };
+	en[1] = (struct manifest_entry){ .path = S("dir/a \"q\".txt"), .type = MANIFEST_FILE, .mode = 0644,
+					 .size = 12345678901LL };
+	memset(en[1].digest, 'a', HASH_HEX_LEN);
+	en[2] = (struct manifest_entry){ .path = S("dir/l\nnk"), .type = MANIFEST_LINK, .target = S("a \"q\".txt") };
+	en[3] = (struct manifest_entry){ .path = S("z\u00e9"), .type = MANIFEST_FILE, .mode = 0755 };
+	memset(en[3].digest, 'b', HASH_HEX_LEN);
+	m.entries = en;
+	m.n_entries = 4;
+	strv_init(&m.run_command);
+	strv_push(&m.run_command, "python3");
+	strv_push(&m.run_command, "-c");
+	strv_push(&m.run_command, "print(\"\\b\f\r\")");
+	m.run_env.keys = keys;
+	m.run_env.values = vals;
+	m.run_env.n = 2;
+	m.stop_timeout_ms = 10000;
+	dep_list_add(&m.deps, "python", "eventlet", "0.20.0", "vendor/METADATA");
+	dep_list_add(&m.deps, "node", "left-pad", "1.3.0", "package-lock.json");
+	buf_init(&b, 1 << 20);
+	assert_int_equal(manifest_serialize(&m, &b), 0);
+	json_t *j = json_loadb(b.data, b.len, 0, &je);
+	assert_non_null(j);
+	char *ref = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_string_equal(buf_str(&b), ref);
+	free(ref);
+	json_decref(j);
+	/* not UTF-8: refused, and the buffer is left as it was */
+	buf_reset(&b);
+	buf_adds(&b, "x");
+	en[3].path = S("bad\xff");
+	assert_int_equal(manifest_serialize(&m, &b), -EILSEQ);
+	assert_string_equal(buf_str(&b), "x");
+	buf_done(&b);
+	strv_done(&m.run_command);
+	dep_list_done(&m.deps);
+}
+
 static void test_link_inside(void **state)
 {
 	(void)state;
@@ -238,6 +289,7 @@ int main(void)
 		cmocka_unit_test(test_cache_hit_miss_and_racy),
 		cmocka_unit_test(test_textdiff),
 		cmocka_unit_test(test_link_inside),
+		cmocka_unit_test(test_manifest_bytes_are_janssons_canonical_form),
 	};
 	return cmocka_run_group_tests_name("release", tests, NULL, NULL);
 }
