@@ -140,6 +140,9 @@ int fs_read_file(const char *path, struct buf *b, struct err *e);
 int fs_read_fd(int fd, struct buf *b);
 /* Writes data to path atomically: temp file in the same directory, fsync, rename, fsync dir. */
 int fs_write_atomic(const char *path, const void *data, size_t n, mode_t mode, struct err *e);
+/* The same without the fsyncs: readers never see half a file, but after a crash the file may be
+ * old or empty. For caches, which are checked when read and cost only time when lost. */
+int fs_write_replace(const char *path, const void *data, size_t n, mode_t mode, struct err *e);
 int fs_write_all(int fd, const void *p, size_t n);
 /* Copies the rest of in to out (copy_file_range where the kernel can, else read/write). */
 int fs_copy_fd(int in, int out);

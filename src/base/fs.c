@@ -120,7 +120,8 @@ int fs_fsync_dir(const char *path)
 	return r;
 }
 
-int fs_write_atomic(const char *path, const void *data, size_t n, mode_t mode, struct err *e)
+static int write_replace(const char *path, const void *data, size_t n, mode_t mode, bool durable,
+			 struct err *e)
 {
 	char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
 	char *dir = xstrdup(path);
@@ -137,7 +138,7 @@ int fs_write_atomic(const char *path, const void *data, size_t n, mode_t mode, s
 		goto fail;
 	}
 	r = fs_write_all(fd, data, n);
-	if (r == 0 && fsync(fd) < 0)
+	if (r == 0 && durable && fsync(fd) < 0)
 		r = -errno;
 	if (r == 0 && fchmod(fd, mode) < 0)
 		r = -errno;
@@ -149,11 +150,22 @@ int fs_write_atomic(const char *path, const void *data, size_t n, mode_t mode, s
 		r = err_set(e, -r, "cannot write %s: %s", path, strerror(-r));
 		goto fail;
 	}
-	fs_fsync_dir(dir);
+	if (durable)
+		fs_fsync_dir(dir);
 fail:
 	free(tmp);
 	free(dir);
 	return r;
+}
+
+int fs_write_atomic(const char *path, const void *data, size_t n, mode_t mode, struct err *e)
+{
+	return write_replace(path, data, n, mode, true, e);
+}
+
+int fs_write_replace(const char *path, const void *data, size_t n, mode_t mode, struct err *e)
+{
+	return write_replace(path, data, n, mode, false, e);
 }
 
 static int rm_rf_at(int dfd, const char *name)

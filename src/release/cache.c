@@ -111,7 +111,7 @@ int bcache_save(const char *file, const struct walk *w, int64_t walked_at_ns, st
 			     en->path) < 0)
 			break; /* a cache too large to keep: keep what fits */
 	}
-	r = fs_write_atomic(file, b.data, b.len, 0600, e);
+	r = fs_write_replace(file, b.data, b.len, 0600, e);
 	buf_done(&b);
 	return r;
 }
