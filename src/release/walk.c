@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -78,12 +79,41 @@ static const char *kind_of(mode_t m)
 			     : "a special file";
 }
 
-static int walk_dir(int dfd, const char *prefix, const struct strv *exclude, int depth,
-		    struct walk *w, struct err *e)
+/* Directories waiting to be read, shared by the walking threads. */
+struct walk_job {
+	int fd;
+	char *prefix; /* owned */
+	int depth;
+};
+struct walk_queue {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct walk_job *v; /* owned stack */
+	size_t n, cap;
+	size_t busy;   /* threads reading a directory (they may queue more) */
+	bool failed;
+	struct err err; /* the first failure */
+	const struct strv *exclude;
+};
+
+static void queue_push(struct walk_queue *q, int fd, const char *prefix, int depth)
 {
+	pthread_mutex_lock(&q->mu);
+	if (q->n == q->cap) {
+		q->cap = q->cap ? q->cap * 2 : 64;
+		q->v = xrealloc(q->v, q->cap * sizeof(*q->v));
+	}
+	q->v[q->n++] = (struct walk_job){ fd, xstrdup(prefix), depth };
+	pthread_cond_signal(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+}
+
+static int walk_dir(int dfd, const char *prefix, struct walk_queue *q, int depth, struct walk *w,
+		    struct err *e)
+{
+	const struct strv *exclude = q->exclude;
 	DIR *d = fdopendir(dfd);
 	struct dirent *de;
-	struct strv names;
 	int r = 0;
 
 	if (!d) {
@@ -96,13 +126,11 @@ static int walk_dir(int dfd, const char *prefix, const struct strv *exclude, int
 		return err_set(e, CAIRN_EINPUT, "%s: directories nest deeper than %d levels", prefix,
 			       WALK_DEPTH_MAX);
 	}
-	strv_init(&names);
-	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			strv_push(&names, de->d_name);
-	strv_sort(&names);
-	for (size_t i = 0; i < names.n && r == 0; i++) {
-		const char *name = names.v[i];
+	/* no sorting here: the whole list is sorted once at the end */
+	while (r == 0 && (de = readdir(d))) {
+		const char *name = de->d_name;
+		if (!strcmp(name, ".") || !strcmp(name, ".."))
+			continue;
 		char *rel = *prefix ? xasprintf("%s/%s", prefix, name) : xstrdup(name);
 		struct walk_entry *en;
 		struct stat st;
@@ -161,15 +189,40 @@ static int walk_dir(int dfd, const char *prefix, const struct strv *exclude, int
 				r = err_set(e, errno, "%s: %s", rel, strerror(errno));
 				break;
 			}
-			/* en may move when w grows: recurse with a copy of the prefix */
-			char *pfx = xstrdup(rel);
-			r = walk_dir(sub, pfx, exclude, depth + 1, w, e);
-			free(pfx);
+			queue_push(q, sub, rel, depth + 1);
 		}
 	}
-	strv_done(&names);
 	closedir(d);
 	return r;
+}
+
+static void *walk_worker(void *arg)
+{
+	struct walk_queue *q = ((void **)arg)[0];
+	struct walk *w = ((void **)arg)[1];
+
+	pthread_mutex_lock(&q->mu);
+	for (;;) {
+		while (q->n == 0 && q->busy > 0 && !q->failed)
+			pthread_cond_wait(&q->cv, &q->mu);
+		if (q->failed || q->n == 0)
+			break; /* failed, or nothing queued and nobody can queue more */
+		struct walk_job job = q->v[--q->n];
+		struct err e;
+		q->busy++;
+		pthread_mutex_unlock(&q->mu);
+		int r = walk_dir(job.fd, job.prefix, q, job.depth, w, &e);
+		free(job.prefix);
+		pthread_mutex_lock(&q->mu);
+		q->busy--;
+		if (r < 0 && !q->failed) {
+			q->failed = true;
+			q->err = e;
+		}
+	}
+	pthread_cond_broadcast(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	return NULL;
 }
 
 static int cmp_walk(const void *a, const void *b)
@@ -177,19 +230,62 @@ static int cmp_walk(const void *a, const void *b)
 	return strcmp(((const struct walk_entry *)a)->path, ((const struct walk_entry *)b)->path);
 }
 
+#define WALK_THREADS_MAX 4
+
+/* Reads the tree with up to WALK_THREADS_MAX threads sharing a queue of directories (a rebuild
+ * of a large tree is mostly this walk: one stat per entry), then sorts the entries once. */
 int walk_tree(const char *root, const struct strv *exclude, struct walk *out, struct err *e)
 {
 	int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct walk_queue q = { .exclude = exclude };
+	struct walk parts[WALK_THREADS_MAX] = { 0 };
+	pthread_t th[WALK_THREADS_MAX];
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t nth = ncpu < 1 ? 1 : ncpu > WALK_THREADS_MAX ? WALK_THREADS_MAX : (size_t)ncpu;
+	size_t started = 0, total = 0;
 	struct walk w = { 0 };
-	int r;
 
 	if (fd < 0)
 		return err_set(e, errno == ENOENT ? CAIRN_EINPUT : errno, "cannot open directory %s: %s",
 			       root, strerror(errno));
-	r = walk_dir(fd, "", exclude, 0, &w, e);
-	if (r < 0) {
+	pthread_mutex_init(&q.mu, NULL);
+	pthread_cond_init(&q.cv, NULL);
+	queue_push(&q, fd, "", 0);
+	void *args[WALK_THREADS_MAX][2];
+	for (size_t i = 0; i < nth; i++) {
+		args[i][0] = &q;
+		args[i][1] = &parts[i];
+		if (pthread_create(&th[i], NULL, walk_worker, args[i]) == 0)
+			started++;
+	}
+	if (started == 0) {
+		args[0][0] = &q;
+		args[0][1] = &parts[0];
+		walk_worker(args[0]);
+	}
+	for (size_t i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	for (size_t i = 0; i < q.n; i++) { /* left over after a failure */
+		close(q.v[i].fd);
+		free(q.v[i].prefix);
+	}
+	free(q.v);
+	pthread_mutex_destroy(&q.mu);
+	pthread_cond_destroy(&q.cv);
+	for (size_t i = 0; i < WALK_THREADS_MAX; i++)
+		total += parts[i].n;
+	w.v = xmalloc((total ? total : 1) * sizeof(*w.v));
+	w.cap = total;
+	for (size_t i = 0; i < WALK_THREADS_MAX; i++) {
+		if (parts[i].n)
+			memcpy(w.v + w.n, parts[i].v, parts[i].n * sizeof(*w.v));
+		w.n += parts[i].n;
+		free(parts[i].v);
+	}
+	if (q.failed) {
+		*e = q.err;
 		walk_done(&w);
-		return r;
+		return -(e->code ? e->code : EIO);
 	}
 	if (w.n > 1)
 		qsort(w.v, w.n, sizeof(*w.v), cmp_walk);
