@@ -43,7 +43,7 @@ enum sup_action {
 struct sup {
 	enum sup_state state;
 	int64_t backoff_ms;      /* next backoff delay */
-	int64_t last_spawn_ms;   /* monotonic ms of the last spawn, 0 = never */
+	int64_t last_spawn_ms;   /* monotonic ms of the last spawn (or adoption) */
 	int64_t exits[SUP_LOOP_EXITS]; /* ring of recent exit times */
 	unsigned n_exits;
 	int64_t stop_timeout_ms;

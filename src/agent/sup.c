@@ -65,7 +65,7 @@ enum sup_action sup_step(struct sup *s, enum sup_event ev, int64_t now_ms)
 		s->last_spawn_ms = now_ms;
 		break;
 	case SUP_ACT_BACKOFF: {
-		int64_t ran = s->last_spawn_ms ? now_ms - s->last_spawn_ms : 0;
+		int64_t ran = now_ms - s->last_spawn_ms;
 		s->exits[s->n_exits % SUP_LOOP_EXITS] = now_ms;
 		s->n_exits++;
 		if (crash_loop(s, now_ms)) {
