@@ -140,8 +140,8 @@ static void test_sup_exec_failure_and_stops(void **state)
 
 static char *tmpdir(void)
 {
-	char *t = strdup("/tmp/cairn-agent-test-XXXXXX");
-	assert_non_null(mkdtemp(t));
+	char *t = fs_mkdtemp("/tmp", NULL);
+	assert_non_null(t);
 	return t;
 }
 
