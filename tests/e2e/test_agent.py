@@ -360,3 +360,38 @@ def test_bad_requests_get_json_errors(agent, rel):
         pass
     assert agent.up()
     assert agent.call("GET", "/v1/instances")[1]["instances"] == []
+
+
+def test_port_taken_meanwhile_gets_a_new_port(agent, rel):
+    import socket as so
+    (i,) = start(agent, rel)
+    wait_for(lambda: answers(i["port"]), "the instance to answer")
+    agent.kill9()
+    os.killpg(i["pid"], signal.SIGKILL)
+    wait_for(lambda: not pid_alive(i["pid"]), "the instance to die")
+    thief = so.socket()
+    thief.setsockopt(so.SOL_SOCKET, so.SO_REUSEADDR, 1)
+    thief.bind(("127.0.0.1", i["port"]))
+    thief.listen(1)
+    try:
+        agent.start()
+        cur = wait_for(lambda: (lambda j: j if j["port"] != i["port"] and j["pid"] else None)(
+            get(agent, i["id"])), "a restart on a fresh port")
+        wait_for(lambda: answers(cur["port"]), "the instance on its new port")
+        logs = agent.call("GET", f"/v1/apps/envecho/instances/{i['id']}/logs?tail=1000")[1]
+        assert any("Address already in use" in l["line"] for l in logs["lines"])
+    finally:
+        thief.close()
+
+
+def test_daemon_mode(agent, tmp_path):
+    p = agent.cli("agent", "--daemon", timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert agent.up()  # returns only once the socket answers
+    st, info = agent.call("GET", "/v1/agent")
+    pid = info["pid"]
+    assert os.getsid(pid) == pid  # its own session
+    assert (agent.state / "logs" / "agent.log").exists()
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not pid_alive(pid), "the daemon to stop on SIGTERM")
+    assert not agent.sock.exists()
