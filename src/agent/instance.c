@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -94,10 +95,14 @@ static void arm_timer(struct instance *in, int64_t ms)
 	evtimer_add(in->timer, &tv);
 }
 
+/* Signals the instance's process group; a leader that left its group (setsid) is still
+ * reached through its pidfd, which cannot hit a reused pid. */
 static void kill_group(struct instance *in, int sig)
 {
-	if (in->pid > 0 && kill(-in->pid, sig) < 0 && errno == ESRCH && in->pidfd < 0)
+	if (in->pid <= 0)
 		return;
+	if (kill(-in->pid, sig) < 0 && errno == ESRCH && in->pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, in->pidfd, sig, NULL, 0);
 }
 
 /* A log writer's exit: reap it if it is ours. */
@@ -163,6 +168,9 @@ static void on_child_exit(evutil_socket_t fd, short what, void *arg)
 	struct instance *in = arg;
 	siginfo_t si = { 0 };
 	UNUSED(what);
+	/* nothing of the group may outlive its leader; while the leader is an unreaped zombie
+	 * its pid (and so the group id) cannot be reused */
+	kill(-in->pid, SIGKILL);
 	if (in->is_child && waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG) == 0 &&
 	    si.si_pid) {
 		int status = si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8 : si.si_status & 0x7f;
@@ -171,8 +179,6 @@ static void on_child_exit(evutil_socket_t fd, short what, void *arg)
 		snprintf(in->last_exit, sizeof(in->last_exit),
 			 "exited (status unknown: adopted from an earlier agent)");
 	}
-	/* nothing of the group may outlive its leader */
-	kill(-in->pid, SIGKILL);
 	drop_event(&in->ev_exit);
 	close(in->pidfd);
 	in->pidfd = -1;

@@ -395,3 +395,23 @@ def test_daemon_mode(agent, tmp_path):
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not pid_alive(pid), "the daemon to stop on SIGTERM")
     assert not agent.sock.exists()
+
+
+def test_open_connections_are_bounded(agent):
+    from agentlib import UnixHTTP
+    agent.start()
+    conns = []
+    try:
+        for _ in range(256):
+            c = UnixHTTP(agent.sock, timeout=10)
+            c.request("GET", "/v1/agent")
+            r = c.getresponse()
+            r.read()
+            assert r.status == 200
+            conns.append(c)  # kept open (HTTP/1.1 keep-alive)
+        st, body = agent.call("GET", "/v1/agent")
+        assert st == 503 and body["error"]["code"] == "busy", body
+    finally:
+        for c in conns:
+            c.close()
+    wait_for(lambda: agent.call("GET", "/v1/agent")[0] == 200, "a free connection slot")
