@@ -153,6 +153,8 @@ struct agent {
 	struct stop_wait *stop_waits; /* owned: parked bulk stops (emergency, stop-all) */
 	struct logw_watch *logws;     /* owned: log writers still running */
 	bool shutting_down;
+	unsigned save_hold;
+	bool save_dirty;
 };
 
 struct logw_watch { /* a log writer until it exits (it may outlive its instance's run) */
@@ -184,6 +186,9 @@ void agent__logws_free(struct agent *ag);
 void agent_remove(struct agent *ag, struct instance *in);
 void agent__append(struct agent *ag, struct instance *in); /* keeps creation order */
 int agent_save(struct agent *ag);
+/* Batches saves (a start of N instances writes the table once, before the answer). */
+void agent_save_hold(struct agent *ag);
+int agent_save_release(struct agent *ag);
 int agent_load_and_adopt(struct agent *ag, struct err *e);
 char *agent_release_dir(const struct agent *ag, const char *release); /* NULL if bad id */
 /* Called when an instance reached `stopped` (answers waiters; may free the instance). */

@@ -118,6 +118,7 @@ static void bulk_stop(struct agent *ag, struct evhttp_request *req, const char *
 	for (in = ag->inst; in; in = in->next)
 		if ((!*app || !strcmp(in->app, app)) && in->pid > 0)
 			sw->stopped++;
+	agent_save_hold(ag);
 	for (in = ag->inst; in; in = next) {
 		next = in->next; /* the instance may be freed by the event */
 		if (*app && strcmp(in->app, app))
@@ -127,6 +128,7 @@ static void bulk_stop(struct agent *ag, struct evhttp_request *req, const char *
 		else
 			instance_event(in, SUP_EV_STOP);
 	}
+	agent_save_release(ag);
 	/* the events above may have answered already (nothing was running) */
 	for (struct stop_wait *s = ag->stop_waits; s; s = s->next)
 		if (s == sw) {
@@ -366,14 +368,17 @@ static void handle_start(struct agent *ag, struct evhttp_request *req, const cha
 		goto done;
 	}
 	arr = json_array();
+	agent_save_hold(ag);
 	for (int i = 0; i < rq.count; i++) {
 		struct instance *in;
 		if (instance_create(ag, app, rq.release, &rq, &in, &e) < 0) {
+			agent_save_release(ag);
 			agent_reply_err(req, &e);
 			goto done;
 		}
 		json_array_append_new(arr, instance_json(in));
 	}
+	agent_save_release(ag); /* recorded on disk before anyone hears of them */
 	agent_reply_json(req, 201, json_pack("{s:O}", "instances", arr));
 done:
 	json_decref(arr);

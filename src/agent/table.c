@@ -33,6 +33,12 @@ int agent_save(struct agent *ag)
 	char *text;
 	int r;
 
+	if (ag->save_hold) { /* a batch: saved once when it ends (agent_save_release) */
+		ag->save_dirty = true;
+		json_decref(arr);
+		return 0;
+	}
+	ag->save_dirty = false;
 	for (const struct instance *in = ag->inst; in; in = in->next)
 		if (in->sup.state != SUP_STOPPED)
 			json_array_append_new(arr, record(in));
@@ -46,6 +52,18 @@ int agent_save(struct agent *ag)
 	if (r < 0)
 		log_error("agent", "cannot save the instance table: %s", e.msg);
 	return r;
+}
+
+void agent_save_hold(struct agent *ag)
+{
+	ag->save_hold++;
+}
+
+int agent_save_release(struct agent *ag)
+{
+	if (ag->save_hold && --ag->save_hold == 0 && ag->save_dirty)
+		return agent_save(ag);
+	return 0;
 }
 
 static int load_table(const char *path, json_t **out, struct err *e)
@@ -162,11 +180,13 @@ int agent_load_and_adopt(struct agent *ag, struct err *e)
 	int r = load_table(ag->table_path, &arr, e);
 	if (r < 0)
 		return r;
+	agent_save_hold(ag);
 	json_array_foreach(arr, i, rec)
 		if (json_is_object(rec))
 			adopt_one(ag, rec);
 	json_decref(arr);
-	agent_save(ag);
+	ag->save_dirty = true;
+	agent_save_release(ag);
 	return 0;
 }
 
