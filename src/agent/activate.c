@@ -76,8 +76,8 @@ static int place_entry(struct objstore *os, const char *root, const struct manif
 			r = copy_checked(obj, dst, en->digest, e);
 		else if (link(obj, dst) < 0)
 			r = errno == EXDEV || errno == EMLINK || errno == EPERM
-				    ? copy_checked(obj, dst, en->digest, e)
-				    : err_set(e, errno, "cannot link %s: %s", dst, strerror(errno));
+				? copy_checked(obj, dst, en->digest, e)
+				: err_set(e, errno, "cannot link %s: %s", dst, strerror(errno));
 		if (r == 0 && !(en->mode & 0111))
 			chmod(dst, 0444); /* a copy (EXDEV) is made 0555 first */
 		free(obj);
@@ -145,7 +145,8 @@ int agent_activate(struct objstore *os, const char *state_dir, const char *id, c
 		if ((errno == EEXIST || errno == ENOTEMPTY) && fs_is_dir(final)) {
 			fs_rm_rf(tmp); /* someone else finished first: theirs is the same */
 		} else {
-			r = err_set(e, errno, "cannot move %s into place: %s", final, strerror(errno));
+			r = err_set(e, errno, "cannot move %s into place: %s", final,
+				    strerror(errno));
 			goto done;
 		}
 	}

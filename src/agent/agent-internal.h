@@ -19,35 +19,49 @@ struct objstore;
 
 /* ---- supervisor table (sup.c): pure, no processes, no clock of its own ------------------- */
 
-enum sup_state { SUP_STARTING, SUP_RUNNING, SUP_BACKOFF, SUP_FAILED, SUP_STOPPING, SUP_STOPPED,
-		 SUP_N_STATES };
-enum sup_event { SUP_EV_START, SUP_EV_EXITED, SUP_EV_EXEC_FAILED, SUP_EV_PROBE_OK, SUP_EV_STOP,
-		 SUP_EV_TIMER, SUP_N_EVENTS };
+enum sup_state {
+	SUP_STARTING,
+	SUP_RUNNING,
+	SUP_BACKOFF,
+	SUP_FAILED,
+	SUP_STOPPING,
+	SUP_STOPPED,
+	SUP_N_STATES
+};
+enum sup_event {
+	SUP_EV_START,
+	SUP_EV_EXITED,
+	SUP_EV_EXEC_FAILED,
+	SUP_EV_PROBE_OK,
+	SUP_EV_STOP,
+	SUP_EV_TIMER,
+	SUP_N_EVENTS
+};
 enum sup_action {
-	SUP_ACT_NONE,    /* ignore the event */
-	SUP_ACT_SPAWN,   /* start the process now */
+	SUP_ACT_NONE,	 /* ignore the event */
+	SUP_ACT_SPAWN,	 /* start the process now */
 	SUP_ACT_BACKOFF, /* arm the timer for delay_ms, then TIMER spawns */
 	SUP_ACT_GIVE_UP, /* failed: no more restarts */
-	SUP_ACT_TERM,    /* send the stop signal to the group, arm the kill timer (delay_ms) */
-	SUP_ACT_KILL,    /* SIGKILL the group */
-	SUP_ACT_DONE,    /* stopped: disarm timers, answer waiters */
+	SUP_ACT_TERM,	 /* send the stop signal to the group, arm the kill timer (delay_ms) */
+	SUP_ACT_KILL,	 /* SIGKILL the group */
+	SUP_ACT_DONE,	 /* stopped: disarm timers, answer waiters */
 };
 
 #define SUP_BACKOFF_MIN_MS 100
 #define SUP_BACKOFF_MAX_MS 10000
-#define SUP_MIN_RESPAWN_MS 500     /* at least this long between two spawns */
-#define SUP_RESET_AFTER_MS 10000   /* a run this long resets the backoff */
-#define SUP_LOOP_EXITS 5           /* this many exits ... */
-#define SUP_LOOP_WINDOW_MS 30000   /* ... within this window: failed */
+#define SUP_MIN_RESPAWN_MS 500	 /* at least this long between two spawns */
+#define SUP_RESET_AFTER_MS 10000 /* a run this long resets the backoff */
+#define SUP_LOOP_EXITS	   5	 /* this many exits ... */
+#define SUP_LOOP_WINDOW_MS 30000 /* ... within this window: failed */
 
 struct sup {
 	enum sup_state state;
-	int64_t backoff_ms;      /* next backoff delay */
-	int64_t last_spawn_ms;   /* monotonic ms of the last spawn (or adoption) */
+	int64_t backoff_ms;	       /* next backoff delay */
+	int64_t last_spawn_ms;	       /* monotonic ms of the last spawn (or adoption) */
 	int64_t exits[SUP_LOOP_EXITS]; /* ring of recent exit times */
 	unsigned n_exits;
 	int64_t stop_timeout_ms;
-	int64_t delay_ms;        /* output: timer to arm for BACKOFF / TERM */
+	int64_t delay_ms; /* output: timer to arm for BACKOFF / TERM */
 };
 
 void sup_init(struct sup *s, int64_t stop_timeout_ms);
@@ -61,13 +75,13 @@ const char *sup_action_name(enum sup_action a);
 /* ---- requests (parse.c): outside bytes → typed structs; no libevent, fuzzed -------------- */
 
 #define AGENT_MAX_COUNT 64
-#define AGENT_MAX_ENV 256
-#define AGENT_NAME_MAX 63
+#define AGENT_MAX_ENV	256
+#define AGENT_NAME_MAX	63
 
 struct start_req {
 	char release[HASH_ID_LEN + 1];
 	int count;
-	json_t *env; /* owned: object of string values */
+	json_t *env;		 /* owned: object of string values */
 	int64_t stop_timeout_ms; /* -1: the release's */
 	int stop_signal;
 };
@@ -78,8 +92,7 @@ struct probe_req {
 	int64_t timeout_ms;
 };
 int agent_parse_probe(const char *body, size_t n, struct probe_req *out, struct err *e);
-int agent_parse_timeout(const char *body, size_t n, int64_t def_ms, int64_t *out_ms,
-			struct err *e);
+int agent_parse_timeout(const char *body, size_t n, int64_t def_ms, int64_t *out_ms, struct err *e);
 bool agent_name_ok(const char *s);
 int agent_signal_parse(const char *name);
 const char *agent_signal_name(int sig);
@@ -101,7 +114,7 @@ void work_pool_free(struct work_pool *p); /* waits for running jobs, then runs p
 /* ---- instances --------------------------------------------------------------------------- */
 
 #define INSTANCE_ID_MAX 24
-#define LAST_EXIT_MAX 256
+#define LAST_EXIT_MAX	256
 
 struct waiter { /* a request parked until its instance stops */
 	struct evhttp_request *req;
@@ -110,42 +123,42 @@ struct waiter { /* a request parked until its instance stops */
 
 struct instance {
 	struct instance *next;
-	struct agent *ag;        /* borrowed */
+	struct agent *ag; /* borrowed */
 	char id[INSTANCE_ID_MAX];
 	char app[AGENT_NAME_MAX + 1];
 	char release[HASH_ID_LEN + 1];
-	struct strv argv;        /* owned: run.command */
-	struct strv env;         /* owned: "K=V", the whole environment but PORT */
-	json_t *user_env;        /* owned: the body's env, persisted */
+	struct strv argv; /* owned: run.command */
+	struct strv env;  /* owned: "K=V", the whole environment but PORT */
+	json_t *user_env; /* owned: the body's env, persisted */
 	struct sup sup;
 	int stop_signal;
-	pid_t pid;               /* 0 when not running */
+	pid_t pid; /* 0 when not running */
 	uint64_t pid_start;
-	bool is_child;           /* we forked it (waitid works) or adopted it (no status) */
+	bool is_child; /* we forked it (waitid works) or adopted it (no status) */
 	bool adopted;
 	int pidfd;
-	struct event *ev_exit;   /* owned */
-	pid_t log_pid;           /* its log writer (watched through agent.logws) */
+	struct event *ev_exit; /* owned */
+	pid_t log_pid;	       /* its log writer (watched through agent.logws) */
 	uint64_t log_start;
-	struct event *timer;     /* owned: backoff or kill timer */
+	struct event *timer; /* owned: backoff or kill timer */
 	int port;
-	int64_t started_at;      /* unix seconds of the last spawn */
+	int64_t started_at; /* unix seconds of the last spawn */
 	int64_t restarts;
 	char last_exit[LAST_EXIT_MAX];
-	struct waiter *waiters;  /* owned list */
+	struct waiter *waiters; /* owned list */
 	bool remove_when_stopped;
 };
 
 struct agent {
-	char *state_dir;         /* owned */
-	char *sock_path;         /* owned */
-	char *table_path;        /* owned: <state>/agent/instances.json */
-	char *self_exe;          /* owned: this binary, for log writers */
-	struct objstore *os;     /* owned */
-	struct event_base *base; /* owned */
-	struct evhttp *http;     /* owned */
-	struct work_pool *pool;  /* owned */
-	struct instance *inst;   /* owned list */
+	char *state_dir;				  /* owned */
+	char *sock_path;				  /* owned */
+	char *table_path;				  /* owned: <state>/agent/instances.json */
+	char *self_exe;					  /* owned: this binary, for log writers */
+	struct objstore *os;				  /* owned */
+	struct event_base *base;			  /* owned */
+	struct evhttp *http;				  /* owned */
+	struct work_pool *pool;				  /* owned */
+	struct instance *inst;				  /* owned list */
 	struct evhttp_connection *conns[AGENT_MAX_CONNS]; /* borrowed: open, counted */
 	size_t n_conns;
 	int64_t started_at;
@@ -199,9 +212,9 @@ int agent_activate(struct objstore *os, const char *state_dir, const char *id, c
 		   size_t *out_files, struct err *e);
 
 /* logs.c */
-#define LOG_LINE_MAX 16384
+#define LOG_LINE_MAX	 16384
 #define LOG_ROTATE_BYTES (10u * 1024 * 1024)
-#define LOG_KEEP 3
+#define LOG_KEEP	 3
 struct logw {
 	char *path; /* owned */
 	int fd;

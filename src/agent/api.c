@@ -15,17 +15,17 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_SEGS 8
+#define MAX_SEGS	 8
 #define LOG_TAIL_DEFAULT 100
-#define LOG_TAIL_MAX 10000
+#define LOG_TAIL_MAX	 10000
 
 struct stop_wait { /* a bulk stop (emergency or stop-all) parked until done or timed out */
 	struct stop_wait *next;
-	struct agent *ag;           /* borrowed */
-	struct evhttp_request *req; /* NULL once answered */
+	struct agent *ag;	      /* borrowed */
+	struct evhttp_request *req;   /* NULL once answered */
 	char app[AGENT_NAME_MAX + 1]; /* "" = every app */
-	int stopped;                /* instances that were running when asked */
-	struct event *timer;        /* owned */
+	int stopped;		      /* instances that were running when asked */
+	struct event *timer;	      /* owned */
 };
 
 static char *body_of(struct evhttp_request *req, size_t *out_n)
@@ -57,8 +57,9 @@ static void stop_wait_answer(struct stop_wait *sw)
 {
 	struct agent *ag = sw->ag;
 	if (sw->req)
-		agent_reply_json(sw->req, 200, json_pack("{s:i,s:I}", "stopped", sw->stopped,
-							 "remaining", (json_int_t)live_count(ag, sw->app)));
+		agent_reply_json(sw->req, 200,
+				 json_pack("{s:i,s:I}", "stopped", sw->stopped, "remaining",
+					   (json_int_t)live_count(ag, sw->app)));
 	sw->req = NULL;
 	for (struct stop_wait **p = &ag->stop_waits; *p; p = &(*p)->next)
 		if (*p == sw) {
@@ -98,12 +99,12 @@ void agent__instance_stopped(struct instance *in)
 
 /* Stops every instance of app ("" = all); emergency: SIGKILL at once, else the stop signal
  * and each instance's stop timeout. Answers when all are gone or timeout_ms passed. */
-static void bulk_stop(struct agent *ag, struct evhttp_request *req, const char *app,
-		      bool emergency, int64_t timeout_ms)
+static void bulk_stop(struct agent *ag, struct evhttp_request *req, const char *app, bool emergency,
+		      int64_t timeout_ms)
 {
 	struct stop_wait *sw = calloc(1, sizeof(*sw));
 	struct instance *in, *next;
-	struct timeval tv = { (time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000 };
+	struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};
 
 	if (!sw) {
 		agent_reply_error(req, 500, "internal", "out of memory");
@@ -145,7 +146,8 @@ void agent_api_shutdown(struct agent *ag)
 	while (ag->stop_waits) {
 		struct stop_wait *sw = ag->stop_waits;
 		if (sw->req)
-			agent_reply_error(sw->req, 503, "unavailable", "the agent is shutting down");
+			agent_reply_error(sw->req, 503, "unavailable",
+					  "the agent is shutting down");
 		sw->req = NULL;
 		stop_wait_answer(sw);
 	}
@@ -184,8 +186,9 @@ static void activate_done(struct work *w)
 	if (j->r < 0)
 		agent_reply_err(j->req, &j->e);
 	else
-		agent_reply_json(j->req, 200, json_pack("{s:s,s:s,s:I}", "id", j->id, "path", j->path,
-							"files", (json_int_t)j->files));
+		agent_reply_json(j->req, 200,
+				 json_pack("{s:s,s:s,s:I}", "id", j->id, "path", j->path, "files",
+					   (json_int_t)j->files));
 	free(j->path);
 	free(j);
 }
@@ -195,7 +198,8 @@ static void handle_activate(struct agent *ag, struct evhttp_request *req, const 
 	const char *hex = str_starts(id, "sha256:") ? id + 7 : id;
 	struct activate_job *j;
 	if (strlen(hex) != HASH_HEX_LEN || !hash_is_hex(hex, HASH_HEX_LEN)) {
-		agent_reply_error(req, 400, "input", "'%.80s' is not a release id (sha256:<64 hex>)", id);
+		agent_reply_error(req, 400, "input",
+				  "'%.80s' is not a release id (sha256:<64 hex>)", id);
 		return;
 	}
 	j = calloc(1, sizeof(*j));
@@ -242,7 +246,7 @@ static void probe_run(struct work *w)
 	struct probe_job *j = (struct probe_job *)w;
 	int64_t t0 = time_mono_ns();
 	if (!j->pr.http) {
-		struct err e = { 0 };
+		struct err e = {0};
 		j->ok = net_tcp_connect_timeout("127.0.0.1", j->port, j->pr.timeout_ms, &e) == 0;
 		if (!j->ok)
 			snprintf(j->error, sizeof(j->error), "%s", e.msg);
@@ -260,8 +264,8 @@ static void probe_run(struct work *w)
 			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &j->status);
 			j->ok = j->status >= 200 && j->status < 300;
 			if (!j->ok)
-				snprintf(j->error, sizeof(j->error), "GET %s answered %ld", j->pr.http,
-					 j->status);
+				snprintf(j->error, sizeof(j->error), "GET %s answered %ld",
+					 j->pr.http, j->status);
 		} else {
 			snprintf(j->error, sizeof(j->error), "GET %s: %s", j->pr.http,
 				 curl_easy_strerror(cc));
@@ -277,10 +281,10 @@ static void probe_done(struct work *w)
 	struct instance *in = agent_find(j->ag, j->app, j->iid);
 	if (j->ok && in && in->port == j->port)
 		instance_event(in, SUP_EV_PROBE_OK);
-	json_t *o = json_pack("{s:b,s:I,s:s*}", "ok", j->ok, "latency_ms", (json_int_t)j->latency_ms,
-			      "error", j->error[0] ? j->error : NULL);
-	json_object_set_new(o, "status", j->pr.http && j->status ? json_integer(j->status)
-								 : json_null());
+	json_t *o = json_pack("{s:b,s:I,s:s*}", "ok", j->ok, "latency_ms",
+			      (json_int_t)j->latency_ms, "error", j->error[0] ? j->error : NULL);
+	json_object_set_new(o, "status",
+			    j->pr.http && j->status ? json_integer(j->status) : json_null());
 	if (!j->error[0])
 		json_object_set_new(o, "error", json_null());
 	agent_reply_json(j->req, 200, o);
@@ -291,7 +295,7 @@ static void probe_done(struct work *w)
 static void handle_probe(struct agent *ag, struct evhttp_request *req, struct instance *in)
 {
 	struct probe_job *j = calloc(1, sizeof(*j));
-	struct err e = { 0 };
+	struct err e = {0};
 	size_t n = 0;
 	char *body = body_of(req, &n);
 
@@ -342,8 +346,8 @@ static json_t *list_json(struct agent *ag, const char *app)
 
 static void handle_start(struct agent *ag, struct evhttp_request *req, const char *app)
 {
-	struct start_req rq = { 0 };
-	struct err e = { 0 };
+	struct start_req rq = {0};
+	struct err e = {0};
 	size_t n = 0;
 	char *body = body_of(req, &n), *dir = NULL;
 	json_t *arr = NULL;
@@ -360,7 +364,8 @@ static void handle_start(struct agent *ag, struct evhttp_request *req, const cha
 	if (!fs_is_dir(dir)) {
 		agent_reply_error(req, 409, "conflict",
 				  "release %.19s is not activated on this host; POST "
-				  "/v1/releases/%s/activate first", rq.release, rq.release);
+				  "/v1/releases/%s/activate first",
+				  rq.release, rq.release);
 		goto done;
 	}
 	if (agent_count(ag, NULL) + (size_t)rq.count > 1024) {
@@ -395,12 +400,14 @@ static void handle_delete(struct agent *ag, struct evhttp_request *req, struct i
 	if (q) {
 		struct evkeyvalq params;
 		const char *t;
-		if (evhttp_parse_query_str(q, &params) == 0 && (t = evhttp_find_header(&params, "timeout_ms"))) {
+		if (evhttp_parse_query_str(q, &params) == 0 &&
+		    (t = evhttp_find_header(&params, "timeout_ms"))) {
 			char *end;
 			long long v = strtoll(t, &end, 10);
 			if (*end || v < 0 || v > 3600000) {
 				evhttp_clear_headers(&params);
-				agent_reply_error(req, 400, "input", "timeout_ms must be 0 to 3600000");
+				agent_reply_error(req, 400, "input",
+						  "timeout_ms must be 0 to 3600000");
 				return;
 			}
 			in->sup.stop_timeout_ms = v;
@@ -422,17 +429,19 @@ static void handle_logs(struct evhttp_request *req, struct agent *ag, struct ins
 {
 	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
 	size_t tail = LOG_TAIL_DEFAULT;
-	struct err e = { 0 };
+	struct err e = {0};
 	json_t *lines;
 	if (q) {
 		struct evkeyvalq params;
 		const char *t;
-		if (evhttp_parse_query_str(q, &params) == 0 && (t = evhttp_find_header(&params, "tail"))) {
+		if (evhttp_parse_query_str(q, &params) == 0 &&
+		    (t = evhttp_find_header(&params, "tail"))) {
 			char *end;
 			long long v = strtoll(t, &end, 10);
 			if (*end || v < 1 || v > LOG_TAIL_MAX) {
 				evhttp_clear_headers(&params);
-				agent_reply_error(req, 400, "input", "tail must be 1 to %d", LOG_TAIL_MAX);
+				agent_reply_error(req, 400, "input", "tail must be 1 to %d",
+						  LOG_TAIL_MAX);
 				return;
 			}
 			tail = (size_t)v;
@@ -476,18 +485,19 @@ void agent_api_route(struct agent *ag, struct evhttp_request *req)
 	char store[1024], *segs[MAX_SEGS];
 	int n = path ? split_path(path, store, sizeof(store), segs) : -1;
 	bool get = m == EVHTTP_REQ_GET, post = m == EVHTTP_REQ_POST, del = m == EVHTTP_REQ_DELETE;
-	struct err e = { 0 };
+	struct err e = {0};
 
 	if (n < 2 || !seg_is(segs, n, 0, "v1"))
 		goto not_found;
 	if (n == 2 && seg_is(segs, n, 1, "agent") && get) {
 		char ts[32];
 		time_fmt_rfc3339(ag->started_at, ts, sizeof(ts));
-		agent_reply_json(req, 200, json_pack("{s:s,s:i,s:s,s:s,s:I,s:s}", "version", CAIRN_VERSION,
-						     "pid", (int)getpid(), "started_at", ts, "state_dir",
-						     ag->state_dir, "instances",
-						     (json_int_t)agent_count(ag, NULL), "socket",
-						     ag->sock_path));
+		agent_reply_json(req, 200,
+				 json_pack("{s:s,s:i,s:s,s:s,s:I,s:s}", "version", CAIRN_VERSION,
+					   "pid", (int)getpid(), "started_at", ts, "state_dir",
+					   ag->state_dir, "instances",
+					   (json_int_t)agent_count(ag, NULL), "socket",
+					   ag->sock_path));
 		return;
 	}
 	if (n == 3 && seg_is(segs, n, 1, "agent") && seg_is(segs, n, 2, "stop-all") && post) {
@@ -517,8 +527,8 @@ void agent_api_route(struct agent *ag, struct evhttp_request *req)
 		goto not_found;
 	const char *app = segs[2];
 	if (!agent_name_ok(app)) {
-		agent_reply_error(req, 400, "input", "'%.80s' is not an app name ([a-z0-9][a-z0-9_.-]*)",
-				  app);
+		agent_reply_error(req, 400, "input",
+				  "'%.80s' is not an app name ([a-z0-9][a-z0-9_.-]*)", app);
 		return;
 	}
 	if (n == 4 && seg_is(segs, n, 3, "stop") && post) {
@@ -550,8 +560,8 @@ void agent_api_route(struct agent *ag, struct evhttp_request *req)
 		goto bad_method;
 	struct instance *in = agent_find(ag, app, segs[4]);
 	if (!in) {
-		agent_reply_error(req, 404, "not_found", "no instance '%.40s' of app %s on this host",
-				  segs[4], app);
+		agent_reply_error(req, 404, "not_found",
+				  "no instance '%.40s' of app %s on this host", segs[4], app);
 		return;
 	}
 	if (n == 5 && get) {

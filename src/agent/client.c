@@ -21,8 +21,8 @@ struct transport_ops {
 struct agent_client {
 	const struct transport_ops *ops;
 	char *socket_path; /* owned: unix transport */
-	char *sock_arg;    /* owned: the path curl is given (may go through /proc/self/fd) */
-	int dirfd;         /* owned: for socket paths longer than sun_path, else -1 */
+	char *sock_arg;	   /* owned: the path curl is given (may go through /proc/self/fd) */
+	int dirfd;	   /* owned: for socket paths longer than sun_path, else -1 */
 	int64_t timeout_ms;
 };
 
@@ -44,7 +44,7 @@ static void unix_free(struct agent_client *c)
 	free(c->sock_arg);
 }
 
-static const struct transport_ops unix_ops = { unix_prepare, unix_free };
+static const struct transport_ops unix_ops = {unix_prepare, unix_free};
 
 int agent_client_new_unix(const char *socket_path, int64_t timeout_ms, struct agent_client **out,
 			  struct err *e)
@@ -62,8 +62,8 @@ int agent_client_new_unix(const char *socket_path, int64_t timeout_ms, struct ag
 		c->dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		free(dir);
 		if (c->dirfd < 0) {
-			int r = err_set(e, errno, "cannot open the directory of %s: %s", socket_path,
-					strerror(errno));
+			int r = err_set(e, errno, "cannot open the directory of %s: %s",
+					socket_path, strerror(errno));
 			agent_client_free(c);
 			return r;
 		}

@@ -48,9 +48,9 @@ json_t *instance_json(const struct instance *in)
 {
 	char ts[32];
 	time_fmt_rfc3339(in->started_at, ts, sizeof(ts));
-	json_t *o = json_pack("{s:s,s:s,s:s,s:I,s:i,s:s,s:s,s:I,s:s*}", "id", in->id, "app", in->app,
-			      "release", in->release, "pid", (json_int_t)in->pid, "port", in->port,
-			      "state", sup_state_name(in->sup.state), "started_at",
+	json_t *o = json_pack("{s:s,s:s,s:s,s:I,s:i,s:s,s:s,s:I,s:s*}", "id", in->id, "app",
+			      in->app, "release", in->release, "pid", (json_int_t)in->pid, "port",
+			      in->port, "state", sup_state_name(in->sup.state), "started_at",
 			      in->started_at ? ts : "", "restarts", (json_int_t)in->restarts,
 			      "last_exit", in->last_exit[0] ? in->last_exit : NULL);
 	if (!in->last_exit[0])
@@ -89,7 +89,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 static void arm_timer(struct instance *in, int64_t ms)
 {
-	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 	if (!in->timer)
 		in->timer = evtimer_new(in->ag->base, on_timer, in);
 	evtimer_add(in->timer, &tv);
@@ -166,14 +166,15 @@ void agent__logws_free(struct agent *ag)
 static void on_child_exit(evutil_socket_t fd, short what, void *arg)
 {
 	struct instance *in = arg;
-	siginfo_t si = { 0 };
+	siginfo_t si = {0};
 	UNUSED(what);
 	/* nothing of the group may outlive its leader; while the leader is an unreaped zombie
 	 * its pid (and so the group id) cannot be reused */
 	kill(-in->pid, SIGKILL);
 	if (in->is_child && waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG) == 0 &&
 	    si.si_pid) {
-		int status = si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8 : si.si_status & 0x7f;
+		int status =
+		    si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8 : si.si_status & 0x7f;
 		exec_describe_status(status, in->last_exit, sizeof(in->last_exit));
 	} else if (!in->is_child) {
 		snprintf(in->last_exit, sizeof(in->last_exit),
@@ -237,8 +238,8 @@ static int start_log_writer(struct instance *in, int out_r, int err_r, struct er
 {
 	char *dir = xasprintf("%s/logs/%s", in->ag->state_dir, in->app);
 	char *path = agent_log_path(in->ag->state_dir, in->app, in->id);
-	const char *argv[] = { in->ag->self_exe, "agent", "log-writer", path, NULL };
-	struct exec_spawn_opts o = { .fd_in = out_r, .fd_out = -1, .fd_err = -1, .fd_3 = err_r };
+	const char *argv[] = {in->ag->self_exe, "agent", "log-writer", path, NULL};
+	struct exec_spawn_opts o = {.fd_in = out_r, .fd_out = -1, .fd_err = -1, .fd_3 = err_r};
 	pid_t pid;
 	int r = fs_mkdir_p(dir, 0700, e);
 	if (r == 0)
@@ -256,7 +257,7 @@ static int start_log_writer(struct instance *in, int out_r, int err_r, struct er
 
 static int spawn(struct instance *in, struct err *e)
 {
-	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, r;
+	int outp[2] = {-1, -1}, errp[2] = {-1, -1}, r;
 	char *cwd = agent_release_dir(in->ag, in->release);
 	struct strv env;
 	pid_t pid;
@@ -275,8 +276,12 @@ static int spawn(struct instance *in, struct err *e)
 	for (size_t i = 0; i < in->env.n; i++)
 		strv_push(&env, in->env.v[i]);
 	strv_push_owned(&env, xasprintf("PORT=%d", in->port));
-	struct exec_spawn_opts o = { .cwd = cwd, .env = env.v, .fd_in = -1, .fd_out = outp[1],
-				     .fd_err = errp[1], .fd_3 = -1 };
+	struct exec_spawn_opts o = {.cwd = cwd,
+				    .env = env.v,
+				    .fd_in = -1,
+				    .fd_out = outp[1],
+				    .fd_err = errp[1],
+				    .fd_3 = -1};
 	r = exec_spawn((const char *const *)in->argv.v, &o, &pid, e);
 	strv_done(&env);
 	if (r < 0)
@@ -309,7 +314,7 @@ void instance_event(struct instance *in, enum sup_event ev)
 {
 	enum sup_state before = in->sup.state;
 	enum sup_action act = sup_step(&in->sup, ev, now_ms());
-	struct err e = { 0 };
+	struct err e = {0};
 
 	log_debug("agent", "%s: %s + %s -> %s (%s)", in->id, sup_state_name(before),
 		  sup_event_name(ev), sup_state_name(in->sup.state), sup_action_name(act));
@@ -333,8 +338,8 @@ void instance_event(struct instance *in, enum sup_event ev)
 		break;
 	case SUP_ACT_GIVE_UP:
 		if (ev == SUP_EV_EXITED)
-			log_warn("agent", "%s: crash loop (%d exits within %ds): failed; last: %s", in->id,
-				 SUP_LOOP_EXITS, SUP_LOOP_WINDOW_MS / 1000, in->last_exit);
+			log_warn("agent", "%s: crash loop (%d exits within %ds): failed; last: %s",
+				 in->id, SUP_LOOP_EXITS, SUP_LOOP_WINDOW_MS / 1000, in->last_exit);
 		break;
 	case SUP_ACT_TERM:
 		kill_group(in, in->stop_signal);
@@ -407,8 +412,8 @@ void agent_remove(struct agent *ag, struct instance *in)
  * request's env, then CAIRN_RELEASE, CAIRN_INSTANCE, CAIRN_DATA. */
 static int build_env(struct instance *in, const struct manifest *m, struct err *e)
 {
-	static const char *const base_vars[] = { "PATH", "HOME", "LANG", "LC_ALL", "TZ",
-						 "USER", "LOGNAME", "TMPDIR" };
+	static const char *const base_vars[] = {"PATH", "HOME", "LANG",	   "LC_ALL",
+						"TZ",	"USER", "LOGNAME", "TMPDIR"};
 	char *data = xasprintf("%s/data/%s", in->ag->state_dir, in->app);
 	const char *k;
 	json_t *v;
@@ -424,9 +429,10 @@ static int build_env(struct instance *in, const struct manifest *m, struct err *
 			strv_push_owned(&in->env, xasprintf("%s=%s", base_vars[i], val));
 	}
 	for (size_t i = 0; i < m->run_env.n; i++)
-		strv_push_owned(&in->env, xasprintf("%s=%s", m->run_env.keys[i], m->run_env.values[i]));
+		strv_push_owned(&in->env,
+				xasprintf("%s=%s", m->run_env.keys[i], m->run_env.values[i]));
 	json_object_foreach(in->user_env, k, v)
-		strv_push_owned(&in->env, xasprintf("%s=%s", k, json_string_value(v)));
+	    strv_push_owned(&in->env, xasprintf("%s=%s", k, json_string_value(v)));
 	strv_push_owned(&in->env, xasprintf("CAIRN_RELEASE=%s", in->release));
 	strv_push_owned(&in->env, xasprintf("CAIRN_INSTANCE=%s", in->id));
 	strv_push_owned(&in->env, xasprintf("CAIRN_DATA=%s", data));
@@ -435,9 +441,9 @@ static int build_env(struct instance *in, const struct manifest *m, struct err *
 }
 
 /* Loads the release's run config into a new instance (not yet listed, not started). */
-int agent__instance_new(struct agent *ag, const char *app, const char *release,
-			const char *id, json_t *user_env, int64_t stop_timeout_ms,
-			struct instance **out, struct err *e)
+int agent__instance_new(struct agent *ag, const char *app, const char *release, const char *id,
+			json_t *user_env, int64_t stop_timeout_ms, struct instance **out,
+			struct err *e)
 {
 	struct manifest *m = NULL;
 	struct instance *in;
@@ -463,8 +469,9 @@ int agent__instance_new(struct agent *ag, const char *app, const char *release,
 	for (size_t i = 0; i < m->run_command.n; i++)
 		strv_push(&in->argv, m->run_command.v[i]);
 	in->user_env = user_env ? json_incref(user_env) : json_object();
-	sup_init(&in->sup, stop_timeout_ms >= 0 ? stop_timeout_ms
-			   : m->stop_timeout_ms > 0 ? m->stop_timeout_ms : 10000);
+	sup_init(&in->sup, stop_timeout_ms >= 0	    ? stop_timeout_ms
+			   : m->stop_timeout_ms > 0 ? m->stop_timeout_ms
+						    : 10000);
 	in->stop_signal = SIGTERM;
 	r = build_env(in, m, e);
 	manifest_free(m);
@@ -480,7 +487,7 @@ int instance_create(struct agent *ag, const char *app, const char *release,
 		    const struct start_req *rq, struct instance **out, struct err *e)
 {
 	struct instance *in;
-	unsigned char rnd[4] = { 0 };
+	unsigned char rnd[4] = {0};
 	char id[INSTANCE_ID_MAX];
 	int r;
 
@@ -489,7 +496,8 @@ int instance_create(struct agent *ag, const char *app, const char *release,
 			return err_set(e, errno, "getrandom: %s", strerror(errno));
 		snprintf(id, sizeof(id), "i-%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
 	} while (agent_find(ag, NULL, id));
-	if ((r = agent__instance_new(ag, app, release, id, rq->env, rq->stop_timeout_ms, &in, e)) < 0)
+	if ((r = agent__instance_new(ag, app, release, id, rq->env, rq->stop_timeout_ms, &in, e)) <
+	    0)
 		return r;
 	in->stop_signal = rq->stop_signal;
 	agent__append(ag, in);

@@ -147,8 +147,8 @@ static void lw_feed(struct logw *w, struct lw_stream *s, const char *p, size_t n
 
 int agent_log_writer_main(int argc, char **argv)
 {
-	struct lw_stream st[2] = { { 0, "stdout", NULL, 0 }, { 3, "stderr", NULL, 0 } };
-	struct logw w = { .fd = -1 };
+	struct lw_stream st[2] = {{0, "stdout", NULL, 0}, {3, "stderr", NULL, 0}};
+	struct logw w = {.fd = -1};
 	uint64_t max_bytes = LOG_ROTATE_BYTES;
 	unsigned keep = LOG_KEEP;
 	const char *file = NULL;
@@ -163,13 +163,16 @@ int agent_log_writer_main(int argc, char **argv)
 		else if (argv[i][0] != '-' && !file)
 			file = argv[i];
 		else if (strcmp(argv[i], "log-writer") != 0) {
-			fprintf(stderr, "cairn agent log-writer: error: unexpected argument '%s'\n", argv[i]);
+			fprintf(stderr, "cairn agent log-writer: error: unexpected argument '%s'\n",
+				argv[i]);
 			return 2;
 		}
 	}
 	if (!file || max_bytes < 1024) {
-		fputs("usage: cairn agent log-writer [--max-bytes N] [--keep K] FILE (fd 0: stdout, "
-		      "fd 3: stderr)\n", stderr);
+		fputs(
+		    "usage: cairn agent log-writer [--max-bytes N] [--keep K] FILE (fd 0: stdout, "
+		    "fd 3: stderr)\n",
+		    stderr);
 		return 2;
 	}
 	/* the instance's stop signal goes to its own group; a terminal's must not reach us */
@@ -191,7 +194,7 @@ int agent_log_writer_main(int argc, char **argv)
 	while (open_streams > 0) {
 		struct pollfd pfd[2];
 		for (int i = 0; i < 2; i++)
-			pfd[i] = (struct pollfd){ st[i].fd, POLLIN, 0 };
+			pfd[i] = (struct pollfd){st[i].fd, POLLIN, 0};
 		if (poll(pfd, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -205,7 +208,8 @@ int agent_log_writer_main(int argc, char **argv)
 				continue;
 			if (n <= 0) {
 				if (st[i].n) /* the last line had no newline */
-					logw_line(&w, time_now_ns(), st[i].name, st[i].pending, st[i].n);
+					logw_line(&w, time_now_ns(), st[i].name, st[i].pending,
+						  st[i].n);
 				st[i].n = 0;
 				close(st[i].fd);
 				st[i].fd = -1;
@@ -251,7 +255,8 @@ static int read_lines(const char *path, size_t max_bytes, json_t *arr)
 		if (sp1 && sp2) {
 			json_t *o = json_object();
 			json_object_set_new(o, "ts", json_stringn(p, (size_t)(sp1 - p)));
-			json_object_set_new(o, "stream", json_stringn(sp1 + 1, (size_t)(sp2 - sp1 - 1)));
+			json_object_set_new(o, "stream",
+					    json_stringn(sp1 + 1, (size_t)(sp2 - sp1 - 1)));
 			json_t *line = json_stringn(sp2 + 1, (size_t)(le - sp2 - 1));
 			if (!line) /* not UTF-8: keep the line, lose the bad bytes */
 				line = json_string("(line is not valid UTF-8)");

@@ -7,16 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BODY_MAX (1024 * 1024)
-#define ENV_VALUE_MAX 65536
+#define BODY_MAX       (1024 * 1024)
+#define ENV_VALUE_MAX  65536
 #define TIMEOUT_MAX_MS (24LL * 3600 * 1000)
 
 static const struct {
 	const char *name;
 	int sig;
 } signals[] = {
-	{ "SIGTERM", SIGTERM }, { "SIGINT", SIGINT }, { "SIGQUIT", SIGQUIT }, { "SIGHUP", SIGHUP },
-	{ "SIGUSR1", SIGUSR1 }, { "SIGUSR2", SIGUSR2 }, { "SIGKILL", SIGKILL },
+    {"SIGTERM", SIGTERM}, {"SIGINT", SIGINT},	{"SIGQUIT", SIGQUIT}, {"SIGHUP", SIGHUP},
+    {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2}, {"SIGKILL", SIGKILL},
 };
 
 int agent_signal_parse(const char *name)
@@ -65,8 +65,8 @@ static int parse_object(const char *body, size_t n, json_t **out, struct err *e)
 	}
 	j = json_loadb(body, n, JSON_REJECT_DUPLICATES, &je);
 	if (!j)
-		return err_set(e, CAIRN_EINPUT, "request body is not JSON: %s (at byte %d)", je.text,
-			       je.position);
+		return err_set(e, CAIRN_EINPUT, "request body is not JSON: %s (at byte %d)",
+			       je.text, je.position);
 	if (!json_is_object(j)) {
 		json_decref(j);
 		return err_set(e, CAIRN_EINPUT, "request body must be a JSON object");
@@ -80,12 +80,14 @@ static int check_keys(json_t *o, const char *const *known, struct err *e)
 {
 	const char *k;
 	json_t *v;
-	json_object_foreach(o, k, v) {
+	json_object_foreach(o, k, v)
+	{
 		bool ok = false;
 		for (size_t i = 0; known[i]; i++)
 			ok |= !strcmp(k, known[i]);
 		if (!ok)
-			return err_set(e, CAIRN_EINPUT, "unknown field \"%.64s\" in the request body", k);
+			return err_set(e, CAIRN_EINPUT,
+				       "unknown field \"%.64s\" in the request body", k);
 	}
 	return 0;
 }
@@ -97,9 +99,11 @@ static int get_ms(json_t *o, const char *key, int64_t def, int64_t *out, struct 
 		*out = def;
 		return 0;
 	}
-	if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > TIMEOUT_MAX_MS)
-		return err_set(e, CAIRN_EINPUT, "\"%s\" must be an integer of milliseconds (0 to %lld)",
-			       key, TIMEOUT_MAX_MS);
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    json_integer_value(v) > TIMEOUT_MAX_MS)
+		return err_set(e, CAIRN_EINPUT,
+			       "\"%s\" must be an integer of milliseconds (0 to %lld)", key,
+			       TIMEOUT_MAX_MS);
 	*out = json_integer_value(v);
 	return 0;
 }
@@ -109,8 +113,8 @@ static bool env_key_ok(const char *k)
 	if (!*k || strlen(k) > 256 || (*k >= '0' && *k <= '9'))
 		return false;
 	for (const char *p = k; *p; p++)
-		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-		      *p == '_'))
+		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+		      (*p >= '0' && *p <= '9') || *p == '_'))
 			return false;
 	return true;
 }
@@ -123,9 +127,9 @@ void start_req_done(struct start_req *r)
 
 int agent_parse_start(const char *body, size_t n, struct start_req *out, struct err *e)
 {
-	static const char *const known[] = { "release", "count", "env", "stop_timeout_ms",
-					     "stop_signal", "data_dir", NULL };
-	struct start_req r = { .count = 1, .stop_timeout_ms = -1, .stop_signal = SIGTERM };
+	static const char *const known[] = {"release",	   "count",    "env", "stop_timeout_ms",
+					    "stop_signal", "data_dir", NULL};
+	struct start_req r = {.count = 1, .stop_timeout_ms = -1, .stop_signal = SIGTERM};
 	json_t *o = NULL, *v;
 	int rc;
 
@@ -136,12 +140,14 @@ int agent_parse_start(const char *body, size_t n, struct start_req *out, struct 
 	v = json_object_get(o, "release");
 	const char *rel = json_string_value(v);
 	if (!rel) {
-		rc = err_set(e, CAIRN_EINPUT, "\"release\" (a release id sha256:<64 hex>) is required");
+		rc = err_set(e, CAIRN_EINPUT,
+			     "\"release\" (a release id sha256:<64 hex>) is required");
 		goto fail;
 	}
 	const char *hex = str_starts(rel, "sha256:") ? rel + 7 : rel;
 	if (strlen(hex) != HASH_HEX_LEN || !hash_is_hex(hex, HASH_HEX_LEN)) {
-		rc = err_set(e, CAIRN_EINPUT, "\"release\" must be a full release id (sha256:<64 hex>)");
+		rc = err_set(e, CAIRN_EINPUT,
+			     "\"release\" must be a full release id (sha256:<64 hex>)");
 		goto fail;
 	}
 	snprintf(r.release, sizeof(r.release), "sha256:%s", hex);
@@ -161,9 +167,10 @@ int agent_parse_start(const char *body, size_t n, struct start_req *out, struct 
 	if (v && !json_is_null(v)) {
 		r.stop_signal = json_is_string(v) ? agent_signal_parse(json_string_value(v)) : -1;
 		if (r.stop_signal < 0) {
-			rc = err_set(e, CAIRN_EINPUT,
-				     "\"stop_signal\" must be one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, "
-				     "SIGUSR1, SIGUSR2, SIGKILL");
+			rc = err_set(
+			    e, CAIRN_EINPUT,
+			    "\"stop_signal\" must be one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, "
+			    "SIGUSR1, SIGUSR2, SIGKILL");
 			goto fail;
 		}
 	}
@@ -183,19 +190,25 @@ int agent_parse_start(const char *body, size_t n, struct start_req *out, struct 
 			goto fail;
 		}
 		if (json_object_size(v) > AGENT_MAX_ENV) {
-			rc = err_set(e, CAIRN_EINPUT, "\"env\" has more than %d variables", AGENT_MAX_ENV);
+			rc = err_set(e, CAIRN_EINPUT, "\"env\" has more than %d variables",
+				     AGENT_MAX_ENV);
 			goto fail;
 		}
-		json_object_foreach(v, k, ev) {
+		json_object_foreach(v, k, ev)
+		{
 			if (!env_key_ok(k)) {
 				rc = err_set(e, CAIRN_EINPUT,
-					     "\"env\": \"%.64s\" is not a variable name ([A-Za-z_][A-Za-z0-9_]*)", k);
+					     "\"env\": \"%.64s\" is not a variable name "
+					     "([A-Za-z_][A-Za-z0-9_]*)",
+					     k);
 				goto fail;
 			}
 			if (!json_is_string(ev) || json_string_length(ev) > ENV_VALUE_MAX ||
 			    memchr(json_string_value(ev), 0, json_string_length(ev))) {
-				rc = err_set(e, CAIRN_EINPUT, "\"env\": %s must be a string without NUL bytes "
-					     "of at most %d bytes", k, ENV_VALUE_MAX);
+				rc = err_set(e, CAIRN_EINPUT,
+					     "\"env\": %s must be a string without NUL bytes "
+					     "of at most %d bytes",
+					     k, ENV_VALUE_MAX);
 				goto fail;
 			}
 			if (!strcmp(k, "PORT") || str_starts(k, "CAIRN_")) {
@@ -216,14 +229,15 @@ fail:
 
 int agent_parse_probe(const char *body, size_t n, struct probe_req *out, struct err *e)
 {
-	static const char *const known[] = { "http", "timeout_ms", NULL };
+	static const char *const known[] = {"http", "timeout_ms", NULL};
 	json_t *o = NULL, *v;
-	struct probe_req r = { 0 };
+	struct probe_req r = {0};
 	int rc;
 
 	if ((rc = parse_object(body, n, &o, e)) < 0)
 		return rc;
-	if ((rc = check_keys(o, known, e)) < 0 || (rc = get_ms(o, "timeout_ms", 2000, &r.timeout_ms, e)) < 0)
+	if ((rc = check_keys(o, known, e)) < 0 ||
+	    (rc = get_ms(o, "timeout_ms", 2000, &r.timeout_ms, e)) < 0)
 		goto done;
 	if (r.timeout_ms == 0 || r.timeout_ms > 60000) {
 		rc = err_set(e, CAIRN_EINPUT, "\"timeout_ms\" must be from 1 to 60000");
@@ -233,13 +247,15 @@ int agent_parse_probe(const char *body, size_t n, struct probe_req *out, struct 
 	if (v && !json_is_null(v)) {
 		const char *p = json_string_value(v);
 		if (!p || p[0] != '/' || json_string_length(v) > 2048) {
-			rc = err_set(e, CAIRN_EINPUT, "\"http\" must be a path starting with '/' (or null "
+			rc = err_set(e, CAIRN_EINPUT,
+				     "\"http\" must be a path starting with '/' (or null "
 				     "for a TCP connect)");
 			goto done;
 		}
 		for (const char *c = p; *c; c++)
 			if ((unsigned char)*c <= 0x20 || *c == 0x7f) {
-				rc = err_set(e, CAIRN_EINPUT, "\"http\" must not contain spaces or control "
+				rc = err_set(e, CAIRN_EINPUT,
+					     "\"http\" must not contain spaces or control "
 					     "characters");
 				goto done;
 			}
@@ -257,7 +273,7 @@ done:
 
 int agent_parse_timeout(const char *body, size_t n, int64_t def_ms, int64_t *out_ms, struct err *e)
 {
-	static const char *const known[] = { "timeout_ms", NULL };
+	static const char *const known[] = {"timeout_ms", NULL};
 	json_t *o = NULL;
 	int rc;
 

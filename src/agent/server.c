@@ -20,20 +20,26 @@
 #include <unistd.h>
 
 #define MAX_HEADERS_BYTES (16 * 1024)
-#define MAX_BODY_BYTES (1024 * 1024)
-#define IO_TIMEOUT_S 30
-#define WORKERS 4
-#define WORK_QUEUE 256
+#define MAX_BODY_BYTES	  (1024 * 1024)
+#define IO_TIMEOUT_S	  30
+#define WORKERS		  4
+#define WORK_QUEUE	  256
 
 void agent_reply_json(struct evhttp_request *req, int status, json_t *body)
 {
 	struct evbuffer *out = evbuffer_new();
 	char *text = json_dumps(body, JSON_COMPACT);
 	static const char *const reasons[][2] = {
-		{ "200", "OK" }, { "201", "Created" }, { "400", "Bad Request" }, { "404", "Not Found" },
-		{ "405", "Method Not Allowed" }, { "409", "Conflict" }, { "413", "Payload Too Large" },
-		{ "422", "Unprocessable Entity" }, { "500", "Internal Server Error" },
-		{ "503", "Service Unavailable" },
+	    {"200", "OK"},
+	    {"201", "Created"},
+	    {"400", "Bad Request"},
+	    {"404", "Not Found"},
+	    {"405", "Method Not Allowed"},
+	    {"409", "Conflict"},
+	    {"413", "Payload Too Large"},
+	    {"422", "Unprocessable Entity"},
+	    {"500", "Internal Server Error"},
+	    {"503", "Service Unavailable"},
 	};
 	const char *reason = "OK";
 	char code[8];
@@ -166,10 +172,11 @@ static int take_lock(struct agent *ag, struct err *e)
 		if (ag->lock_fd < 0)
 			r = err_set(e, errno, "cannot open %s: %s", path, strerror(errno));
 		else if (flock(ag->lock_fd, LOCK_EX | LOCK_NB) < 0)
-			r = err_set(e, CAIRN_ECHECK,
-				    "another agent is already running for %s (it holds %s and answers "
-				    "on %s); stop it first, or use 'cairn agent status'",
-				    ag->state_dir, path, ag->sock_path);
+			r = err_set(
+			    e, CAIRN_ECHECK,
+			    "another agent is already running for %s (it holds %s and answers "
+			    "on %s); stop it first, or use 'cairn agent status'",
+			    ag->state_dir, path, ag->sock_path);
 		else {
 			char pid[32];
 			int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
@@ -224,8 +231,8 @@ static void agent_done(struct agent *ag)
 
 int agent_run(const struct agent_opts *o, struct err *e)
 {
-	struct agent ag = { .lock_fd = -1 };
-	struct event *sigs[2] = { NULL, NULL };
+	struct agent ag = {.lock_fd = -1};
+	struct event *sigs[2] = {NULL, NULL};
 	int fd = -1, r;
 
 	ag.state_dir = xstrdup(o->state_dir);
@@ -254,7 +261,7 @@ int agent_run(const struct agent_opts *o, struct err *e)
 	evhttp_set_max_body_size(ag.http, MAX_BODY_BYTES);
 	evhttp_set_timeout(ag.http, IO_TIMEOUT_S);
 	evhttp_set_allowed_methods(ag.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE |
-						    EVHTTP_REQ_PUT);
+						EVHTTP_REQ_PUT);
 	evhttp_set_gencb(ag.http, on_request, &ag);
 	if (evhttp_accept_socket(ag.http, fd) < 0) {
 		r = err_set(e, EIO, "cannot serve on %s", ag.sock_path);

@@ -11,25 +11,25 @@
 #include <string.h>
 #include <unistd.h>
 
-#define TABLE_MAX (64u * 1024 * 1024)
+#define TABLE_MAX     (64u * 1024 * 1024)
 #define TABLE_VERSION 1
 
 static json_t *record(const struct instance *in)
 {
-	return json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:i,s:I,s:I,s:s,s:I,s:I,s:O,s:I,s:s}", "id", in->id,
-			 "app", in->app, "release", in->release, "state", sup_state_name(in->sup.state),
-			 "pid", (json_int_t)in->pid, "pid_start", (json_int_t)in->pid_start, "port",
-			 in->port, "started_at", (json_int_t)in->started_at, "restarts",
-			 (json_int_t)in->restarts, "last_exit", in->last_exit, "log_pid",
-			 (json_int_t)in->log_pid, "log_start", (json_int_t)in->log_start, "env",
-			 in->user_env, "stop_timeout_ms", (json_int_t)in->sup.stop_timeout_ms,
-			 "stop_signal", agent_signal_name(in->stop_signal));
+	return json_pack(
+	    "{s:s,s:s,s:s,s:s,s:I,s:I,s:i,s:I,s:I,s:s,s:I,s:I,s:O,s:I,s:s}", "id", in->id, "app",
+	    in->app, "release", in->release, "state", sup_state_name(in->sup.state), "pid",
+	    (json_int_t)in->pid, "pid_start", (json_int_t)in->pid_start, "port", in->port,
+	    "started_at", (json_int_t)in->started_at, "restarts", (json_int_t)in->restarts,
+	    "last_exit", in->last_exit, "log_pid", (json_int_t)in->log_pid, "log_start",
+	    (json_int_t)in->log_start, "env", in->user_env, "stop_timeout_ms",
+	    (json_int_t)in->sup.stop_timeout_ms, "stop_signal", agent_signal_name(in->stop_signal));
 }
 
 int agent_save(struct agent *ag)
 {
 	json_t *arr = json_array(), *top;
-	struct err e = { 0 };
+	struct err e = {0};
 	char *text;
 	int r;
 
@@ -88,9 +88,10 @@ static int load_table(const char *path, json_t **out, struct err *e)
 	json_t *arr = json_object_get(top, "instances");
 	if (!json_is_array(arr)) {
 		json_decref(top);
-		return err_set(e, CAIRN_ECORRUPT, "%s is damaged (%s); move it away to start empty "
-			       "(recorded processes are then no longer supervised)", path,
-			       top ? "no \"instances\" array" : je.text);
+		return err_set(e, CAIRN_ECORRUPT,
+			       "%s is damaged (%s); move it away to start empty "
+			       "(recorded processes are then no longer supervised)",
+			       path, top ? "no \"instances\" array" : je.text);
 	}
 	*out = json_incref(arr);
 	json_decref(top);
@@ -111,17 +112,18 @@ static const char *jstr(json_t *o, const char *k)
 static void adopt_one(struct agent *ag, json_t *rec)
 {
 	struct instance *in = NULL;
-	struct err e = { 0 };
+	struct err e = {0};
 	enum sup_state st;
 	pid_t pid = (pid_t)jint(rec, "pid"), log_pid = (pid_t)jint(rec, "log_pid");
-	uint64_t start = (uint64_t)jint(rec, "pid_start"), log_start = (uint64_t)jint(rec, "log_start");
+	uint64_t start = (uint64_t)jint(rec, "pid_start"),
+		 log_start = (uint64_t)jint(rec, "log_start");
 	bool alive = pid > 0 && proc_alive(pid, start);
 	const char *id = jstr(rec, "id"), *app = jstr(rec, "app");
 
 	if (log_pid > 0 && proc_alive(log_pid, log_start))
 		agent__watch_log(ag, log_pid, false);
-	if (sup_state_parse(jstr(rec, "state"), &st) < 0 || st == SUP_STOPPED || !agent_name_ok(app) ||
-	    strlen(id) >= INSTANCE_ID_MAX || !*id) {
+	if (sup_state_parse(jstr(rec, "state"), &st) < 0 || st == SUP_STOPPED ||
+	    !agent_name_ok(app) || strlen(id) >= INSTANCE_ID_MAX || !*id) {
 		if (alive) /* a process we cannot account for must not run unsupervised */
 			kill(-pid, SIGKILL);
 		return;
@@ -150,7 +152,8 @@ static void adopt_one(struct agent *ag, json_t *rec)
 	case SUP_STARTING:
 	case SUP_RUNNING:
 	case SUP_STOPPING:
-		if (alive && instance_adopt(in, pid, start, st == SUP_STOPPING ? SUP_RUNNING : st) == 0) {
+		if (alive &&
+		    instance_adopt(in, pid, start, st == SUP_STOPPING ? SUP_RUNNING : st) == 0) {
 			log_info("agent", "re-adopted %s of %s (pid %d)", id, app, (int)pid);
 			if (st == SUP_STOPPING)
 				instance_event(in, SUP_EV_STOP);
@@ -181,9 +184,7 @@ int agent_load_and_adopt(struct agent *ag, struct err *e)
 	if (r < 0)
 		return r;
 	agent_save_hold(ag);
-	json_array_foreach(arr, i, rec)
-		if (json_is_object(rec))
-			adopt_one(ag, rec);
+	json_array_foreach(arr, i, rec) if (json_is_object(rec)) adopt_one(ag, rec);
 	json_decref(arr);
 	ag->save_dirty = true;
 	agent_save_release(ag);
@@ -219,7 +220,8 @@ int agent_stop_all_offline(const char *state_dir, int *out_stopped, struct err *
 	n = json_array_size(arr);
 	pid_t *pids = xcalloc(n * 2 + 1, sizeof(*pids));
 	uint64_t *starts = xcalloc(n * 2 + 1, sizeof(*starts));
-	json_array_foreach(arr, i, rec) {
+	json_array_foreach(arr, i, rec)
+	{
 		pid_t pid = (pid_t)jint(rec, "pid");
 		uint64_t start = (uint64_t)jint(rec, "pid_start");
 		int sig = agent_signal_parse(jstr(rec, "stop_signal"));

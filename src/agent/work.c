@@ -16,12 +16,12 @@ struct work_pool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct work *head, *tail; /* owned: pending jobs */
-	struct work *done_head;   /* owned: finished, waiting for the loop */
+	struct work *done_head;	  /* owned: finished, waiting for the loop */
 	unsigned queued, max_queue, n_threads;
 	bool quit;
 	pthread_t threads[WORK_MAX_THREADS];
-	int wake[2];              /* worker → loop: "something finished" */
-	struct event *ev;         /* owned */
+	int wake[2];	  /* worker → loop: "something finished" */
+	struct event *ev; /* owned */
 };
 
 static void run_done(struct work_pool *p)

@@ -33,7 +33,8 @@ int net_unix_addr(const char *path, struct sockaddr_un *out, int *out_dirfd, str
 	int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	free(dir);
 	if (dfd < 0)
-		return err_set(e, errno, "cannot open the directory of %s: %s", path, strerror(errno));
+		return err_set(e, errno, "cannot open the directory of %s: %s", path,
+			       strerror(errno));
 	snprintf(out->sun_path, sizeof(out->sun_path), "/proc/self/fd/%d/%s", dfd, slash + 1);
 	*out_dirfd = dfd;
 	return 0;
@@ -98,7 +99,7 @@ int net_unix_connect(const char *path, int *out_fd, struct err *e)
 
 int net_loopback_free_port(int *out_port, struct err *e)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(sa);
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), r = 0;
 
@@ -115,7 +116,7 @@ int net_loopback_free_port(int *out_port, struct err *e)
 
 int net_tcp_connect_timeout(const char *ipv4, int port, int64_t timeout_ms, struct err *e)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	int fd, r = 0, soerr = 0;
 	socklen_t sl = sizeof(soerr);
 
@@ -130,7 +131,7 @@ int net_tcp_connect_timeout(const char *ipv4, int port, int64_t timeout_ms, stru
 		r = err_set(e, errno, "connect to %s:%d: %s", ipv4, port, strerror(errno));
 		goto done;
 	}
-	struct pollfd pfd = { fd, POLLOUT, 0 };
+	struct pollfd pfd = {fd, POLLOUT, 0};
 	int64_t deadline = time_mono_ns() + timeout_ms * 1000000;
 	for (;;) {
 		int64_t left = (deadline - time_mono_ns()) / 1000000;
@@ -138,8 +139,8 @@ int net_tcp_connect_timeout(const char *ipv4, int port, int64_t timeout_ms, stru
 		if (pr < 0 && errno == EINTR)
 			continue;
 		if (pr <= 0) {
-			r = err_set(e, ETIMEDOUT, "connect to %s:%d: no answer within %lldms", ipv4, port,
-				    (long long)timeout_ms);
+			r = err_set(e, ETIMEDOUT, "connect to %s:%d: no answer within %lldms", ipv4,
+				    port, (long long)timeout_ms);
 			goto done;
 		}
 		break;

@@ -17,46 +17,47 @@
 static int run_agent(int argc, char **argv);
 
 const struct cli_command cli_cmd_agent = {
-	.name = "agent",
-	.run = run_agent,
-	.summary = "run the host agent: release dirs, supervised instances, logs",
-	.help = "NAME\n"
-		"    cairn agent - run the host agent: release dirs, supervised instances, logs\n\n"
-		"SYNOPSIS\n"
-		"    cairn agent [--state DIR] [--foreground | --daemon]\n"
-		"    cairn agent --stop-all [--state DIR] [--json]\n"
-		"    cairn agent status [--state DIR] [--json]\n\n"
-		"DESCRIPTION\n"
-		"    The agent owns one host. It serves HTTP/JSON on the unix socket\n"
-		"    <state>/agent.sock (mode 0600; API in docs/agent.md), materialises releases\n"
-		"    read-only under <state>/releases/ after verifying every digest, and supervises\n"
-		"    instances: restarts with backoff, 'failed' after a crash loop (5 exits within\n"
-		"    30s), stop signal then SIGKILL of the whole process group. Each instance's\n"
-		"    stdout and stderr go to <state>/logs/<app>/<instance>.log through a small\n"
-		"    log-writer process (timestamped lines, rotated at 10 MiB, 3 files kept).\n\n"
-		"    SIGTERM or SIGINT stops the agent but leaves every instance running: the next\n"
-		"    agent re-adopts them from <state>/agent/instances.json (same pid and start\n"
-		"    time). Only one agent runs per state directory; a second one exits 1.\n\n"
-		"    --stop-all stops every instance (stop signal, stop timeout, SIGKILL), through\n"
-		"    the running agent, or directly from the instance table when none runs.\n"
-		"    'status' asks the running agent for itself and its instances.\n\n"
-		"OPTIONS\n"
-		"    --state DIR     state directory (default $CAIRN_STATE, $XDG_STATE_HOME/cairn,\n"
-		"                    /var/lib/cairn for root)\n"
-		"    --foreground    run in the foreground, log to stderr (the default)\n"
-		"    --daemon        detach (setsid); log to <state>/logs/agent.log; returns once\n"
-		"                    the socket answers\n"
-		"    --stop-all      stop every instance and exit\n"
-		"    --json          machine output (status, --stop-all)\n\n"
-		"ENVIRONMENT\n"
-		"    CAIRN_LOG=debug|info|warn|error   the agent's log level (default warn)\n\n"
-		"EXIT STATUS\n"
-		"    0 ok (the agent stopped cleanly), 1 another agent already runs / no agent answers\n"
-		"    (status) / stopping failed, 2 usage error.\n\n"
-		"EXAMPLES\n"
-		"    cairn agent --daemon\n"
-		"    cairn agent status --json\n"
-		"    cairn agent --stop-all\n",
+    .name = "agent",
+    .run = run_agent,
+    .summary = "run the host agent: release dirs, supervised instances, logs",
+    .help =
+	"NAME\n"
+	"    cairn agent - run the host agent: release dirs, supervised instances, logs\n\n"
+	"SYNOPSIS\n"
+	"    cairn agent [--state DIR] [--foreground | --daemon]\n"
+	"    cairn agent --stop-all [--state DIR] [--json]\n"
+	"    cairn agent status [--state DIR] [--json]\n\n"
+	"DESCRIPTION\n"
+	"    The agent owns one host. It serves HTTP/JSON on the unix socket\n"
+	"    <state>/agent.sock (mode 0600; API in docs/agent.md), materialises releases\n"
+	"    read-only under <state>/releases/ after verifying every digest, and supervises\n"
+	"    instances: restarts with backoff, 'failed' after a crash loop (5 exits within\n"
+	"    30s), stop signal then SIGKILL of the whole process group. Each instance's\n"
+	"    stdout and stderr go to <state>/logs/<app>/<instance>.log through a small\n"
+	"    log-writer process (timestamped lines, rotated at 10 MiB, 3 files kept).\n\n"
+	"    SIGTERM or SIGINT stops the agent but leaves every instance running: the next\n"
+	"    agent re-adopts them from <state>/agent/instances.json (same pid and start\n"
+	"    time). Only one agent runs per state directory; a second one exits 1.\n\n"
+	"    --stop-all stops every instance (stop signal, stop timeout, SIGKILL), through\n"
+	"    the running agent, or directly from the instance table when none runs.\n"
+	"    'status' asks the running agent for itself and its instances.\n\n"
+	"OPTIONS\n"
+	"    --state DIR     state directory (default $CAIRN_STATE, $XDG_STATE_HOME/cairn,\n"
+	"                    /var/lib/cairn for root)\n"
+	"    --foreground    run in the foreground, log to stderr (the default)\n"
+	"    --daemon        detach (setsid); log to <state>/logs/agent.log; returns once\n"
+	"                    the socket answers\n"
+	"    --stop-all      stop every instance and exit\n"
+	"    --json          machine output (status, --stop-all)\n\n"
+	"ENVIRONMENT\n"
+	"    CAIRN_LOG=debug|info|warn|error   the agent's log level (default warn)\n\n"
+	"EXIT STATUS\n"
+	"    0 ok (the agent stopped cleanly), 1 another agent already runs / no agent answers\n"
+	"    (status) / stopping failed, 2 usage error.\n\n"
+	"EXAMPLES\n"
+	"    cairn agent --daemon\n"
+	"    cairn agent status --json\n"
+	"    cairn agent --stop-all\n",
 };
 
 static char *socket_path(const struct cli_ctx *ctx)
@@ -83,7 +84,7 @@ static int call(const struct cli_ctx *ctx, const char *method, const char *path,
 static int cmd_status(const struct cli_ctx *ctx)
 {
 	json_t *ag = NULL, *list = NULL;
-	struct err e = { 0 };
+	struct err e = {0};
 	int r;
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -108,9 +109,10 @@ static int cmd_status(const struct cli_ctx *ctx)
 		       (long long)json_integer_value(json_object_get(ag, "pid")),
 		       json_string_value(json_object_get(ag, "started_at")),
 		       json_string_value(json_object_get(ag, "state_dir")));
-		printf("%-12s %-16s %-12s %-9s %7s %6s %8s\n", "INSTANCE", "APP", "RELEASE", "STATE",
-		       "PID", "PORT", "RESTARTS");
-		json_array_foreach(json_object_get(list, "instances"), i, in) {
+		printf("%-12s %-16s %-12s %-9s %7s %6s %8s\n", "INSTANCE", "APP", "RELEASE",
+		       "STATE", "PID", "PORT", "RESTARTS");
+		json_array_foreach(json_object_get(list, "instances"), i, in)
+		{
 			const char *rel = json_string_value(json_object_get(in, "release"));
 			printf("%-12s %-16s %-12.12s %-9s %7lld %6lld %8lld\n",
 			       json_string_value(json_object_get(in, "id")),
@@ -131,7 +133,7 @@ static int cmd_status(const struct cli_ctx *ctx)
 static int cmd_stop_all(const struct cli_ctx *ctx)
 {
 	json_t *ans = NULL;
-	struct err e = { 0 };
+	struct err e = {0};
 	int stopped = 0, r;
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -202,15 +204,15 @@ done:
 
 static int run_agent(int argc, char **argv)
 {
-	static const struct option opts[] = { CLI_COMMON_OPTS,
-					      { "foreground", no_argument, NULL, 'f' },
-					      { "daemon", no_argument, NULL, 'd' },
-					      { "stop-all", no_argument, NULL, 'A' },
-					      { 0 } };
-	struct cli_ctx ctx = { .cmd = "agent" };
+	static const struct option opts[] = {CLI_COMMON_OPTS,
+					     {"foreground", no_argument, NULL, 'f'},
+					     {"daemon", no_argument, NULL, 'd'},
+					     {"stop-all", no_argument, NULL, 'A'},
+					     {0}};
+	struct cli_ctx ctx = {.cmd = "agent"};
 	bool daemon = false, stop_all = false, status = false;
-	struct agent_opts o = { .ready_fd = -1 };
-	struct err e = { 0 };
+	struct agent_opts o = {.ready_fd = -1};
+	struct err e = {0};
 	int c, r;
 
 	if (argc >= 2 && !strcmp(argv[1], "log-writer"))
