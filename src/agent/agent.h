@@ -13,6 +13,9 @@
 struct agent_opts {
 	const char *state_dir;
 	int ready_fd; /* >= 0: one byte is written there once the socket listens (--daemon) */
+	/* called once the socket listens and the table is re-adopted (may be NULL) */
+	void (*on_ready)(void *ctx, const char *socket_path, size_t n_instances);
+	void *ctx;
 };
 
 /* Runs the agent until SIGTERM/SIGINT (instances are left running for the next agent).

@@ -275,6 +275,8 @@ int agent_run(const struct agent_opts *o, struct err *e)
 	if ((r = agent_load_and_adopt(&ag, e)) < 0)
 		goto done;
 	log_info("agent", "listening on %s (pid %d)", ag.sock_path, (int)getpid());
+	if (o->on_ready)
+		o->on_ready(o->ctx, ag.sock_path, agent_count(&ag, NULL));
 	if (o->ready_fd >= 0) {
 		ssize_t n = write(o->ready_fd, "1", 1);
 		(void)n;
