@@ -418,3 +418,22 @@ def test_open_connections_are_bounded(agent):
         for c in conns:
             c.close()
     wait_for(lambda: agent.call("GET", "/v1/agent")[0] == 200, "a free connection slot")
+
+
+def test_a_reused_pid_is_not_adopted(agent, rel):
+    (i,) = start(agent, rel)
+    wait_for(lambda: answers(i["port"]), "the instance to answer")
+    agent.kill9()
+    # the recorded pid now names "another" process: its recorded start time differs
+    table = agent.state / "agent" / "instances.json"
+    t = json.loads(table.read_text())
+    t["instances"][0]["pid_start"] += 1
+    table.write_text(json.dumps(t))
+    try:
+        agent.start()
+        cur = wait_for(lambda: (lambda j: j if j["pid"] and j["pid"] != i["pid"] else None)(
+            get(agent, i["id"])), "a new process instead of adopting the stranger")
+        assert cur["adopted"] is False and "no agent was running" in cur["last_exit"]
+        assert pid_alive(i["pid"])  # the stranger is left alone: not ours to signal
+    finally:
+        os.killpg(i["pid"], signal.SIGKILL)
