@@ -7,6 +7,7 @@
 #include "release/release.h"
 
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -205,6 +206,24 @@ static int open_socket(struct agent *ag, int *out_fd, struct err *e)
 	return net_unix_listen(ag->sock_path, 0600, 128, out_fd, e);
 }
 
+/* Temp dirs of activations an earlier agent did not finish (it was killed midway). */
+static void clean_stale_activations(const char *state_dir)
+{
+	char *dir = fs_join(state_dir, "releases");
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	if (d) {
+		while ((de = readdir(d)))
+			if (str_starts(de->d_name, ".tmp-")) {
+				char *p = fs_join(dir, de->d_name);
+				fs_rm_rf(p);
+				free(p);
+			}
+		closedir(d);
+	}
+	free(dir);
+}
+
 static void agent_done(struct agent *ag)
 {
 	/* parked requests are answered before evhttp frees their connections */
@@ -247,6 +266,7 @@ int agent_run(const struct agent_opts *o, struct err *e)
 	if ((r = fs_mkdir_p(o->state_dir, 0700, e)) < 0 || (r = take_lock(&ag, e)) < 0 ||
 	    (r = objstore_open(o->state_dir, &ag.os, e)) < 0 || (r = open_socket(&ag, &fd, e)) < 0)
 		goto done;
+	clean_stale_activations(o->state_dir);
 	signal(SIGPIPE, SIG_IGN);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	ag.base = event_base_new();

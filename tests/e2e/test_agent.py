@@ -110,6 +110,27 @@ def test_activate_is_read_only_and_idempotent(agent, tmp_path):
     assert [p.name for p in (agent.state / "releases").iterdir()] == [rid[7:]]
 
 
+def test_concurrent_activations_of_one_release(agent, tmp_path):
+    import threading
+    src = tmp_path / "envecho"
+    shutil.copytree(APP, src)
+    for k in range(200):  # enough files that the workers overlap
+        (src / f"f{k:03d}.txt").write_text(f"file {k}\n" * 50)
+    rid = build(agent.state, src)
+    agent.start()
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        agent.call("POST", f"/v1/releases/{rid}/activate", {}))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [st for st, _ in results] == [200] * 4, results
+    assert [p.name for p in (agent.state / "releases").iterdir()] == [rid[7:]]
+    d = agent.state / "releases" / rid[7:]
+    assert len(list(d.iterdir())) == 202
+
+
 def test_three_instances_each_on_its_port_with_env(agent, rel):
     insts = start(agent, rel, count=3, env={"GREETING": "hi there"})
     assert len({i["port"] for i in insts}) == 3
