@@ -202,6 +202,9 @@ def test_exec_failure_is_failed_with_the_message(agent, tmp_path):
     (i,) = body["instances"]
     assert i["state"] == "failed" and i["restarts"] == 0
     assert "cannot run /nonexistent/cairn-prog: No such file or directory" in i["last_exit"]
+    # a release is started under its own app only
+    st, body = agent.call("POST", "/v1/apps/envecho/instances", {"release": rid})
+    assert st == 400 and "of 'broken', not of 'envecho'" in body["error"]["message"], body
 
 
 def test_stop_honours_sigterm_and_kills_the_group(agent, rel):
