@@ -461,3 +461,52 @@ def test_a_reused_pid_is_not_adopted(agent, rel):
         assert pid_alive(i["pid"])  # the stranger is left alone: not ours to signal
     finally:
         os.killpg(i["pid"], signal.SIGKILL)
+
+
+def test_urlshort_instances_share_their_data(tmp_path):
+    """The sample app under the agent: two instances, one CAIRN_DATA, real requests."""
+    import http.client
+    a = Agent(BIN, tmp_path / "state", env={"PATH": "/usr/bin:/bin"})
+    a.state.mkdir()
+    try:
+        src = tmp_path / "v1"
+        shutil.copytree(ROOT / "examples" / "urlshort" / "v1", src)
+        rid = build(a.state, src)
+        a.start()
+        assert a.call("POST", f"/v1/releases/{rid}/activate", {})[0] == 200
+        st, body = a.call("POST", "/v1/apps/urlshort/instances", {"release": rid, "count": 2})
+        assert st == 201, body
+        one, two = body["instances"]
+        for i in (one, two):
+            wait_for(lambda: answers(i["port"]), "urlshort to answer")
+        c = http.client.HTTPConnection("127.0.0.1", one["port"], timeout=5)
+        c.request("POST", "/shorten", body=json.dumps({"url": "https://example.com/x"}),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        short = json.loads(r.read())["short"]
+        c.close()
+        assert r.status == 200
+        c = http.client.HTTPConnection("127.0.0.1", two["port"], timeout=5)
+        c.request("GET", short)
+        r = c.getresponse()
+        r.read()
+        c.close()
+        assert r.status == 302 and r.getheader("Location") == "https://example.com/x"
+        assert (a.state / "data" / "urlshort" / "urls.json").exists()
+        st, body = a.call("POST", "/v1/apps/urlshort/stop", {"timeout_ms": 2000})
+        assert body == {"stopped": 2, "remaining": 0}
+    finally:
+        a.cleanup()
+        wait_for(lambda: not processes_of(a.state), "no process of the test's state dir")
+
+
+def test_cli_usage_and_help(agent):
+    p = agent.cli("agent", "--bogus")
+    assert p.returncode == 2 and "cairn agent --help" in p.stderr
+    p = agent.cli("agent", "--help")
+    assert p.returncode == 0
+    for section in ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXIT STATUS", "EXAMPLES"):
+        assert section in p.stdout
+    p = agent.cli("agent", "status", "--json")
+    assert p.returncode == 1
+    assert json.loads(p.stdout)["error"]["message"]
