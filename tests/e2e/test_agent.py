@@ -510,3 +510,18 @@ def test_cli_usage_and_help(agent):
     p = agent.cli("agent", "status", "--json")
     assert p.returncode == 1
     assert json.loads(p.stdout)["error"]["message"]
+
+
+def test_state_dir_longer_than_sun_path(tmp_path):
+    a = Agent(BIN, tmp_path / ("d" * 90) / "state")
+    a.state.mkdir(parents=True)
+    assert len(str(a.sock)) > 108
+    try:
+        a.start()
+        p = a.cli("agent", "status", "--json")  # the C client reaches it too
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout)["socket"] == str(a.sock)
+        assert a.cli("agent", timeout=10).returncode == 1  # and sees it is taken
+    finally:
+        a.cleanup()
+        wait_for(lambda: not processes_of(a.state), "no process of the test's state dir")
