@@ -286,6 +286,8 @@ int agent_run(const struct agent_opts *o, struct err *e)
 	if (evhttp_accept_socket(ag.http, fd) < 0) {
 		r = err_set(e, EIO, "cannot serve on %s", ag.sock_path);
 		close(fd);
+		unlink(ag.sock_path);
+		fd = -1;
 		goto done;
 	}
 	sigs[0] = evsignal_new(ag.base, SIGTERM, on_signal, &ag);
@@ -304,9 +306,11 @@ int agent_run(const struct agent_opts *o, struct err *e)
 	}
 	event_base_dispatch(ag.base);
 	agent_save(&ag);
-	unlink(ag.sock_path);
 	r = 0;
 done:
+	if (fd >= 0) /* we made the socket file: it goes with us */
+		unlink(ag.sock_path);
+	/* events go before their base */
 	for (int i = 0; i < 2; i++)
 		if (sigs[i])
 			event_free(sigs[i]);
