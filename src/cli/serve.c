@@ -17,7 +17,8 @@ const struct cli_command cli_cmd_serve = {
 	.help = "NAME\n"
 		"    cairn serve - run the controller\n\n"
 		"SYNOPSIS\n"
-		"    cairn serve [--state DIR] [--listen HOST:PORT --token-file FILE] [--no-agent]\n\n"
+		"    cairn serve [--state DIR] [--listen HOST:PORT --token-file FILE] [--no-agent]\n"
+		"                [--queue-max N]\n\n"
 		"DESCRIPTION\n"
 		"    Runs the controller in the foreground until SIGTERM or SIGINT. It serves the\n"
 		"    HTTP API (docs/controller.md) on DIR/cairn.sock (mode 0600) and, with --listen,\n"
@@ -32,7 +33,8 @@ const struct cli_command cli_cmd_serve = {
 		"    --state DIR          state directory (else CAIRN_STATE, XDG_STATE_HOME/cairn)\n"
 		"    --listen HOST:PORT   also serve on TCP (bearer token required)\n"
 		"    --token-file FILE    the token for TCP clients\n"
-		"    --no-agent           do not start a local agent\n\n"
+		"    --no-agent           do not start a local agent\n"
+		"    --queue-max N        deploys that may wait per app (default 8); more get 409\n\n"
 		"EXIT STATUS\n"
 		"    0 after a clean shutdown, 1 when it could not start, 2 usage.\n\n"
 		"EXAMPLES\n"
@@ -47,6 +49,7 @@ static int run_serve(int argc, char **argv)
 		{ "listen", required_argument, NULL, 'l' },
 		{ "token-file", required_argument, NULL, 't' },
 		{ "no-agent", no_argument, NULL, 'n' },
+		{ "queue-max", required_argument, NULL, 'q' },
 		{ 0 },
 	};
 	struct cli_ctx ctx = { .cmd = "serve" };
@@ -65,6 +68,11 @@ static int run_serve(int argc, char **argv)
 			break;
 		case 'n':
 			o.no_agent = true;
+			break;
+		case 'q':
+			o.queue_max = atoi(optarg);
+			if (o.queue_max <= 0 || o.queue_max > 10000)
+				return cli_usage(&cli_cmd_serve, "--queue-max takes 1 to 10000");
 			break;
 		default:
 			if ((r = cli_common_opt(&ctx, &cli_cmd_serve, c, optarg)) >= 100)

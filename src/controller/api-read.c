@@ -299,6 +299,12 @@ static void metrics(struct server *srv, struct evhttp_request *req)
 				    step_label[i], (unsigned long long)srv->steps[i].count);
 	}
 	pthread_mutex_unlock(&srv->rmu);
+	int inflight = 0;
+	for (struct inflight *f = srv->inflight; f; f = f->next)
+		inflight++;
+	evbuffer_add_printf(b, "# HELP cairn_idempotency_inflight Keyed requests being recorded.\n"
+			       "# TYPE cairn_idempotency_inflight gauge\ncairn_idempotency_inflight %d\n",
+			    inflight);
 	evbuffer_add_printf(b, "# HELP cairn_event_streams Open event streams.\n"
 			       "# TYPE cairn_event_streams gauge\ncairn_event_streams %d\n",
 			    srv->n_subs);

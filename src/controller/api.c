@@ -182,7 +182,7 @@ static void submit_work(struct task *t)
 	rq.force = t->body.force || rollback;
 	rq.idem_key = t->key[0] ? t->key : NULL;
 	rq.fingerprint = t->body.fingerprint;
-	rq.queue_max = CTL_QUEUE_MAX;
+	rq.queue_max = srv->o.queue_max > 0 ? srv->o.queue_max : CTL_QUEUE_MAX;
 	rq.noop_if_current = !rq.force;
 	if ((r = store_jobs(st)->submit(st, &rq, &oc, &j, &t->err)) < 0) {
 		t->status = 500;
@@ -208,7 +208,7 @@ static void submit_work(struct task *t)
 		err_set(&t->err, EAGAIN,
 			"%d deploys of %s are already queued; wait for them ('cairn history') or "
 			"stop them ('cairn stop --emergency %s')",
-			CTL_QUEUE_MAX, t->app, t->app);
+			rq.queue_max, t->app, t->app);
 		return;
 	}
 	t->answer = api_job_json(st, &j, true);

@@ -13,6 +13,7 @@ struct controller_opts {
 	const char *listen;     /* "HOST:PORT" for TCP, or NULL: unix socket only */
 	const char *token_file; /* required with listen; created (0600) when missing */
 	bool no_agent;          /* do not start a local agent */
+	int queue_max;          /* queued deploys per app (0: CTL_QUEUE_MAX); beyond: 409 */
 	const char *self_exe;   /* this binary, to start `cairn agent` (argv, never a shell) */
 };
 

@@ -547,6 +547,11 @@ out:
 		json_decref(t->answer);
 		free(t);
 	}
+	if (srv.lock_fd >= 0) {
+		char *sock = fs_join(o->state_dir, "cairn.sock");
+		unlink(sock);
+		free(sock);
+	}
 	server_free(&srv);
 	return r;
 }
