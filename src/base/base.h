@@ -192,4 +192,42 @@ int exec_run(const char *const argv[], const struct exec_opts *o, int *out_statu
 /* "exited with status 3" / "killed by signal 9 (Killed)" */
 void exec_describe_status(int status, char *out, size_t n);
 
+/* Starts argv[0] (PATH lookup) without waiting for it: own process group, signal mask and
+ * dispositions reset, every fd but the given ones closed. fd_in/fd_out/fd_err become 0/1/2
+ * (-1: /dev/null); fd_3 (if >= 0) becomes fd 3. `env` is the whole environment (NULL:
+ * inherit). Blocks only until the exec happened: exec failure (missing program, bad cwd)
+ * comes back through a close-on-exec pipe as an error, the child already reaped. */
+struct exec_spawn_opts {
+	const char *cwd;
+	char *const *env;
+	int fd_in, fd_out, fd_err, fd_3;
+};
+int exec_spawn(const char *const argv[], const struct exec_spawn_opts *o, pid_t *out_pid,
+	       struct err *e);
+
+/* ---- processes (proc.c) ------------------------------------------------------------------ */
+
+/* Start time of a live process (field 22 of /proc/PID/stat, clock ticks since boot): with the
+ * pid it names one process, whatever reuses the pid later. -ESRCH when gone or a zombie. */
+int proc_start_time(pid_t pid, uint64_t *out_start);
+bool proc_alive(pid_t pid, uint64_t start);
+/* pidfd_open(2): a close-on-exec fd that polls readable when the process exits. */
+int proc_pidfd_open(pid_t pid);
+
+/* ---- sockets (net.c) --------------------------------------------------------------------- */
+
+struct sockaddr_un;
+/* Fills a unix address for path; a path longer than sun_path is reached through
+ * /proc/self/fd/N of its directory (*out_dirfd, to close after bind/connect; else -1). */
+int net_unix_addr(const char *path, struct sockaddr_un *out, int *out_dirfd, struct err *e);
+/* Binds and listens (non-blocking, close-on-exec) with the socket file created as `mode`. */
+int net_unix_listen(const char *path, mode_t mode, int backlog, int *out_fd, struct err *e);
+/* Blocking connect; ECONNREFUSED / ENOENT mean nobody listens there. */
+int net_unix_connect(const char *path, int *out_fd, struct err *e);
+/* A port the kernel calls free on 127.0.0.1 right now (bind to 0, close). Another process
+ * may take it before the caller uses it: callers must cope (see docs/agent.md). */
+int net_loopback_free_port(int *out_port, struct err *e);
+/* Connects to ipv4:port within timeout_ms and closes again: 0 when something accepted. */
+int net_tcp_connect_timeout(const char *ipv4, int port, int64_t timeout_ms, struct err *e);
+
 #endif

@@ -186,3 +186,92 @@ void exec_describe_status(int status, char *out, size_t n)
 	else
 		snprintf(out, n, "ended with wait status %d", status);
 }
+
+/* Moves fd out of the 0..9 range (close-on-exec) so the dup2s below never clobber a source. */
+static int fd_high(int fd)
+{
+	return fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 10);
+}
+
+static void child_setup_fd(int src, int target)
+{
+	if (src < 0) {
+		int nul = open("/dev/null", O_RDWR);
+		if (nul >= 0 && nul != target) {
+			dup2(nul, target);
+			close(nul);
+		}
+		return;
+	}
+	dup2(src, target);
+}
+
+int exec_spawn(const char *const argv[], const struct exec_spawn_opts *o, pid_t *out_pid,
+	       struct err *e)
+{
+	int errpipe[2], child_errno = 0;
+	int src[4] = { -1, -1, -1, -1 };
+	const int want[4] = { o->fd_in, o->fd_out, o->fd_err, o->fd_3 };
+	pid_t pid;
+	ssize_t n;
+
+	if (!argv || !argv[0])
+		return err_set(e, EINVAL, "empty command");
+	if (pipe2(errpipe, O_CLOEXEC) < 0)
+		return err_set(e, errno, "pipe: %s", strerror(errno));
+	for (int i = 0; i < 4; i++)
+		src[i] = fd_high(want[i]);
+	pid = fork();
+	if (pid < 0) {
+		int saved = errno;
+		for (int i = 0; i < 4; i++)
+			if (src[i] >= 0)
+				close(src[i]);
+		close(errpipe[0]);
+		close(errpipe[1]);
+		return err_set(e, saved, "fork: %s", strerror(saved));
+	}
+	if (pid == 0) {
+		sigset_t none;
+		int fail;
+		setpgid(0, 0);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		for (int s = 1; s < NSIG; s++)
+			signal(s, SIG_DFL);
+		for (int i = 0; i < 3; i++)
+			child_setup_fd(src[i], i);
+		if (src[3] >= 0)
+			dup2(src[3], 3);
+		close_fds_between(src[3] >= 0 ? 4 : 3, errpipe[1] - 1);
+		close_fds_between(errpipe[1] + 1, -1);
+		if (o->cwd && chdir(o->cwd) < 0) {
+			fail = errno;
+		} else {
+			if (o->env)
+				execvpe(argv[0], (char *const *)argv, o->env);
+			else
+				execvp(argv[0], (char *const *)argv);
+			fail = errno;
+		}
+		n = write(errpipe[1], &fail, sizeof(fail));
+		(void)n;
+		_exit(127);
+	}
+	setpgid(pid, pid);
+	for (int i = 0; i < 4; i++)
+		if (src[i] >= 0)
+			close(src[i]);
+	close(errpipe[1]);
+	do
+		n = read(errpipe[0], &child_errno, sizeof(child_errno));
+	while (n < 0 && errno == EINTR);
+	close(errpipe[0]);
+	if (n == sizeof(child_errno)) {
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		return err_set(e, child_errno, "cannot run %s: %s", argv[0], strerror(child_errno));
+	}
+	*out_pid = pid;
+	return 0;
+}

@@ -24,6 +24,7 @@ struct config;
 #define CTL_STEP_GRACE_MS 30000         /* past the deadline, a wedged step gets this long */
 #define CTL_API_TIMEOUT_S 30            /* evhttp read/write timeout per connection */
 #define CTL_AGENT_CALL_MS 20000         /* one agent request */
+#define CTL_AGENT_START_MS 10000        /* `cairn agent --daemon` must be listening by then */
 #define CTL_IDEM_TTL_MS (24LL * 3600 * 1000) /* published: keys kept 24 h */
 #define CTL_IDEM_PURGE_AFTER_MS (72LL * 3600 * 1000) /* purged after 72 h (margin over 24 h) */
 #define CTL_QUEUE_MAX 8                 /* queued deploys per app; beyond: 409 queue_full */

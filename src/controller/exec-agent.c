@@ -4,6 +4,7 @@
  * only records the upstream set and bake watches nothing; both say so in their detail. */
 #include "controller/controller-internal.h"
 
+#include "agent/agent.h"
 #include "base/httpc.h"
 #include "config/config.h"
 #include "release/release.h"
@@ -18,49 +19,26 @@ struct agent_exec {
 	char *sock; /* owned: <state>/agent.sock */
 };
 
-#define AGENT_ANSWER_MAX (4 * 1024 * 1024)
-
-/* One agent call; *out gets the parsed answer (2xx only). */
+/* One agent call through the agent's client; *out gets the parsed answer (2xx only). */
 static int agent_call(struct agent_exec *ax, const char *host, const char *method, const char *path,
 		      json_t *body, int64_t timeout_ms, json_t **out, struct err *e)
 {
-	struct httpc c = { .unix_path = ax->sock, .base_url = "http://localhost",
-			   .timeout_ms = timeout_ms ? timeout_ms : CTL_AGENT_CALL_MS };
-	char *txt = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	struct httpc_req rq = { .method = method, .path = path, .body = txt,
-				.body_n = txt ? strlen(txt) : 0 };
-	struct httpc_resp resp;
-	json_error_t je;
+	struct agent_client *c = NULL;
+	long status = 0;
 	int r;
-	json_decref(body);
 	if (strcmp(host, "local")) {
-		free(txt);
+		json_decref(body);
 		return err_set(e, CAIRN_EINPUT,
 			       "host %s is reached over SSH, and this controller drives the local agent "
 			       "only; deploy to hosts: [local]", host);
 	}
-	buf_init(&resp.body, AGENT_ANSWER_MAX);
-	r = httpc_do(&c, &rq, &resp, e);
-	free(txt);
-	if (r < 0) {
+	r = agent_client_new_unix(ax->sock, timeout_ms ? timeout_ms : CTL_AGENT_CALL_MS, &c, e);
+	if (r == 0)
+		r = agent_client_call(c, method, path, body, &status, out, e);
+	if (r < 0)
 		err_prefix(e, "agent on %s", host);
-		buf_done(&resp.body);
-		return r;
-	}
-	json_t *ans = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, &je);
-	if (resp.status < 200 || resp.status > 299) {
-		const char *msg = json_string_value(json_object_get(json_object_get(ans, "error"), "message"));
-		r = err_set(e, resp.status == 422 ? CAIRN_ECORRUPT : EIO, "agent on %s: %s %s: %ld %s", host,
-			    method, path, resp.status, msg ? msg : buf_str(&resp.body));
-		json_decref(ans);
-	} else if (!ans) {
-		r = err_set(e, EIO, "agent on %s: %s %s: answer is not JSON", host, method, path);
-	} else if (out) {
-		*out = ans;
-	} else {
-		json_decref(ans);
-	}
-	buf_done(&resp.body);
+	agent_client_free(c);
+	json_decref(body);
 	return r;
 }
 

@@ -5,7 +5,6 @@
 #include "controller/controller-internal.h"
 
 #include "base/httpc.h"
-#include "base/spawn.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -256,36 +255,20 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 static int listen_unix(struct server *srv, struct err *e)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char *path = fs_join(srv->o.state_dir, "cairn.sock");
-	int fd = -1, r = 0;
+	int fd = -1, r;
 
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		r = err_set(e, ENAMETOOLONG, "socket path %s is too long for a unix socket; use a "
-					     "shorter --state", path);
-		goto out;
-	}
-	strcpy(sa.sun_path, path);
 	unlink(path); /* we hold controller.lock: a socket file here is a dead controller's */
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	mode_t old = umask(0177);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 512) < 0) {
-		umask(old);
-		r = err_set(e, errno, "cannot listen on %s: %s", path, strerror(errno));
+	if ((r = net_unix_listen(path, 0600, 512, &fd, e)) < 0)
 		goto out;
-	}
-	umask(old);
-	chmod(path, 0600);
 	struct evconnlistener *l = evconnlistener_new(srv->base, NULL, NULL,
 						     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (!l || !evhttp_bind_listener(srv->http, l)) {
+		if (!l)
+			close(fd);
 		r = err_set(e, ENOMEM, "cannot serve on %s", path);
-		goto out;
 	}
-	fd = -1;
 out:
-	if (fd >= 0)
-		close(fd);
 	free(path);
 	return r;
 }
@@ -350,10 +333,14 @@ static void start_agent(struct server *srv)
 	if (httpc_do(&c, &rq, &resp, &e) == 0 && resp.status == 200) {
 		log_info("controller", "agent answers on %s", sock);
 	} else {
+		/* `cairn agent --daemon` detaches and returns once the agent listens */
 		const char *argv[] = { srv->o.self_exe, "agent", "--daemon", "--state", srv->o.state_dir,
 				       NULL };
-		if (spawn_detached(argv, &e) < 0)
-			log_warn("controller", "cannot start the local agent: %s", e.msg);
+		struct exec_opts eo = { .timeout_ms = CTL_AGENT_START_MS, .stdout_to_stderr = true };
+		int status = 0;
+		if (exec_run(argv, &eo, &status, &e) < 0 || status != 0)
+			log_warn("controller", "cannot start the local agent: %s",
+				 status ? "it exited with an error (see <state>/logs/agent.log)" : e.msg);
 		else
 			log_info("controller", "started the local agent (%s agent --daemon)", srv->o.self_exe);
 	}

@@ -1,0 +1,51 @@
+/* fuzz_agent_api: the agent API's request-body parsers on arbitrary bytes must never crash or
+ * leak; what they accept must hold their documented bounds. The first byte picks the parser
+ * (start, probe, timeout), the rest is the body. */
+#include "agent/agent-internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct err e;
+	const char *body;
+	size_t n;
+
+	if (size < 1)
+		return 0;
+	body = (const char *)data + 1;
+	n = size - 1;
+	switch (data[0] % 3) {
+	case 0: {
+		struct start_req r;
+		if (agent_parse_start(body, n, &r, &e) == 0) {
+			if (r.count < 1 || r.count > AGENT_MAX_COUNT || strlen(r.release) != HASH_ID_LEN ||
+			    json_object_size(r.env) > AGENT_MAX_ENV || r.stop_signal <= 0)
+				abort();
+			start_req_done(&r);
+		} else if (!e.msg[0]) {
+			abort();
+		}
+		break;
+	}
+	case 1: {
+		struct probe_req p;
+		if (agent_parse_probe(body, n, &p, &e) == 0) {
+			if (p.timeout_ms < 1 || p.timeout_ms > 60000 || (p.http && p.http[0] != '/'))
+				abort();
+			free(p.http);
+		}
+		break;
+	}
+	default: {
+		int64_t t;
+		if (agent_parse_timeout(body, n, 2000, &t, &e) == 0 && t < 0)
+			abort();
+		break;
+	}
+	}
+	return 0;
+}

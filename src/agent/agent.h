@@ -1,0 +1,48 @@
+/* agent: the host agent's face — running the daemon (`cairn agent`), its log writer, stopping
+ * every recorded instance without a daemon, and a client for its HTTP/JSON API that the CLI
+ * and the controller share. The API itself is docs/agent.md; nothing here includes libevent. */
+#ifndef CAIRN_AGENT_H
+#define CAIRN_AGENT_H
+
+#include "base/base.h"
+
+#include <jansson.h>
+
+#define AGENT_SOCKET_NAME "agent.sock"
+
+struct agent_opts {
+	const char *state_dir;
+	int ready_fd; /* >= 0: one byte is written there once the socket listens (--daemon) */
+};
+
+/* Runs the agent until SIGTERM/SIGINT (instances are left running for the next agent).
+ * Refuses (CAIRN_ECHECK) when another agent holds the state directory. */
+int agent_run(const struct agent_opts *o, struct err *e);
+
+/* `cairn agent log-writer FILE`: copies fd 0 (stdout) and fd 3 (stderr) into FILE as
+ * timestamped lines with size rotation until both reach EOF. Returns an exit code. */
+int agent_log_writer_main(int argc, char **argv);
+
+/* Without a running agent: stops every instance recorded in <state>/agent/instances.json
+ * (stop signal, its stop timeout, then SIGKILL of the group) and empties the table.
+ * *out_stopped counts the instances that were still running. */
+int agent_stop_all_offline(const char *state_dir, int *out_stopped, struct err *e);
+
+/* ---- client ------------------------------------------------------------------------------
+ * One call = one HTTP/1.1 request with a JSON body to the agent. The transport sits behind
+ * this interface: a unix socket today (libcurl CURLOPT_UNIX_SOCKET_PATH); SSH later. */
+struct agent_client;
+
+/* Error codes of the API mapped onto struct err codes: input → CAIRN_EINPUT, not_found →
+ * CAIRN_ENOTFOUND, conflict → EEXIST, corrupt → CAIRN_ECORRUPT, anything else → EIO;
+ * an agent that does not answer → ECONNREFUSED. */
+int agent_client_new_unix(const char *socket_path, int64_t timeout_ms, struct agent_client **out,
+			  struct err *e);
+void agent_client_free(struct agent_client *c);
+/* METHOD PATH with an optional JSON body. On a 2xx answer *out_json (may be NULL) receives
+ * the parsed body (owned by the caller) and *out_status (may be NULL) the status; otherwise
+ * e holds the agent's message and the status is still stored. */
+int agent_client_call(struct agent_client *c, const char *method, const char *path,
+		      const json_t *body, long *out_status, json_t **out_json, struct err *e);
+
+#endif

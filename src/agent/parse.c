@@ -1,0 +1,286 @@
+/* parse: the agent API's request bodies → typed structs, with a clear error for anything
+ * else. Outside bytes: bounded, never crashes (fuzz/fuzz_agent_api.c). No libevent here. */
+#include "agent/agent-internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BODY_MAX       (1024 * 1024)
+#define ENV_VALUE_MAX  65536
+#define TIMEOUT_MAX_MS (24LL * 3600 * 1000)
+
+static const struct {
+	const char *name;
+	int sig;
+} signals[] = {
+    {"SIGTERM", SIGTERM}, {"SIGINT", SIGINT},	{"SIGQUIT", SIGQUIT}, {"SIGHUP", SIGHUP},
+    {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2}, {"SIGKILL", SIGKILL},
+};
+
+int agent_signal_parse(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(signals); i++)
+		if (!strcmp(name, signals[i].name))
+			return signals[i].sig;
+	return -1;
+}
+
+const char *agent_signal_name(int sig)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(signals); i++)
+		if (signals[i].sig == sig)
+			return signals[i].name;
+	return "SIGTERM";
+}
+
+bool agent_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > AGENT_NAME_MAX)
+		return false;
+	if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
+		return false;
+	for (size_t i = 1; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+		      c == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* Parses an object body; an empty body is {}. */
+static int parse_object(const char *body, size_t n, json_t **out, struct err *e)
+{
+	json_error_t je;
+	json_t *j;
+
+	if (n > BODY_MAX)
+		return err_set(e, CAIRN_EINPUT, "request body is larger than %d bytes", BODY_MAX);
+	if (n == 0) {
+		*out = json_object();
+		return 0;
+	}
+	j = json_loadb(body, n, JSON_REJECT_DUPLICATES, &je);
+	if (!j)
+		return err_set(e, CAIRN_EINPUT, "request body is not JSON: %s (at byte %d)",
+			       je.text, je.position);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return err_set(e, CAIRN_EINPUT, "request body must be a JSON object");
+	}
+	*out = j;
+	return 0;
+}
+
+/* Refuses keys outside `known` (NULL-terminated). */
+static int check_keys(json_t *o, const char *const *known, struct err *e)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(o, k, v)
+	{
+		bool ok = false;
+		for (size_t i = 0; known[i]; i++)
+			ok |= !strcmp(k, known[i]);
+		if (!ok)
+			return err_set(e, CAIRN_EINPUT,
+				       "unknown field \"%.64s\" in the request body", k);
+	}
+	return 0;
+}
+
+static int get_ms(json_t *o, const char *key, int64_t def, int64_t *out, struct err *e)
+{
+	json_t *v = json_object_get(o, key);
+	if (!v || json_is_null(v)) {
+		*out = def;
+		return 0;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    json_integer_value(v) > TIMEOUT_MAX_MS)
+		return err_set(e, CAIRN_EINPUT,
+			       "\"%s\" must be an integer of milliseconds (0 to %lld)", key,
+			       TIMEOUT_MAX_MS);
+	*out = json_integer_value(v);
+	return 0;
+}
+
+static bool env_key_ok(const char *k)
+{
+	if (!*k || strlen(k) > 256 || (*k >= '0' && *k <= '9'))
+		return false;
+	for (const char *p = k; *p; p++)
+		if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+		      (*p >= '0' && *p <= '9') || *p == '_'))
+			return false;
+	return true;
+}
+
+void start_req_done(struct start_req *r)
+{
+	json_decref(r->env);
+	r->env = NULL;
+}
+
+int agent_parse_start(const char *body, size_t n, struct start_req *out, struct err *e)
+{
+	static const char *const known[] = {"release",	   "count",    "env", "stop_timeout_ms",
+					    "stop_signal", "data_dir", NULL};
+	struct start_req r = {.count = 1, .stop_timeout_ms = -1, .stop_signal = SIGTERM};
+	json_t *o = NULL, *v;
+	int rc;
+
+	if ((rc = parse_object(body, n, &o, e)) < 0)
+		return rc;
+	if ((rc = check_keys(o, known, e)) < 0)
+		goto fail;
+	v = json_object_get(o, "release");
+	const char *rel = json_string_value(v);
+	if (!rel) {
+		rc = err_set(e, CAIRN_EINPUT,
+			     "\"release\" (a release id sha256:<64 hex>) is required");
+		goto fail;
+	}
+	const char *hex = str_starts(rel, "sha256:") ? rel + 7 : rel;
+	if (strlen(hex) != HASH_HEX_LEN || !hash_is_hex(hex, HASH_HEX_LEN)) {
+		rc = err_set(e, CAIRN_EINPUT,
+			     "\"release\" must be a full release id (sha256:<64 hex>)");
+		goto fail;
+	}
+	snprintf(r.release, sizeof(r.release), "sha256:%s", hex);
+	v = json_object_get(o, "count");
+	if (v && !json_is_null(v)) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > AGENT_MAX_COUNT) {
+			rc = err_set(e, CAIRN_EINPUT, "\"count\" must be an integer from 1 to %d",
+				     AGENT_MAX_COUNT);
+			goto fail;
+		}
+		r.count = (int)json_integer_value(v);
+	}
+	if ((rc = get_ms(o, "stop_timeout_ms", -1, &r.stop_timeout_ms, e)) < 0)
+		goto fail;
+	v = json_object_get(o, "stop_signal");
+	if (v && !json_is_null(v)) {
+		r.stop_signal = json_is_string(v) ? agent_signal_parse(json_string_value(v)) : -1;
+		if (r.stop_signal < 0) {
+			rc = err_set(
+			    e, CAIRN_EINPUT,
+			    "\"stop_signal\" must be one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, "
+			    "SIGUSR1, SIGUSR2, SIGKILL");
+			goto fail;
+		}
+	}
+	v = json_object_get(o, "data_dir");
+	if (v && !json_is_null(v)) {
+		rc = err_set(e, CAIRN_EINPUT,
+			     "\"data_dir\" must be null: the data directory is <state>/data/<app>");
+		goto fail;
+	}
+	r.env = json_object();
+	v = json_object_get(o, "env");
+	if (v && !json_is_null(v)) {
+		const char *k;
+		json_t *ev;
+		if (!json_is_object(v)) {
+			rc = err_set(e, CAIRN_EINPUT, "\"env\" must be an object of strings");
+			goto fail;
+		}
+		if (json_object_size(v) > AGENT_MAX_ENV) {
+			rc = err_set(e, CAIRN_EINPUT, "\"env\" has more than %d variables",
+				     AGENT_MAX_ENV);
+			goto fail;
+		}
+		json_object_foreach(v, k, ev)
+		{
+			if (!env_key_ok(k)) {
+				rc = err_set(e, CAIRN_EINPUT,
+					     "\"env\": \"%.64s\" is not a variable name "
+					     "([A-Za-z_][A-Za-z0-9_]*)",
+					     k);
+				goto fail;
+			}
+			if (!json_is_string(ev) || json_string_length(ev) > ENV_VALUE_MAX ||
+			    memchr(json_string_value(ev), 0, json_string_length(ev))) {
+				rc = err_set(e, CAIRN_EINPUT,
+					     "\"env\": %s must be a string without NUL bytes "
+					     "of at most %d bytes",
+					     k, ENV_VALUE_MAX);
+				goto fail;
+			}
+			if (!strcmp(k, "PORT") || str_starts(k, "CAIRN_")) {
+				rc = err_set(e, CAIRN_EINPUT, "\"env\": %s is set by the agent", k);
+				goto fail;
+			}
+			json_object_set(r.env, k, ev);
+		}
+	}
+	json_decref(o);
+	*out = r;
+	return 0;
+fail:
+	json_decref(r.env);
+	json_decref(o);
+	return rc;
+}
+
+int agent_parse_probe(const char *body, size_t n, struct probe_req *out, struct err *e)
+{
+	static const char *const known[] = {"http", "timeout_ms", NULL};
+	json_t *o = NULL, *v;
+	struct probe_req r = {0};
+	int rc;
+
+	if ((rc = parse_object(body, n, &o, e)) < 0)
+		return rc;
+	if ((rc = check_keys(o, known, e)) < 0 ||
+	    (rc = get_ms(o, "timeout_ms", 2000, &r.timeout_ms, e)) < 0)
+		goto done;
+	if (r.timeout_ms == 0 || r.timeout_ms > 60000) {
+		rc = err_set(e, CAIRN_EINPUT, "\"timeout_ms\" must be from 1 to 60000");
+		goto done;
+	}
+	v = json_object_get(o, "http");
+	if (v && !json_is_null(v)) {
+		const char *p = json_string_value(v);
+		if (!p || p[0] != '/' || json_string_length(v) > 2048) {
+			rc = err_set(e, CAIRN_EINPUT,
+				     "\"http\" must be a path starting with '/' (or null "
+				     "for a TCP connect)");
+			goto done;
+		}
+		for (const char *c = p; *c; c++)
+			if ((unsigned char)*c <= 0x20 || *c == 0x7f) {
+				rc = err_set(e, CAIRN_EINPUT,
+					     "\"http\" must not contain spaces or control "
+					     "characters");
+				goto done;
+			}
+		r.http = strdup(p);
+		if (!r.http) {
+			rc = err_set(e, ENOMEM, "out of memory");
+			goto done;
+		}
+	}
+	*out = r;
+done:
+	json_decref(o);
+	return rc;
+}
+
+int agent_parse_timeout(const char *body, size_t n, int64_t def_ms, int64_t *out_ms, struct err *e)
+{
+	static const char *const known[] = {"timeout_ms", NULL};
+	json_t *o = NULL;
+	int rc;
+
+	if ((rc = parse_object(body, n, &o, e)) < 0)
+		return rc;
+	if ((rc = check_keys(o, known, e)) == 0)
+		rc = get_ms(o, "timeout_ms", def_ms, out_ms, e);
+	json_decref(o);
+	return rc;
+}

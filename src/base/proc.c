@@ -1,0 +1,62 @@
+/* proc: facts about processes from /proc and pidfds — the start time that tells a process
+ * from a later one that reuses its pid, liveness (zombies count as gone), pidfd_open.
+ * Reads only; never signals or waits. */
+#include "base/base.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int proc_start_time(pid_t pid, uint64_t *out_start)
+{
+	char path[64], data[1024];
+	int fd;
+	ssize_t n;
+
+	if (pid <= 0)
+		return -ESRCH;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	n = read(fd, data, sizeof(data) - 1);
+	close(fd);
+	if (n <= 0)
+		return -ESRCH;
+	data[n] = 0;
+	/* "pid (comm) S ppid ..." — comm may hold spaces and parens: parse after the last ')' */
+	char *p = strrchr(data, ')');
+	if (!p || p[1] != ' ')
+		return -EIO;
+	p += 2;
+	if (*p == 'Z' || *p == 'X')
+		return -ESRCH;
+	/* p is at field 3 (state); the start time is field 22 */
+	for (int field = 3; field < 22; field++) {
+		p = strchr(p, ' ');
+		if (!p)
+			return -EIO;
+		p++;
+	}
+	char *end;
+	unsigned long long v = strtoull(p, &end, 10);
+	if (end == p)
+		return -EIO;
+	*out_start = v;
+	return 0;
+}
+
+bool proc_alive(pid_t pid, uint64_t start)
+{
+	uint64_t now;
+	return proc_start_time(pid, &now) == 0 && now == start;
+}
+
+int proc_pidfd_open(pid_t pid)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	return fd < 0 ? -errno : fd;
+}
