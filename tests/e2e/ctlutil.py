@@ -24,10 +24,20 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.path = path
 
     def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.path)
-        self.sock = s
+        # a full listen backlog answers EAGAIN on unix sockets: retry within the timeout
+        end = time.monotonic() + (self.timeout or 10)
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(self.timeout)
+            try:
+                s.connect(self.path)
+                self.sock = s
+                return
+            except BlockingIOError:
+                s.close()
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.01)
 
 
 def wait_for(cond, timeout=30, what="condition"):
