@@ -79,7 +79,8 @@ struct runner {
 	pthread_t th;
 	atomic_llong job_id;
 	atomic_llong deadline_at;
-	atomic_bool abort;      /* deadline passed or stop: finish the step, then stop */
+	atomic_bool abort;      /* deadline passed, stop or shutdown: long steps return early */
+	atomic_bool shutdown;   /* the controller stops: leave the job as it is, for the restart */
 	atomic_bool cancel;     /* stop: end the job as cancelled */
 	atomic_bool has_lease;  /* the runner took the app's lease */
 	atomic_bool lease_lost; /* someone broke our lease: touch nothing more */
@@ -154,6 +155,7 @@ struct server {
 	int n_subs;
 	int64_t last_event;          /* highest event id broadcast */
 	struct metric_req *metrics;  /* loop thread only */
+	struct event *ping_ev;       /* SSE keep-alive timer (loop thread) */
 };
 
 /* server.c */

@@ -22,8 +22,6 @@ struct sse_sub {
 	struct sse_sub *next;
 };
 
-static struct event *ping_ev; /* loop thread only */
-
 static void sub_remove(struct server *srv, struct sse_sub *s)
 {
 	for (struct sse_sub **pp = &srv->subs; *pp; pp = &(*pp)->next)
@@ -174,11 +172,11 @@ void events_subscribe(struct server *srv, struct evhttp_request *req)
 	pump(srv, s, after);
 	if (srv->last_event >= 0 && s->last < srv->last_event)
 		s->last = srv->last_event;
-	if (!ping_ev) {
+	if (!srv->ping_ev) {
 		struct timeval tv = { SSE_PING_S, 0 };
-		ping_ev = event_new(srv->base, -1, EV_PERSIST, on_ping, srv);
-		if (ping_ev)
-			event_add(ping_ev, &tv);
+		srv->ping_ev = event_new(srv->base, -1, EV_PERSIST, on_ping, srv);
+		if (srv->ping_ev)
+			event_add(srv->ping_ev, &tv);
 	}
 }
 
@@ -190,8 +188,8 @@ void events_close_all(struct server *srv)
 		evhttp_send_reply_end(s->req);
 		sub_remove(srv, s);
 	}
-	if (ping_ev) {
-		event_free(ping_ev);
-		ping_ev = NULL;
+	if (srv->ping_ev) {
+		event_free(srv->ping_ev);
+		srv->ping_ev = NULL;
 	}
 }

@@ -165,7 +165,7 @@ static int run_step(struct jobrun *jr, const struct exec_job *xj, size_t h, int 
 			 host);
 		return -1;
 	}
-	if (atomic_load(&rn->lease_lost))
+	if (atomic_load(&rn->lease_lost) || atomic_load(&rn->shutdown))
 		return 1;
 	if (!strcmp(rec->state, "started")) {
 		/* a crash interrupted it: ask the host what happened before doing anything */
@@ -210,6 +210,11 @@ static int run_step(struct jobrun *jr, const struct exec_job *xj, size_t h, int 
 	else
 		r = x->ops->step(x, xj, host, (enum deploy_step)s, &d, &e);
 	note_step(rn, NULL, s, time_mono_ns() - t0);
+	if (r < 0 && atomic_load(&rn->shutdown)) {
+		/* cut short by the shutdown: left "started", the restart reconciles it */
+		buf_done(&d);
+		return 1;
+	}
 	if (r < 0) {
 		json_t *dj = json_pack("{s:s}", "error", e.msg);
 		char *txt = dj ? json_dumps(dj, JSON_COMPACT) : NULL;
@@ -285,7 +290,7 @@ static void run_job(struct runner *rn, struct store *st, struct store_job *job)
 		if (touched && run_step(&jr, &xj, k, STEP_ROLLBACK) != 0)
 			undone = false;
 	}
-	if (atomic_load(&rn->lease_lost))
+	if (atomic_load(&rn->lease_lost) || atomic_load(&rn->shutdown))
 		goto out;
 	if (atomic_load(&rn->cancel))
 		finish_job(&jr, JOB_CANCELLED, why);

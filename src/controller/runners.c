@@ -141,8 +141,10 @@ void runners_stop_all(struct server *srv)
 	srv->stopping = true;
 	pthread_mutex_unlock(&srv->mu);
 	pthread_mutex_lock(&srv->rmu);
-	for (struct runner *rn = srv->runners; rn; rn = rn->next)
+	for (struct runner *rn = srv->runners; rn; rn = rn->next) {
+		atomic_store(&rn->shutdown, true);
 		atomic_store(&rn->abort, true);
+	}
 	pthread_cond_broadcast(&srv->rcv);
 	struct runner *list = srv->runners;
 	srv->runners = NULL;

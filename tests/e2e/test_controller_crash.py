@@ -110,3 +110,24 @@ def test_failed_step_rolls_back_to_last_good(cairn, tmp_path):
         assert app["current"] == v1 and app["last_good"] == v1
     finally:
         ctl.stop()
+
+
+def test_sigterm_mid_deploy_resumes_after_restart(cairn, tmp_path):
+    cairn.state.mkdir(parents=True, exist_ok=True)
+    rel = make_app(cairn, hosts=HOSTS)
+    ctl = Controller(cairn, tmp_path)
+    try:
+        ctl.start(env={"CAIRN_TEST_STEP_DELAY_MS": "100"})
+        jid = post(ctl, rel, "term")
+        wait_for(lambda: len(ctl.job(jid)["steps"]) >= 5, what="a few steps")
+        assert ctl.stop() == 0  # clean shutdown: the job stays running, nothing rolled back
+        st = __import__("sqlite3").connect(str(cairn.state / "state.db")).execute(
+            "SELECT state FROM jobs WHERE id = ?", (jid,)).fetchone()[0]
+        assert st == "running"
+        ctl.start()
+        j = ctl.wait_terminal(jid)
+        assert j["state"] == "succeeded", j
+        assert_at_most_once(ctl, jid)
+        assert not any(s["step"] == "rollback" for s in j["steps"])
+    finally:
+        ctl.stop()
