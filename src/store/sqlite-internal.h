@@ -12,6 +12,11 @@ struct json_t;
 struct sqlite_store {
 	struct store base;
 	sqlite3 *db; /* owned; one connection per struct store: one thread at a time */
+	struct {
+		char *sql;      /* owned */
+		sqlite3_stmt *q; /* owned */
+	} *cache;           /* owned: prepared statements of sqlite-jobs/-steps, by SQL text */
+	size_t n_cache, cap_cache;
 };
 
 /* Sets e from the connection's last error: "state database: WHAT: sqlite message". */
@@ -21,7 +26,10 @@ extern const struct store_job_ops sqlite__job_ops;
 
 /* Helpers shared by sqlite-jobs.c and sqlite-steps.c (callers hold a transaction where the
  * comment of the store_job_ops entry says one is needed). */
+/* A prepared statement from the connection's cache; give it back with sqlite__release. */
 int sqlite__prep(struct sqlite_store *s, const char *sql, sqlite3_stmt **q, struct err *e);
+void sqlite__release(sqlite3_stmt *q);
+void sqlite__cache_free(struct sqlite_store *s);
 int sqlite__begin(struct sqlite_store *s, struct err *e);
 /* Commits when r >= 0, else rolls back; returns r or the commit's error. */
 int sqlite__finish(struct sqlite_store *s, int r, struct err *e);

@@ -60,11 +60,51 @@ static void row_to_job(sqlite3_stmt *q, struct store_job *j)
 	sqlite__copy_col(j->error, sizeof(j->error), q, 12);
 }
 
+/* Statements are prepared once per connection and kept (the set of SQL texts is fixed);
+ * sqlite__release resets one for its next use, which also ends its read transaction. */
 int sqlite__prep(struct sqlite_store *s, const char *sql, sqlite3_stmt **q, struct err *e)
 {
-	if (sqlite3_prepare_v2(s->db, sql, -1, q, NULL) != SQLITE_OK)
+	for (size_t i = 0; i < s->n_cache; i++)
+		if (!strcmp(s->cache[i].sql, sql)) {
+			*q = s->cache[i].q;
+			return 0;
+		}
+	if (s->n_cache == s->cap_cache) {
+		size_t cap = s->cap_cache ? 2 * s->cap_cache : 32;
+		void *p = realloc(s->cache, cap * sizeof(*s->cache));
+		if (!p)
+			return err_set(e, ENOMEM, "out of memory");
+		s->cache = p;
+		s->cap_cache = cap;
+	}
+	char *copy = strdup(sql);
+	if (!copy)
+		return err_set(e, ENOMEM, "out of memory");
+	if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, q, NULL) != SQLITE_OK) {
+		free(copy);
 		return sqlite__fail(s, e, "preparing a statement");
+	}
+	s->cache[s->n_cache].sql = copy;
+	s->cache[s->n_cache].q = *q;
+	s->n_cache++;
 	return 0;
+}
+
+void sqlite__release(sqlite3_stmt *q)
+{
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+}
+
+void sqlite__cache_free(struct sqlite_store *s)
+{
+	for (size_t i = 0; i < s->n_cache; i++) {
+		sqlite3_finalize(s->cache[i].q);
+		free(s->cache[i].sql);
+	}
+	free(s->cache);
+	s->cache = NULL;
+	s->n_cache = s->cap_cache = 0;
 }
 
 int sqlite__begin(struct sqlite_store *s, struct err *e)
@@ -91,7 +131,7 @@ int sqlite__finish(struct sqlite_store *s, int r, struct err *e)
 int sqlite__exec_done(struct sqlite_store *s, sqlite3_stmt *q, const char *what, struct err *e)
 {
 	int rc = sqlite3_step(q);
-	sqlite3_finalize(q);
+	sqlite__release(q);
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		return sqlite__fail(s, e, what);
 	return 0;
@@ -111,7 +151,7 @@ static int job_get_locked(struct sqlite_store *s, int64_t id, struct store_job *
 		r = err_set(e, CAIRN_ENOTFOUND, "no job %lld", (long long)id);
 	else
 		r = sqlite__fail(s, e, "reading job");
-	sqlite3_finalize(q);
+	sqlite__release(q);
 	return r;
 }
 
@@ -172,13 +212,13 @@ int sqlite__app_get_locked(struct sqlite_store *s, const char *app, struct store
 		sqlite__copy_col(out->last_good, sizeof(out->last_good), q, 1);
 		sqlite__copy_col(out->upstreams, sizeof(out->upstreams), q, 2);
 	}
-	sqlite3_finalize(q);
+	sqlite__release(q);
 	if ((r = sqlite__prep(s, "SELECT id FROM jobs WHERE app = ? AND state = 'running' LIMIT 1", &q, e)) < 0)
 		return r;
 	sqlite3_bind_text(q, 1, app, -1, SQLITE_STATIC);
 	if (sqlite3_step(q) == SQLITE_ROW)
 		out->running_job = sqlite3_column_int64(q, 0);
-	sqlite3_finalize(q);
+	sqlite__release(q);
 	return 0;
 }
 
@@ -198,7 +238,7 @@ static int idem_lookup_locked(struct sqlite_store *s, const char *app, const cha
 		job_id = sqlite3_column_int64(q, 1);
 		found = 1;
 	}
-	sqlite3_finalize(q);
+	sqlite__release(q);
 	if (found && (r = job_get_locked(s, job_id, out, e)) < 0)
 		return r;
 	return found;
@@ -221,7 +261,7 @@ static int job_that_made_current(struct sqlite_store *s, const char *app, const 
 		row_to_job(q, out);
 		found = 1;
 	}
-	sqlite3_finalize(q);
+	sqlite__release(q);
 	return found;
 }
 
@@ -255,7 +295,7 @@ static int submit_locked(struct sqlite_store *s, const struct store_job_submit *
 				return r;
 			sqlite3_bind_text(q, 1, req->app, -1, SQLITE_STATIC);
 			int queued = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int(q, 0) : 0;
-			sqlite3_finalize(q);
+			sqlite__release(q);
 			if (!queued && (r = job_that_made_current(s, req->app, req->release, &j, e)) != 0) {
 				if (r < 0)
 					return r;
@@ -269,7 +309,7 @@ static int submit_locked(struct sqlite_store *s, const struct store_job_submit *
 		return r;
 	sqlite3_bind_text(q, 1, req->app, -1, SQLITE_STATIC);
 	int queued = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int(q, 0) : 0;
-	sqlite3_finalize(q);
+	sqlite__release(q);
 	if (queued >= req->queue_max) {
 		*out_outcome = STORE_SUBMIT_QUEUE_FULL;
 		return 0;
@@ -377,7 +417,7 @@ static int sq_list(struct store *base, const char *app, unsigned mask, int limit
 	}
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		r = sqlite__fail(s, e, "listing jobs");
-	sqlite3_finalize(q);
+	sqlite__release(q);
 	return r;
 }
 
@@ -395,7 +435,7 @@ static int sq_next_queued(struct store *base, const char *app, struct store_job 
 		row_to_job(q, out);
 		found = 1;
 	}
-	sqlite3_finalize(q);
+	sqlite__release(q);
 	return found;
 }
 

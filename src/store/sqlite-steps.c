@@ -42,7 +42,7 @@ int sqlite__steps(struct store *base, int64_t job_id,
 	}
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		r = sqlite__fail(S(base), e, "listing steps");
-	sqlite3_finalize(q);
+	sqlite__release(q);
 	return r;
 }
 
@@ -76,7 +76,7 @@ static int step_begin_locked(struct sqlite_store *s, int64_t job_id, const char 
 	sqlite3_bind_text(q, 3, step, -1, SQLITE_STATIC);
 	if (sqlite3_step(q) == SQLITE_ROW)
 		attempt = sqlite3_column_int(q, 0);
-	sqlite3_finalize(q);
+	sqlite__release(q);
 	if ((r = sqlite__prep(s,
 			      "INSERT INTO job_steps (job_id, host, step, attempt, state, started_at) "
 			      "VALUES (?,?,?,?,'started',?)",
@@ -154,7 +154,7 @@ int sqlite__lease_get(struct store *base, const char *app, struct store_lease *o
 		out->expires_at = sqlite3_column_int64(q, 3);
 		found = 1;
 	}
-	sqlite3_finalize(q);
+	sqlite__release(q);
 	return found;
 }
 
@@ -248,7 +248,7 @@ int sqlite__events_after(struct store *base, int64_t after, int limit,
 	}
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		r = sqlite__fail(S(base), e, "reading events");
-	sqlite3_finalize(q);
+	sqlite__release(q);
 	return r;
 }
 
@@ -265,6 +265,6 @@ int sqlite__count_by_state(struct store *base, int64_t out_counts[JOB_STATE_COUN
 		if (job_state_parse((const char *)sqlite3_column_text(q, 0), &st) == 0)
 			out_counts[st] = sqlite3_column_int64(q, 1);
 	}
-	sqlite3_finalize(q);
+	sqlite__release(q);
 	return 0;
 }

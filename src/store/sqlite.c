@@ -62,6 +62,7 @@ static int migrate(struct sqlite_store *s, struct err *e)
 static void sq_close(struct store *base)
 {
 	struct sqlite_store *s = (struct sqlite_store *)base;
+	sqlite__cache_free(s);
 	sqlite3_close(s->db);
 	free(s);
 }
