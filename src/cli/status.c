@@ -19,8 +19,10 @@ const struct cli_command cli_cmd_status = {
 		"    cairn status [--app APP] [--addr HOST:PORT --token-file FILE] [--json]\n\n"
 		"DESCRIPTION\n"
 		"    Asks the controller for the app's current release, its last good release, the\n"
-		"    running and queued deploy jobs, the deploy lease and the upstream set recorded\n"
-		"    by the last switch (per host: which instances serve which release).\n\n"
+		"    running and queued deploy jobs, the deploy lease, every host's instances as its\n"
+		"    agent reports them (release, pid, port, state, since when; an instance of\n"
+		"    another release than the current one is flagged) and the upstream set recorded\n"
+		"    by the last switch.\n\n"
 		"OPTIONS\n"
 		"    --app APP            the app (default: app of ./cairn.yml)\n"
 		"    --addr, --token-file the controller on TCP (default: STATE/cairn.sock)\n"
@@ -96,6 +98,14 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 	else
 		snprintf(path, sizeof(path), "/v1/apps/%s", app);
 	r = cli_api_call(&a, "GET", path, NULL, NULL, &status, &ans, &e);
+	if (r == 0 && !history) {
+		/* per host and instance, as the agents report them */
+		json_t *inst = NULL;
+		snprintf(path, sizeof(path), "/v1/apps/%s/instances", app);
+		if (cli_api_call(&a, "GET", path, NULL, NULL, &status, &inst, &e) == 0)
+			json_object_set(ans, "hosts", json_object_get(inst, "hosts"));
+		json_decref(inst);
+	}
 	cli_api_done(&a);
 	free(app);
 	if (r < 0)
@@ -133,6 +143,25 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 			printf("running:    job %lld\n", (long long)json_integer_value(run));
 		if (json_array_size(json_object_get(ans, "queued_jobs")))
 			printf("queued:     %zu job(s)\n", json_array_size(json_object_get(ans, "queued_jobs")));
+		size_t i, k;
+		json_t *h, *in;
+		json_array_foreach(json_object_get(ans, "hosts"), i, h)
+		{
+			printf("host %s:%s\n", json_string_value(json_object_get(h, "host")),
+			       json_is_true(json_object_get(h, "ok")) ? "" : " (agent not reachable)");
+			json_array_foreach(json_object_get(h, "instances"), k, in)
+			{
+				const char *rel = json_string_value(json_object_get(in, "release"));
+				printf("  %-12s %-14.12s pid %-7lld port %-6lld %-9s since %s%s\n",
+				       json_string_value(json_object_get(in, "id")),
+				       rel && strlen(rel) > 7 ? rel + 7 : "?",
+				       (long long)json_integer_value(json_object_get(in, "pid")),
+				       (long long)json_integer_value(json_object_get(in, "port")),
+				       json_string_value(json_object_get(in, "state")),
+				       json_string_value(json_object_get(in, "started_at")) ?: "?",
+				       cur && rel && strcmp(rel, cur) ? "   (not the current release)" : "");
+			}
+		}
 		json_t *ups = json_object_get(ans, "upstreams");
 		if (ups) {
 			char *t = json_dumps(ups, JSON_COMPACT);

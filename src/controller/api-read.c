@@ -222,6 +222,40 @@ static void lease_work(struct task *t)
 	}
 }
 
+/* GET /v1/apps/{app}/instances: every host of the current release's plan, asked through the
+ * executor (blocking: the worker's job). */
+static void instances_work(struct task *t)
+{
+	struct server *srv = t->srv;
+	struct store_app a;
+	struct config *cfg = NULL;
+	if (!srv->wr || store_jobs(srv->wr)->app_get(srv->wr, t->app, &a, &t->err) < 0) {
+		t->status = 500;
+		if (!srv->wr)
+			err_set(&t->err, EIO, "the state database is not open");
+		return;
+	}
+	if (a.current[0] && plan_load(srv->o.state_dir, a.current, &cfg, &t->err) < 0)
+		cfg = NULL;
+	t->answer = json_pack("{s:s,s:s?,s:[]}", "app", t->app, "current",
+			      a.current[0] ? a.current : NULL, "hosts");
+	size_t n = cfg ? cfg->n_hosts : 1;
+	for (size_t i = 0; i < n; i++) {
+		const char *host = cfg ? cfg->hosts[i].name : "local";
+		json_t *arr = NULL;
+		struct err e;
+		int r = srv->exec->ops->instances(srv->exec, t->app, host, &arr, &e);
+		json_t *h = json_pack("{s:s,s:b}", "host", host, "ok", r >= 0);
+		if (r >= 0)
+			json_object_set_new(h, "instances", arr);
+		else
+			json_object_set_new(h, "error", json_string(e.msg));
+		json_array_append_new(json_object_get(t->answer, "hosts"), h);
+	}
+	config_free(cfg);
+	t->status = 200;
+}
+
 static void task_done_reply(struct task *t)
 {
 	if (t->route == ROUTE_UNLOCK)
@@ -348,6 +382,10 @@ void api_handle(struct server *srv, struct evhttp_request *req, const struct api
 			get_lease(srv, req, p->app);
 		else if (method_ok(req, "GET, DELETE", EVHTTP_REQ_DELETE))
 			submit_task(srv, req, p, lease_work);
+		return;
+	case ROUTE_INSTANCES:
+		if (method_ok(req, "GET", EVHTTP_REQ_GET))
+			submit_task(srv, req, p, instances_work);
 		return;
 	case ROUTE_APP:
 		if (method_ok(req, "GET", EVHTTP_REQ_GET))

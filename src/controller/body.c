@@ -159,6 +159,7 @@ bool api_app_name_ok(const char *s, size_t n)
 static const char *const route_names[ROUTE_COUNT] = {
 	[ROUTE_NONE] = "none",       [ROUTE_DEPLOYS] = "deploys", [ROUTE_ROLLBACK] = "rollback",
 	[ROUTE_STOP] = "stop",       [ROUTE_UNLOCK] = "lease",    [ROUTE_APP] = "app",
+	[ROUTE_INSTANCES] = "instances",
 	[ROUTE_APPS] = "apps",       [ROUTE_JOB] = "job",         [ROUTE_JOBS] = "jobs",
 	[ROUTE_EVENTS] = "events",   [ROUTE_METRICS] = "metrics",
 };
@@ -224,6 +225,8 @@ void api_match_path(const char *path, struct api_path *out)
 			out->route = ROUTE_STOP;
 		else if (slice_eq(rest, "/lease"))
 			out->route = ROUTE_UNLOCK;
+		else if (slice_eq(rest, "/instances"))
+			out->route = ROUTE_INSTANCES;
 		if (out->route == ROUTE_NONE)
 			out->app[0] = '\0';
 	}

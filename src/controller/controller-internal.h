@@ -54,6 +54,9 @@ struct executor_ops {
 	/* After a crash interrupted step s: 1 it took effect, 0 it did not, <0 cannot tell. */
 	int (*reconcile)(struct executor *x, const struct exec_job *j, const char *host,
 			 enum deploy_step s, struct err *e);
+	/* The app's instances on the host as the agent reports them (a new JSON array). */
+	int (*instances)(struct executor *x, const char *app, const char *host, json_t **out,
+			 struct err *e);
 	/* Emergency stop of every instance of the app on the host. */
 	int (*stop)(struct executor *x, const char *app, const char *host, struct buf *detail,
 		    struct err *e);

@@ -75,6 +75,7 @@ enum api_route {
 	ROUTE_ROLLBACK, /* /v1/apps/{app}/rollback */
 	ROUTE_STOP,     /* /v1/apps/{app}/stop */
 	ROUTE_UNLOCK,   /* /v1/apps/{app}/lease */
+	ROUTE_INSTANCES, /* /v1/apps/{app}/instances */
 	ROUTE_APP,      /* /v1/apps/{app} */
 	ROUTE_APPS,     /* /v1/apps */
 	ROUTE_JOB,      /* /v1/jobs/{id} */

@@ -362,6 +362,22 @@ static int ax_stop(struct executor *x, const char *app, const char *host, struct
 	return r;
 }
 
+static int ax_instances(struct executor *x, const char *app, const char *host, json_t **out,
+			struct err *e)
+{
+	struct agent_exec *ax = (struct agent_exec *)x;
+	char path[256];
+	json_t *ans = NULL;
+	snprintf(path, sizeof(path), "/v1/apps/%s/instances", app);
+	int r = agent_call(ax, host, "GET", path, NULL, 5000, &ans, e);
+	if (r == 0) {
+		json_t *arr = json_object_get(ans, "instances");
+		*out = json_is_array(arr) ? json_incref(arr) : json_array();
+		json_decref(ans);
+	}
+	return r;
+}
+
 static void ax_free(struct executor *x)
 {
 	struct agent_exec *ax = (struct agent_exec *)x;
@@ -374,6 +390,7 @@ static const struct executor_ops agent_ops = {
 	.step = ax_step,
 	.rollback = ax_rollback,
 	.reconcile = ax_reconcile,
+	.instances = ax_instances,
 	.stop = ax_stop,
 	.free = ax_free,
 };

@@ -93,6 +93,14 @@ static int lx_stop(struct executor *x, const char *app, const char *host, struct
 	return 0;
 }
 
+static int lx_instances(struct executor *x, const char *app, const char *host, json_t **out,
+			struct err *e)
+{
+	(void)x, (void)app, (void)host, (void)e;
+	*out = json_array();
+	return 0;
+}
+
 static void lx_free(struct executor *x)
 {
 	free(x);
@@ -103,6 +111,7 @@ static const struct executor_ops log_ops = {
 	.step = lx_step,
 	.rollback = lx_rollback,
 	.reconcile = lx_reconcile,
+	.instances = lx_instances,
 	.stop = lx_stop,
 	.free = lx_free,
 };

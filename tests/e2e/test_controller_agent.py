@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from conftest import BIN, EXAMPLES
+from agentlib import answers
 from ctlutil import Controller, has_test_hooks, wait_for
 
 pytestmark = pytest.mark.skipif(not has_test_hooks(), reason="needs a -Dtest_hooks=true build")
@@ -79,6 +80,12 @@ def test_deploy_then_bad_release_rolls_back(cairn, urlshort):
     assert len(serving(ids, cairn, "v1")) == 3 and serving(ids, cairn, "v2") == []
     ups = st["upstreams"]["upstreams"]
     assert len(ups) == 3 and {u["release"] for u in ups} == {ids["v1"]}
+    hosts = st["hosts"]
+    assert [h["host"] for h in hosts] == ["local"] and hosts[0]["ok"]
+    assert {i["release"] for i in hosts[0]["instances"]} == {ids["v1"]}
+    p = cairn.run("status", cwd=src / "v1", check=0)
+    assert "host local:" in p.stdout and p.stdout.count("running") == 3
+    assert "not the current release" not in p.stdout
 
 
 def test_crash_after_start_does_not_start_twice(cairn, urlshort):
@@ -88,8 +95,13 @@ def test_crash_after_start_does_not_start_twice(cairn, urlshort):
                            {"Idempotency-Key": "once"})
     assert st == 202
     assert ctl.proc.wait(timeout=120) == 137
-    # the instances keep running while the controller is down
-    assert len(serving(ids, cairn, "v1")) == 3
+    # the instances keep serving while the controller is down: a client sees no failure
+    inst = serving(ids, cairn, "v1")
+    assert len(inst) == 3
+    for i in inst:
+        wait_for(lambda: answers(i["port"]), what="instance to answer")
+    failed = sum(1 for _ in range(30) for i in inst if not answers(i["port"]))
+    assert failed == 0
     ctl.start()
     j = ctl.wait_terminal(b["id"], timeout=180)
     assert j["state"] == "succeeded", j

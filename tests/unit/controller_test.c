@@ -147,6 +147,8 @@ static void test_paths(void **state)
 	assert_int_equal(p.route, ROUTE_APP);
 	api_match_path("/v1/apps/urlshort/lease", &p);
 	assert_int_equal(p.route, ROUTE_UNLOCK);
+	api_match_path("/v1/apps/urlshort/instances", &p);
+	assert_int_equal(p.route, ROUTE_INSTANCES);
 	api_match_path("/v1/apps/Bad/deploys", &p);
 	assert_int_equal(p.route, ROUTE_NONE);
 	api_match_path("/v1/apps/a/deploys/x", &p);
