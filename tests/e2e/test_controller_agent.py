@@ -88,16 +88,18 @@ def test_deploy_then_bad_release_rolls_back(cairn, urlshort):
     assert "not the current release" not in p.stdout
 
 
-def test_crash_after_start_does_not_start_twice(cairn, urlshort):
+@pytest.mark.parametrize("step", ["ensure_objects", "activate", "start", "health", "accept",
+                                  "switch", "bake", "cleanup"])
+def test_crash_after_each_step_does_not_repeat_it(cairn, urlshort, step):
     ctl, ids, src = urlshort
-    ctl.start(env={"CAIRN_TEST_CRASH_AFTER": "start:local"})
+    ctl.start(env={"CAIRN_TEST_CRASH_AFTER": f"{step}:local"})
     st, b, _ = ctl.request("POST", "/v1/apps/urlshort/deploys", {"release": "v1"},
                            {"Idempotency-Key": "once"})
     assert st == 202
     assert ctl.proc.wait(timeout=120) == 137
     # the instances keep serving while the controller is down: a client sees no failure
     inst = serving(ids, cairn, "v1")
-    assert len(inst) == 3
+    assert len(inst) == (3 if step not in ("ensure_objects", "activate") else 0)
     for i in inst:
         wait_for(lambda: answers(i["port"]), what="instance to answer")
     failed = sum(1 for _ in range(30) for i in inst if not answers(i["port"]))
@@ -105,7 +107,9 @@ def test_crash_after_start_does_not_start_twice(cairn, urlshort):
     ctl.start()
     j = ctl.wait_terminal(b["id"], timeout=180)
     assert j["state"] == "succeeded", j
-    starts = [s for s in j["steps"] if s["step"] == "start"]
-    assert len(starts) == 1 and starts[0]["state"] == "done"
+    for name in ("ensure_objects", "activate", "start", "health", "accept", "switch", "bake",
+                 "cleanup"):
+        runs = [s for s in j["steps"] if s["step"] == name]
+        assert len(runs) == 1 and runs[0]["state"] == "done", (name, j["steps"])
     assert len(serving(ids, cairn, "v1")) == 3
     assert len(agent_instances(cairn)["instances"]) == 3
