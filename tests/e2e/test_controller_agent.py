@@ -13,7 +13,7 @@ from conftest import BIN, EXAMPLES
 from agentlib import answers
 from ctlutil import Controller, has_test_hooks, wait_for
 
-pytestmark = pytest.mark.skipif(not has_test_hooks(), reason="needs a -Dtest_hooks=true build")
+needs_hooks = pytest.mark.skipif(not has_test_hooks(), reason="needs a -Dtest_hooks=true build")
 
 
 class AgentController(Controller):
@@ -88,6 +88,7 @@ def test_deploy_then_bad_release_rolls_back(cairn, urlshort):
     assert "not the current release" not in p.stdout
 
 
+@needs_hooks
 @pytest.mark.parametrize("step", ["ensure_objects", "activate", "start", "health", "accept",
                                   "switch", "bake", "cleanup"])
 def test_crash_after_each_step_does_not_repeat_it(cairn, urlshort, step):
