@@ -123,6 +123,16 @@ struct inflight {
 
 struct sse_sub;
 
+/* One open client connection (loop thread): counted against CTL_CONN_MAX from its first
+ * request until it closes; what is waiting on it is told when it goes away. */
+struct conn_rec {
+	struct server *srv;
+	struct evhttp_connection *conn; /* borrowed */
+	struct task *task;   /* a request of it waiting for the worker, or NULL */
+	struct sse_sub *sub; /* its event stream, or NULL */
+	struct conn_rec *next;
+};
+
 struct metric_req {
 	enum api_route route;
 	int status;
@@ -159,6 +169,8 @@ struct server {
 	int64_t last_event;          /* highest event id broadcast */
 	struct metric_req *metrics;  /* loop thread only */
 	struct event *ping_ev;       /* SSE keep-alive timer (loop thread) */
+	struct conn_rec *conns;      /* open connections (loop thread), owned */
+	int n_conns;
 };
 
 /* server.c */
@@ -171,6 +183,8 @@ const char *server_code_for(const struct err *e);
 /* Queues a task for the worker (loop thread). */
 void server_submit(struct server *srv, struct task *t);
 int server_open_store(const struct server *srv, struct store **out, struct err *e);
+/* The record of a request's connection (NULL if none). */
+struct conn_rec *server_conn(struct server *srv, struct evhttp_request *req);
 
 /* api.c: POST deploys / rollback (loop thread) */
 void api__submit(struct server *srv, struct evhttp_request *req, const struct api_path *p);
@@ -182,6 +196,7 @@ json_t *api_job_json(struct store *st, const struct store_job *j, bool with_step
 void events_subscribe(struct server *srv, struct evhttp_request *req);
 void events_broadcast(struct server *srv);
 void events_close_all(struct server *srv);
+void events__gone(struct server *srv, struct sse_sub *s); /* its connection closed */
 
 /* runner.c */
 /* Starts a runner for every app with a queued or running job and none yet (loop thread). */

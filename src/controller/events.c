@@ -33,11 +33,9 @@ static void sub_remove(struct server *srv, struct sse_sub *s)
 	free(s);
 }
 
-static void on_sub_close(struct evhttp_connection *c, void *arg)
+void events__gone(struct server *srv, struct sse_sub *s)
 {
-	struct sse_sub *s = arg;
-	(void)c;
-	sub_remove(s->srv, s);
+	sub_remove(srv, s);
 }
 
 struct send_ctx {
@@ -167,7 +165,9 @@ void events_subscribe(struct server *srv, struct evhttp_request *req)
 	evhttp_add_header(oh, "Content-Type", "text/event-stream");
 	evhttp_add_header(oh, "Cache-Control", "no-cache");
 	evhttp_send_reply_start(req, 200, "OK");
-	evhttp_connection_set_closecb(evhttp_request_get_connection(req), on_sub_close, s);
+	struct conn_rec *rec = server_conn(srv, req);
+	if (rec)
+		rec->sub = s;
 	/* catch up to what everyone else has been sent; later events come with the broadcast */
 	pump(srv, s, after);
 	if (srv->last_event >= 0 && s->last < srv->last_event)
@@ -184,7 +184,9 @@ void events_close_all(struct server *srv)
 {
 	while (srv->subs) {
 		struct sse_sub *s = srv->subs;
-		evhttp_connection_set_closecb(evhttp_request_get_connection(s->req), NULL, NULL);
+		struct conn_rec *rec = server_conn(srv, s->req);
+		if (rec)
+			rec->sub = NULL;
 		evhttp_send_reply_end(s->req);
 		sub_remove(srv, s);
 	}

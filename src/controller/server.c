@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -137,18 +138,63 @@ static void *worker_main(void *arg)
 	}
 }
 
+/* ---- connections ----------------------------------------------------------------------------
+ * evhttp 2.1 has no hook before a connection's first request, so a connection is counted from
+ * its first request until it closes; one that never sends a request is closed by the I/O
+ * timeout. Over the bound, a new connection's request is answered 503 and it is closed. */
+
 static void on_conn_close(struct evhttp_connection *c, void *arg)
 {
-	struct task *t = arg;
+	struct conn_rec *rec = arg;
+	struct server *srv = rec->srv;
 	(void)c;
-	t->req = NULL;
+	if (rec->task)
+		rec->task->req = NULL;
+	if (rec->sub)
+		events__gone(srv, rec->sub);
+	for (struct conn_rec **pp = &srv->conns; *pp; pp = &(*pp)->next)
+		if (*pp == rec) {
+			*pp = rec->next;
+			srv->n_conns--;
+			break;
+		}
+	free(rec);
+}
+
+struct conn_rec *server_conn(struct server *srv, struct evhttp_request *req)
+{
+	struct evhttp_connection *c = evhttp_request_get_connection(req);
+	for (struct conn_rec *r = srv->conns; r && c; r = r->next)
+		if (r->conn == c)
+			return r;
+	return NULL;
+}
+
+static bool admit(struct server *srv, struct evhttp_request *req)
+{
+	struct evhttp_connection *c = evhttp_request_get_connection(req);
+	struct conn_rec *rec;
+	if (!c || server_conn(srv, req))
+		return true;
+	if (srv->n_conns >= CTL_CONN_MAX || !(rec = calloc(1, sizeof(*rec)))) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+		return false;
+	}
+	rec->srv = srv;
+	rec->conn = c;
+	rec->next = srv->conns;
+	srv->conns = rec;
+	srv->n_conns++;
+	evhttp_connection_set_closecb(c, on_conn_close, rec);
+	return true;
 }
 
 void server_submit(struct server *srv, struct task *t)
 {
 	t->srv = srv;
-	if (t->req)
-		evhttp_connection_set_closecb(evhttp_request_get_connection(t->req), on_conn_close, t);
+	struct conn_rec *rec = t->req ? server_conn(srv, t->req) : NULL;
+	if (rec)
+		rec->task = t;
 	pthread_mutex_lock(&srv->mu);
 	if (srv->todo_tail)
 		srv->todo_tail->next = t;
@@ -169,8 +215,9 @@ static void on_tasks_done(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_unlock(&srv->mu);
 	while (t) {
 		struct task *next = t->next;
-		if (t->req)
-			evhttp_connection_set_closecb(evhttp_request_get_connection(t->req), NULL, NULL);
+		struct conn_rec *rec = t->req ? server_conn(srv, t->req) : NULL;
+		if (rec)
+			rec->task = NULL;
 		t->done(t);
 		json_decref(t->answer);
 		free(t);
@@ -236,6 +283,11 @@ static void on_request(struct evhttp_request *req, void *arg)
 	const char *uri = evhttp_request_get_uri(req);
 
 	evhttp_request_set_on_complete_cb(req, on_request_complete, srv);
+	if (!admit(srv, req)) {
+		server_reply_error(req, 503, "busy", "too many open connections (%d); retry later",
+				   CTL_CONN_MAX);
+		return;
+	}
 	if (!authorised(srv, req)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
 		server_reply_error(req, 401, "unauthorized",
@@ -406,7 +458,12 @@ static void server_free(struct server *srv)
 {
 	struct metric_req *m, *mn;
 	if (srv->http)
-		evhttp_free(srv->http);
+		evhttp_free(srv->http); /* closes every connection: their records go with them */
+	while (srv->conns) {
+		struct conn_rec *r = srv->conns;
+		srv->conns = r->next;
+		free(r);
+	}
 	if (srv->done_ev)
 		event_free(srv->done_ev);
 	if (srv->notify_ev)
@@ -455,6 +512,12 @@ int controller_serve(const struct controller_opts *o, struct err *e)
 	pthread_cond_init(&srv.rcv, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	evthread_use_pthreads();
+	/* room for CTL_CONN_MAX clients besides the database, agents and probes */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < CTL_CONN_MAX + 256) {
+		rl.rlim_cur = rl.rlim_max < CTL_CONN_MAX + 256 ? rl.rlim_max : CTL_CONN_MAX + 256;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	if ((r = fs_mkdir_p(o->state_dir, 0700, e)) < 0 || (r = take_lock(&srv, e)) < 0 ||
 	    (r = server_open_store(&srv, &srv.rd, e)) < 0)
 		goto out;
@@ -530,6 +593,9 @@ out:
 	/* answers the worker finished after the loop stopped are dropped with their tasks */
 	while (srv.finished) {
 		struct task *t = srv.finished;
+		struct conn_rec *rec = t->req ? server_conn(&srv, t->req) : NULL;
+		if (rec)
+			rec->task = NULL;
 		srv.finished = t->next;
 		json_decref(t->answer);
 		free(t);

@@ -231,3 +231,26 @@ def test_queue_bound_is_409(cairn, tmp_path):
         assert st == 409 and b["error"]["code"] == "queue_full"
     finally:
         ctl.stop()
+
+
+def test_open_connections_are_bounded(cairn, ctl):
+    ctl.start()
+    conns = []
+    try:
+        for _ in range(1024):  # CTL_CONN_MAX: each keeps its connection open after one request
+            c = UnixHTTPConnection(ctl.sock, timeout=20)
+            c.request("GET", "/v1/jobs")
+            r = c.getresponse()
+            r.read()
+            assert r.status == 200
+            conns.append(c)
+        extra = UnixHTTPConnection(ctl.sock, timeout=20)
+        extra.request("GET", "/v1/jobs")
+        r = extra.getresponse()
+        assert r.status == 503 and json.loads(r.read())["error"]["code"] == "busy"
+        extra.close()
+        conns.pop().close()
+        wait_for(lambda: ctl.request("GET", "/v1/jobs")[0] == 200, what="a free slot")
+    finally:
+        for c in conns:
+            c.close()
