@@ -225,8 +225,11 @@ def test_queue_bound_is_409(cairn, tmp_path):
     ctl = Controller(cairn, tmp_path, args=["--queue-max", "2"]).start(
         env={"CAIRN_TEST_STEP_DELAY_MS": "200"})
     try:
-        sts = [deploy(ctl, "demo", {"release": rel, "force": True})[0] for _ in range(6)]
-        assert sts.count(202) >= 3 and sts[-1] == 409, sts
+        st, first, _ = deploy(ctl, "demo", {"release": rel, "force": True})
+        assert st == 202
+        wait_for(lambda: ctl.job(first["id"])["state"] == "running", what="the first job to run")
+        sts = [deploy(ctl, "demo", {"release": rel, "force": True})[0] for _ in range(4)]
+        assert sts == [202, 202, 409, 409], sts  # one running, two queued, then refused
         st, b, _ = deploy(ctl, "demo", {"release": rel, "force": True})
         assert st == 409 and b["error"]["code"] == "queue_full"
     finally:
