@@ -27,6 +27,7 @@ struct config;
 #define CTL_AGENT_START_MS 10000        /* `cairn agent --daemon` must be listening by then */
 #define CTL_IDEM_TTL_MS (24LL * 3600 * 1000) /* published: keys kept 24 h */
 #define CTL_IDEM_PURGE_AFTER_MS (72LL * 3600 * 1000) /* purged after 72 h (margin over 24 h) */
+#define CTL_EVENTS_KEEP_MS (30LL * 24 * 3600 * 1000) /* the event log keeps 30 days */
 #define CTL_QUEUE_MAX 8                 /* queued deploys per app; beyond: 409 queue_full */
 #define CTL_SSE_MAX 256                 /* concurrent event streams */
 #define CTL_CONN_MAX 1024

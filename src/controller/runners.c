@@ -232,6 +232,9 @@ static void *keeper_main(void *arg)
 			int n = store_jobs(st)->idem_purge(st, now - CTL_IDEM_PURGE_AFTER_MS, &e);
 			if (n > 0)
 				log_info("controller", "purged %d idempotency keys", n);
+			n = store_jobs(st)->events_purge(st, now - CTL_EVENTS_KEEP_MS, &e);
+			if (n > 0)
+				log_info("controller", "purged %d events older than 30 days", n);
 			last_purge = now;
 		}
 		struct timespec ts;

@@ -58,6 +58,7 @@ int sqlite__lease_release(struct store *s, const char *app, const char *owner, s
 int sqlite__lease_get(struct store *s, const char *app, struct store_lease *out, struct err *e);
 int sqlite__events_after(struct store *s, int64_t after, int limit,
 			 int (*cb)(void *ctx, const struct store_event *ev), void *ctx, struct err *e);
+int sqlite__events_purge(struct store *s, int64_t before, struct err *e);
 int sqlite__count_by_state(struct store *s, int64_t out_counts[JOB_STATE_COUNT], struct err *e);
 
 #define SQLITE_JOBS_SCHEMA                                                                         \

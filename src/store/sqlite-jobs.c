@@ -548,6 +548,7 @@ const struct store_job_ops sqlite__job_ops = {
 	.lease_release = sqlite__lease_release,
 	.lease_get = sqlite__lease_get,
 	.events_after = sqlite__events_after,
+	.events_purge = sqlite__events_purge,
 	.count_by_state = sqlite__count_by_state,
 };
 

@@ -252,6 +252,18 @@ int sqlite__events_after(struct store *base, int64_t after, int limit,
 	return r;
 }
 
+int sqlite__events_purge(struct store *base, int64_t before, struct err *e)
+{
+	sqlite3_stmt *q;
+	int r;
+	if ((r = sqlite__prep(S(base), "DELETE FROM events WHERE at < ?", &q, e)) < 0)
+		return r;
+	sqlite3_bind_int64(q, 1, before);
+	if ((r = sqlite__exec_done(S(base), q, "purging events", e)) < 0)
+		return r;
+	return sqlite3_changes(S(base)->db);
+}
+
 int sqlite__count_by_state(struct store *base, int64_t out_counts[JOB_STATE_COUNT], struct err *e)
 {
 	sqlite3_stmt *q;

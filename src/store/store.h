@@ -213,6 +213,8 @@ struct store_job_ops {
 	int (*events_after)(struct store *s, int64_t after, int limit,
 			    int (*cb)(void *ctx, const struct store_event *ev), void *ctx,
 			    struct err *e);
+	/* Deletes events recorded before `before`; returns how many. */
+	int (*events_purge)(struct store *s, int64_t before, struct err *e);
 	/* Counts jobs per state (for /metrics). */
 	int (*count_by_state)(struct store *s, int64_t out_counts[JOB_STATE_COUNT], struct err *e);
 };

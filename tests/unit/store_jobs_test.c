@@ -164,6 +164,12 @@ static void test_steps_and_events(void **state)
 	ev = 0;
 	assert_int_equal(f->J->events_after(f->st, 2, 100, count_event, &ev, &e), 0);
 	assert_int_equal(ev, 2);
+	/* retention: nothing is older than an hour ago; everything is older than the future */
+	assert_int_equal(f->J->events_purge(f->st, time_now_ns() / 1000000 - 3600 * 1000, &e), 0);
+	assert_int_equal(f->J->events_purge(f->st, time_now_ns() / 1000000 + 1000, &e), 4);
+	ev = 0;
+	assert_int_equal(f->J->events_after(f->st, 0, 100, count_event, &ev, &e), 0);
+	assert_int_equal(ev, 0);
 }
 
 static void test_leases(void **state)
