@@ -123,7 +123,8 @@ int agent_activate(struct objstore *os, const char *state_dir, const char *id, c
 	}
 	if ((r = fs_mkdir_p(releases, 0755, e)) < 0)
 		goto done;
-	tmp = xasprintf("%s/.tmp-%s-%d", releases, hex, (int)getpid());
+	/* unique per thread: two workers may activate the same release at once */
+	tmp = xasprintf("%s/.tmp-%s-%d-%d", releases, hex, (int)getpid(), (int)gettid());
 	fs_rm_rf(tmp);
 	if (mkdir(tmp, 0755) < 0) {
 		r = err_set(e, errno, "cannot create %s: %s", tmp, strerror(errno));

@@ -103,13 +103,15 @@ struct work {
 	void (*run)(struct work *w);  /* on a worker thread: no loop state */
 	void (*done)(struct work *w); /* on the loop thread, afterwards; frees w */
 	struct work *next;
+	bool cancelled; /* never ran: the pool shut down first (done() still runs) */
 };
 struct work_pool;
 int work_pool_new(struct event_base *base, unsigned threads, unsigned max_queue,
 		  struct work_pool **out, struct err *e);
 /* -EBUSY when the queue is full; on success done() will be called exactly once. */
 int work_submit(struct work_pool *p, struct work *w);
-void work_pool_free(struct work_pool *p); /* waits for running jobs, then runs pending done()s */
+/* Waits for running jobs; queued ones are cancelled; every done() runs before it returns. */
+void work_pool_free(struct work_pool *p);
 
 /* ---- instances --------------------------------------------------------------------------- */
 

@@ -13,6 +13,9 @@
 struct agent_opts {
 	const char *state_dir;
 	int ready_fd; /* >= 0: one byte is written there once the socket listens (--daemon) */
+	/* called once the socket listens and the table is re-adopted (may be NULL) */
+	void (*on_ready)(void *ctx, const char *socket_path, size_t n_instances);
+	void *ctx;
 };
 
 /* Runs the agent until SIGTERM/SIGINT (instances are left running for the next agent).
@@ -30,7 +33,9 @@ int agent_stop_all_offline(const char *state_dir, int *out_stopped, struct err *
 
 /* ---- client ------------------------------------------------------------------------------
  * One call = one HTTP/1.1 request with a JSON body to the agent. The transport sits behind
- * this interface: a unix socket today (libcurl CURLOPT_UNIX_SOCKET_PATH); SSH later. */
+ * this interface: a unix socket today (libcurl CURLOPT_UNIX_SOCKET_PATH; paths longer than
+ * sun_path work); SSH later. The program calls curl_global_init() once before using it.
+ * A client is used by one thread at a time. */
 struct agent_client;
 
 /* Error codes of the API mapped onto struct err codes: input → CAIRN_EINPUT, not_found →

@@ -183,7 +183,9 @@ static void activate_run(struct work *w)
 static void activate_done(struct work *w)
 {
 	struct activate_job *j = (struct activate_job *)w;
-	if (j->r < 0)
+	if (w->cancelled)
+		agent_reply_error(j->req, 503, "unavailable", "the agent is shutting down");
+	else if (j->r < 0)
 		agent_reply_err(j->req, &j->e);
 	else
 		agent_reply_json(j->req, 200,
@@ -279,6 +281,12 @@ static void probe_done(struct work *w)
 {
 	struct probe_job *j = (struct probe_job *)w;
 	struct instance *in = agent_find(j->ag, j->app, j->iid);
+	if (w->cancelled) {
+		agent_reply_error(j->req, 503, "unavailable", "the agent is shutting down");
+		free(j->pr.http);
+		free(j);
+		return;
+	}
 	if (j->ok && in && in->port == j->port)
 		instance_event(in, SUP_EV_PROBE_OK);
 	json_t *o = json_pack("{s:b,s:I,s:s*}", "ok", j->ok, "latency_ms",

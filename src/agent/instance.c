@@ -451,9 +451,14 @@ int agent__instance_new(struct agent *ag, const char *app, const char *release, 
 
 	if ((r = release_load(ag->os, release, &m, e)) < 0)
 		return r;
-	if (!m->run_command.n) {
+	if (!m->run_command.n || strcmp(m->app, app) != 0) {
+		r = !m->run_command.n
+			? err_set(e, CAIRN_EINPUT, "release %.19s has no run.command", release)
+			: err_set(e, CAIRN_EINPUT,
+				  "release %.19s is a release of '%s', not of '%s'", release,
+				  m->app, app);
 		manifest_free(m);
-		return err_set(e, CAIRN_EINPUT, "release %.19s has no run.command", release);
+		return r;
 	}
 	in = calloc(1, sizeof(*in));
 	if (!in) {

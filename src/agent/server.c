@@ -7,6 +7,7 @@
 #include "release/release.h"
 
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -205,6 +206,24 @@ static int open_socket(struct agent *ag, int *out_fd, struct err *e)
 	return net_unix_listen(ag->sock_path, 0600, 128, out_fd, e);
 }
 
+/* Temp dirs of activations an earlier agent did not finish (it was killed midway). */
+static void clean_stale_activations(const char *state_dir)
+{
+	char *dir = fs_join(state_dir, "releases");
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	if (d) {
+		while ((de = readdir(d)))
+			if (str_starts(de->d_name, ".tmp-")) {
+				char *p = fs_join(dir, de->d_name);
+				fs_rm_rf(p);
+				free(p);
+			}
+		closedir(d);
+	}
+	free(dir);
+}
+
 static void agent_done(struct agent *ag)
 {
 	/* parked requests are answered before evhttp frees their connections */
@@ -247,6 +266,7 @@ int agent_run(const struct agent_opts *o, struct err *e)
 	if ((r = fs_mkdir_p(o->state_dir, 0700, e)) < 0 || (r = take_lock(&ag, e)) < 0 ||
 	    (r = objstore_open(o->state_dir, &ag.os, e)) < 0 || (r = open_socket(&ag, &fd, e)) < 0)
 		goto done;
+	clean_stale_activations(o->state_dir);
 	signal(SIGPIPE, SIG_IGN);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	ag.base = event_base_new();
@@ -266,6 +286,8 @@ int agent_run(const struct agent_opts *o, struct err *e)
 	if (evhttp_accept_socket(ag.http, fd) < 0) {
 		r = err_set(e, EIO, "cannot serve on %s", ag.sock_path);
 		close(fd);
+		unlink(ag.sock_path);
+		fd = -1;
 		goto done;
 	}
 	sigs[0] = evsignal_new(ag.base, SIGTERM, on_signal, &ag);
@@ -275,6 +297,8 @@ int agent_run(const struct agent_opts *o, struct err *e)
 	if ((r = agent_load_and_adopt(&ag, e)) < 0)
 		goto done;
 	log_info("agent", "listening on %s (pid %d)", ag.sock_path, (int)getpid());
+	if (o->on_ready)
+		o->on_ready(o->ctx, ag.sock_path, agent_count(&ag, NULL));
 	if (o->ready_fd >= 0) {
 		ssize_t n = write(o->ready_fd, "1", 1);
 		(void)n;
@@ -282,9 +306,11 @@ int agent_run(const struct agent_opts *o, struct err *e)
 	}
 	event_base_dispatch(ag.base);
 	agent_save(&ag);
-	unlink(ag.sock_path);
 	r = 0;
 done:
+	if (fd >= 0) /* we made the socket file: it goes with us */
+		unlink(ag.sock_path);
+	/* events go before their base */
 	for (int i = 0; i < 2; i++)
 		if (sigs[i])
 			event_free(sigs[i]);

@@ -141,11 +141,11 @@ void work_pool_free(struct work_pool *p)
 	pthread_mutex_unlock(&p->mu);
 	for (unsigned i = 0; i < p->n_threads; i++)
 		pthread_join(p->threads[i], NULL);
-	/* jobs never started still owe their done() */
+	/* jobs never started are cancelled, but still owe their done() */
 	while (p->head) {
 		struct work *w = p->head;
 		p->head = w->next;
-		w->run(w);
+		w->cancelled = true;
 		w->next = p->done_head;
 		p->done_head = w;
 	}

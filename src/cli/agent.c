@@ -202,6 +202,15 @@ done:
 	return r;
 }
 
+static void announce(void *ctx, const char *sock, size_t n)
+{
+	UNUSED(ctx);
+	fprintf(stderr,
+		"cairn agent: listening on %s (pid %d), %zu instance%s in its table; SIGTERM or "
+		"Ctrl-C stops the agent and leaves instances running\n",
+		sock, (int)getpid(), n, n == 1 ? "" : "s");
+}
+
 static int run_agent(int argc, char **argv)
 {
 	static const struct option opts[] = {CLI_COMMON_OPTS,
@@ -250,6 +259,7 @@ static int run_agent(int argc, char **argv)
 		}
 	}
 	o.state_dir = dir;
+	o.on_ready = announce;
 	r = agent_run(&o, &e);
 	free(dir);
 	if (r < 0)

@@ -110,6 +110,27 @@ def test_activate_is_read_only_and_idempotent(agent, tmp_path):
     assert [p.name for p in (agent.state / "releases").iterdir()] == [rid[7:]]
 
 
+def test_concurrent_activations_of_one_release(agent, tmp_path):
+    import threading
+    src = tmp_path / "envecho"
+    shutil.copytree(APP, src)
+    for k in range(200):  # enough files that the workers overlap
+        (src / f"f{k:03d}.txt").write_text(f"file {k}\n" * 50)
+    rid = build(agent.state, src)
+    agent.start()
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        agent.call("POST", f"/v1/releases/{rid}/activate", {}))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [st for st, _ in results] == [200] * 4, results
+    assert [p.name for p in (agent.state / "releases").iterdir()] == [rid[7:]]
+    d = agent.state / "releases" / rid[7:]
+    assert len(list(d.iterdir())) == 202
+
+
 def test_three_instances_each_on_its_port_with_env(agent, rel):
     insts = start(agent, rel, count=3, env={"GREETING": "hi there"})
     assert len({i["port"] for i in insts}) == 3
@@ -157,8 +178,11 @@ def test_crash_loop_fails_instead_of_spinning(agent, rel):
                    "the crash loop to be detected")
     assert cur["restarts"] == 4  # 5 exits within 30s
     assert cur["pid"] == 0 and cur["last_exit"] == "exited with status 3"
-    time.sleep(0.8)  # longer than any backoff so far: a spinning supervisor would show it
-    assert get(agent, i["id"])["restarts"] == 4
+    # for longer than any backoff so far, nothing moves: a spinning supervisor would show it
+    quiet_until = time.monotonic() + 0.8
+    while time.monotonic() < quiet_until:
+        j = get(agent, i["id"])
+        assert j["restarts"] == 4 and j["state"] == "failed" and j["pid"] == 0
     st, body = agent.call("DELETE", f"/v1/apps/envecho/instances/{i['id']}")
     assert st == 200 and body["state"] == "stopped"
     st, body = agent.call("GET", f"/v1/apps/envecho/instances/{i['id']}")
@@ -178,6 +202,9 @@ def test_exec_failure_is_failed_with_the_message(agent, tmp_path):
     (i,) = body["instances"]
     assert i["state"] == "failed" and i["restarts"] == 0
     assert "cannot run /nonexistent/cairn-prog: No such file or directory" in i["last_exit"]
+    # a release is started under its own app only
+    st, body = agent.call("POST", "/v1/apps/envecho/instances", {"release": rid})
+    assert st == 400 and "of 'broken', not of 'envecho'" in body["error"]["message"], body
 
 
 def test_stop_honours_sigterm_and_kills_the_group(agent, rel):
@@ -415,3 +442,86 @@ def test_open_connections_are_bounded(agent):
         for c in conns:
             c.close()
     wait_for(lambda: agent.call("GET", "/v1/agent")[0] == 200, "a free connection slot")
+
+
+def test_a_reused_pid_is_not_adopted(agent, rel):
+    (i,) = start(agent, rel)
+    wait_for(lambda: answers(i["port"]), "the instance to answer")
+    agent.kill9()
+    # the recorded pid now names "another" process: its recorded start time differs
+    table = agent.state / "agent" / "instances.json"
+    t = json.loads(table.read_text())
+    t["instances"][0]["pid_start"] += 1
+    table.write_text(json.dumps(t))
+    try:
+        agent.start()
+        cur = wait_for(lambda: (lambda j: j if j["pid"] and j["pid"] != i["pid"] else None)(
+            get(agent, i["id"])), "a new process instead of adopting the stranger")
+        assert cur["adopted"] is False and "no agent was running" in cur["last_exit"]
+        assert pid_alive(i["pid"])  # the stranger is left alone: not ours to signal
+    finally:
+        os.killpg(i["pid"], signal.SIGKILL)
+
+
+def test_urlshort_instances_share_their_data(tmp_path):
+    """The sample app under the agent: two instances, one CAIRN_DATA, real requests."""
+    import http.client
+    a = Agent(BIN, tmp_path / "state", env={"PATH": "/usr/bin:/bin"})
+    a.state.mkdir()
+    try:
+        src = tmp_path / "v1"
+        shutil.copytree(ROOT / "examples" / "urlshort" / "v1", src)
+        rid = build(a.state, src)
+        a.start()
+        assert a.call("POST", f"/v1/releases/{rid}/activate", {})[0] == 200
+        st, body = a.call("POST", "/v1/apps/urlshort/instances", {"release": rid, "count": 2})
+        assert st == 201, body
+        one, two = body["instances"]
+        for i in (one, two):
+            wait_for(lambda: answers(i["port"]), "urlshort to answer")
+        c = http.client.HTTPConnection("127.0.0.1", one["port"], timeout=5)
+        c.request("POST", "/shorten", body=json.dumps({"url": "https://example.com/x"}),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        short = json.loads(r.read())["short"]
+        c.close()
+        assert r.status == 200
+        c = http.client.HTTPConnection("127.0.0.1", two["port"], timeout=5)
+        c.request("GET", short)
+        r = c.getresponse()
+        r.read()
+        c.close()
+        assert r.status == 302 and r.getheader("Location") == "https://example.com/x"
+        assert (a.state / "data" / "urlshort" / "urls.json").exists()
+        st, body = a.call("POST", "/v1/apps/urlshort/stop", {"timeout_ms": 2000})
+        assert body == {"stopped": 2, "remaining": 0}
+    finally:
+        a.cleanup()
+        wait_for(lambda: not processes_of(a.state), "no process of the test's state dir")
+
+
+def test_cli_usage_and_help(agent):
+    p = agent.cli("agent", "--bogus")
+    assert p.returncode == 2 and "cairn agent --help" in p.stderr
+    p = agent.cli("agent", "--help")
+    assert p.returncode == 0
+    for section in ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXIT STATUS", "EXAMPLES"):
+        assert section in p.stdout
+    p = agent.cli("agent", "status", "--json")
+    assert p.returncode == 1
+    assert json.loads(p.stdout)["error"]["message"]
+
+
+def test_state_dir_longer_than_sun_path(tmp_path):
+    a = Agent(BIN, tmp_path / ("d" * 90) / "state")
+    a.state.mkdir(parents=True)
+    assert len(str(a.sock)) > 108
+    try:
+        a.start()
+        p = a.cli("agent", "status", "--json")  # the C client reaches it too
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout)["socket"] == str(a.sock)
+        assert a.cli("agent", timeout=10).returncode == 1  # and sees it is taken
+    finally:
+        a.cleanup()
+        wait_for(lambda: not processes_of(a.state), "no process of the test's state dir")
