@@ -15,6 +15,13 @@ const struct cli_command *const cli_commands[] = {
 	&cli_cmd_diff,
 	&cli_cmd_export,
 	&cli_cmd_import,
+	&cli_cmd_serve,
+	&cli_cmd_deploy,
+	&cli_cmd_status,
+	&cli_cmd_history,
+	&cli_cmd_rollback,
+	&cli_cmd_stop,
+	&cli_cmd_unlock,
 	&cli_cmd_agent,
 	NULL,
 };
@@ -57,7 +64,11 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(argv[1], "--version")) {
+#ifdef CAIRN_TEST_HOOKS
+		printf("cairn %s (test hooks)\n", CAIRN_VERSION);
+#else
 		printf("cairn %s\n", CAIRN_VERSION);
+#endif
 		return 0;
 	}
 	cmd = cli_find(argv[1]);

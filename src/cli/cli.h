@@ -5,12 +5,14 @@
 #define CAIRN_CLI_H
 
 #include "base/base.h"
+#include "base/httpc.h"
 
 #include <getopt.h>
 
 struct config;
 struct objstore;
 struct store;
+struct json_t;
 
 struct cli_command {
 	const char *name;
@@ -54,6 +56,40 @@ int cli_open_state(const struct cli_ctx *ctx, struct objstore **out_os, struct s
 /* Is stdout a terminal (and not --json)? For progress lines and colour. */
 bool cli_is_tty(const struct cli_ctx *ctx);
 
+/* ---- API client (api.c): everything that touches deploy state goes to the controller ---- */
+
+#define CLI_API_TIMEOUT_MS 30000 /* one API request; the controller answers well within it */
+
+struct cli_api_opts {
+	const char *addr;       /* --addr HOST:PORT, else CAIRN_ADDR, else the unix socket */
+	const char *token_file; /* --token-file, else CAIRN_TOKEN_FILE */
+};
+struct cli_api {
+	struct httpc c;
+	char *sock, *url, *token; /* owned */
+};
+int cli_api_open(const struct cli_ctx *ctx, const struct cli_api_opts *o, struct cli_api *out,
+		 struct err *e);
+void cli_api_done(struct cli_api *a);
+const char *cli_api_where(const struct cli_api *a);
+/* One request; body (taken) may be NULL. A 4xx/5xx answer is an error (CAIRN_EINPUT for
+ * 400/413/422, CAIRN_ENOTFOUND for 404, CAIRN_ECHECK otherwise) with the server's message;
+ * *out_status is set whenever an answer came. */
+int cli_api_call(struct cli_api *a, const char *method, const char *path, struct json_t *body,
+		 const char *idem_key, long *out_status, struct json_t **out, struct err *e);
+/* --app, else the app of ./cairn.yml (or -c FILE). */
+int cli_app_name(const struct cli_ctx *ctx, const char *flag, char **out, struct err *e);
+
+/* Follows a job's events until it is terminal (follow.c); out_state gets its final state. */
+int cli_follow_job(struct cli_api *a, const struct cli_ctx *ctx, int64_t job, int64_t wait_ms,
+		   char out_state[32], struct err *e);
+
+/* getopt entries and handling shared by the commands that talk to the controller */
+#define CLI_API_LONGOPTS                                                                          \
+	{ "app", required_argument, NULL, 'a' }, { "addr", required_argument, NULL, 'A' },        \
+		{ "token-file", required_argument, NULL, 'T' }
+int cli_api_opt(struct cli_api_opts *o, const char **app, int c, const char *arg);
+
 /* The command table (main.c) */
 extern const struct cli_command *const cli_commands[];
 const struct cli_command *cli_find(const char *name);
@@ -65,6 +101,9 @@ extern const struct cli_command cli_cmd_init;
 extern const struct cli_command cli_cmd_pins;
 extern const struct cli_command cli_cmd_export;
 extern const struct cli_command cli_cmd_import;
+extern const struct cli_command cli_cmd_serve;
+extern const struct cli_command cli_cmd_deploy, cli_cmd_rollback, cli_cmd_stop, cli_cmd_unlock;
+extern const struct cli_command cli_cmd_status, cli_cmd_history;
 extern const struct cli_command cli_cmd_agent;
 
 #endif

@@ -1,17 +1,11 @@
 /* store/sqlite: the SQLite backend of the state interface (WAL, one file: state.db).
  * Owns the schema and its migrations. Knows nothing of objects on disk or of HTTP. */
-#include "store/store.h"
+#include "store/sqlite-internal.h"
 
 #include <errno.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-struct sqlite_store {
-	struct store base;
-	sqlite3 *db; /* owned */
-};
 
 #define SQL_BUSY_TIMEOUT_MS 5000
 
@@ -28,9 +22,11 @@ static const char *const schema[] = {
 	");"
 	"CREATE UNIQUE INDEX releases_app_tag ON releases(app, tag) WHERE tag IS NOT NULL;"
 	"CREATE INDEX releases_app_created ON releases(app, created_at);",
+	/* version 2: deploy jobs (sqlite-jobs.c) */
+	SQLITE_JOBS_SCHEMA,
 };
 
-static int db_fail(struct sqlite_store *s, struct err *e, const char *what)
+int sqlite__fail(struct sqlite_store *s, struct err *e, const char *what)
 {
 	return err_set(e, EIO, "state database: %s: %s", what, sqlite3_errmsg(s->db));
 }
@@ -41,7 +37,7 @@ static int migrate(struct sqlite_store *s, struct err *e)
 	int version = 0;
 
 	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &q, NULL) != SQLITE_OK)
-		return db_fail(s, e, "reading schema version");
+		return sqlite__fail(s, e, "reading schema version");
 	if (sqlite3_step(q) == SQLITE_ROW)
 		version = sqlite3_column_int(q, 0);
 	sqlite3_finalize(q);
@@ -55,7 +51,7 @@ static int migrate(struct sqlite_store *s, struct err *e)
 		int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
 		free(sql);
 		if (rc != SQLITE_OK) {
-			int r = db_fail(s, e, "migrating schema");
+			int r = sqlite__fail(s, e, "migrating schema");
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 			return r;
 		}
@@ -66,6 +62,7 @@ static int migrate(struct sqlite_store *s, struct err *e)
 static void sq_close(struct store *base)
 {
 	struct sqlite_store *s = (struct sqlite_store *)base;
+	sqlite__cache_free(s);
 	sqlite3_close(s->db);
 	free(s);
 }
@@ -109,7 +106,7 @@ static int sq_release_get(struct store *base, const char *id, struct store_relea
 
 	if (sqlite3_prepare_v2(s->db, "SELECT " RELEASE_COLS " FROM releases WHERE id = ?", -1, &q,
 			       NULL) != SQLITE_OK)
-		return db_fail(s, e, "reading release");
+		return sqlite__fail(s, e, "reading release");
 	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(q);
 	if (rc == SQLITE_ROW)
@@ -117,7 +114,7 @@ static int sq_release_get(struct store *base, const char *id, struct store_relea
 	else if (rc == SQLITE_DONE)
 		r = err_set(e, CAIRN_ENOTFOUND, "no release %s", id);
 	else
-		r = db_fail(s, e, "reading release");
+		r = sqlite__fail(s, e, "reading release");
 	sqlite3_finalize(q);
 	return r;
 }
@@ -129,12 +126,12 @@ static int sq_release_put(struct store *base, const struct store_release *rel, s
 	int r = 0;
 
 	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-		return db_fail(s, e, "starting transaction");
+		return sqlite__fail(s, e, "starting transaction");
 	if (rel->tag[0]) {
 		/* tags are immutable names: refuse one that names another release */
 		if (sqlite3_prepare_v2(s->db, "SELECT id FROM releases WHERE app = ? AND tag = ? AND id <> ?",
 				       -1, &q, NULL) != SQLITE_OK) {
-			r = db_fail(s, e, "checking tag");
+			r = sqlite__fail(s, e, "checking tag");
 			goto fail;
 		}
 		sqlite3_bind_text(q, 1, rel->app, -1, SQLITE_STATIC);
@@ -154,7 +151,7 @@ static int sq_release_put(struct store *base, const struct store_release *rel, s
 			       "INSERT INTO releases (" RELEASE_COLS ") VALUES (?,?,?,?,?,?,?) "
 			       "ON CONFLICT(id) DO UPDATE SET tag = COALESCE(excluded.tag, releases.tag)",
 			       -1, &q, NULL) != SQLITE_OK) {
-		r = db_fail(s, e, "recording release");
+		r = sqlite__fail(s, e, "recording release");
 		goto fail;
 	}
 	sqlite3_bind_text(q, 1, rel->id, -1, SQLITE_STATIC);
@@ -168,13 +165,13 @@ static int sq_release_put(struct store *base, const struct store_release *rel, s
 	sqlite3_bind_int64(q, 6, rel->n_files);
 	sqlite3_bind_int64(q, 7, rel->bytes);
 	if (sqlite3_step(q) != SQLITE_DONE) {
-		r = db_fail(s, e, "recording release");
+		r = sqlite__fail(s, e, "recording release");
 		goto fail;
 	}
 	sqlite3_finalize(q);
 	q = NULL;
 	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		r = db_fail(s, e, "committing");
+		r = sqlite__fail(s, e, "committing");
 		goto fail;
 	}
 	return 0;
@@ -195,7 +192,7 @@ static int sq_release_list(struct store *base, const char *app,
 			       "SELECT " RELEASE_COLS " FROM releases WHERE (?1 IS NULL OR app = ?1) "
 			       "ORDER BY created_at, rowid",
 			       -1, &q, NULL) != SQLITE_OK)
-		return db_fail(s, e, "listing releases");
+		return sqlite__fail(s, e, "listing releases");
 	if (app)
 		sqlite3_bind_text(q, 1, app, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
@@ -205,7 +202,7 @@ static int sq_release_list(struct store *base, const char *app,
 			break;
 	}
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		r = db_fail(s, e, "listing releases");
+		r = sqlite__fail(s, e, "listing releases");
 	sqlite3_finalize(q);
 	return r;
 }
@@ -219,11 +216,11 @@ static int sq_release_set_state(struct store *base, const char *id, enum release
 
 	if (sqlite3_prepare_v2(s->db, "UPDATE releases SET state = ? WHERE id = ?", -1, &q, NULL) !=
 	    SQLITE_OK)
-		return db_fail(s, e, "updating release");
+		return sqlite__fail(s, e, "updating release");
 	sqlite3_bind_text(q, 1, state_str(st), -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 2, id, -1, SQLITE_STATIC);
 	if (sqlite3_step(q) != SQLITE_DONE)
-		r = db_fail(s, e, "updating release");
+		r = sqlite__fail(s, e, "updating release");
 	else if (sqlite3_changes(s->db) == 0)
 		r = err_set(e, CAIRN_ENOTFOUND, "no release %s", id);
 	sqlite3_finalize(q);
@@ -246,7 +243,7 @@ static int sq_release_resolve(struct store *base, const char *app, const char *r
 	if (sqlite3_prepare_v2(s->db,
 			       "SELECT id FROM releases WHERE tag = ?1 AND (?2 IS NULL OR app = ?2)",
 			       -1, &q, NULL) != SQLITE_OK)
-		return db_fail(s, e, "resolving release");
+		return sqlite__fail(s, e, "resolving release");
 	sqlite3_bind_text(q, 1, ref, -1, SQLITE_STATIC);
 	if (app)
 		sqlite3_bind_text(q, 2, app, -1, SQLITE_STATIC);
@@ -262,7 +259,7 @@ static int sq_release_resolve(struct store *base, const char *app, const char *r
 				       "LIMIT 2",
 				       -1, &q, NULL) != SQLITE_OK) {
 			free(like);
-			return db_fail(s, e, "resolving release");
+			return sqlite__fail(s, e, "resolving release");
 		}
 		sqlite3_bind_text(q, 1, like, -1, SQLITE_STATIC);
 		if (app)
@@ -302,6 +299,7 @@ int store_open_sqlite(const char *state_dir, struct store **out, struct err *e)
 	int r;
 
 	s->base.ops = &sqlite_ops;
+	s->base.jobs = &sqlite__job_ops;
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 			    NULL) != SQLITE_OK) {
 		r = err_set(e, EIO, "cannot open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");

@@ -35,8 +35,11 @@ struct store_ops {
 			       char out_id[HASH_ID_LEN + 1], struct err *e);
 };
 
+struct store_job_ops;
+
 struct store {
 	const struct store_ops *ops;
+	const struct store_job_ops *jobs;
 };
 
 /* Opens (creating) <state_dir>/state.db. */
@@ -76,6 +79,151 @@ static inline int store_release_resolve(struct store *s, const char *app, const 
 }
 
 const char *release_state_name(enum release_state st);
+
+/* ---- deploy jobs ------------------------------------------------------------------------
+ * Jobs, their steps, idempotency keys, per-app leases, app state (current / last good) and
+ * the event log. Every change below is one transaction and durable when the call returns
+ * (WAL, synchronous=FULL); every job or step change appends an event in that transaction.
+ * Times are unix milliseconds. The state machine's rules live in controller/jobs.c; the
+ * store only applies a transition atomically when the job is in the expected state. */
+
+#define STORE_APP_MAX 128
+#define STORE_REASON_MAX 512
+#define STORE_IDEM_KEY_MAX 255
+#define STORE_DETAIL_MAX 4096
+#define STORE_OWNER_MAX 96
+
+enum job_state {
+	JOB_QUEUED,
+	JOB_RUNNING,
+	JOB_SUCCEEDED,
+	JOB_FAILED,
+	JOB_ROLLED_BACK,
+	JOB_CANCELLED,
+	JOB_STATE_COUNT,
+};
+
+struct store_job {
+	int64_t id;
+	char app[STORE_APP_MAX];
+	char kind[16];                     /* "deploy" | "rollback" */
+	char release[HASH_ID_LEN + 1];     /* target */
+	char from_release[HASH_ID_LEN + 1]; /* current when the job started running ("" none) */
+	enum job_state state;
+	char reason[STORE_REASON_MAX];
+	bool force;
+	int64_t created_at, started_at, finished_at; /* 0 = not yet */
+	int64_t deadline_at;                         /* 0 = none; set when it starts running */
+	char error[STORE_DETAIL_MAX];                /* why it failed / rolled back, or "" */
+};
+
+struct store_step {
+	int64_t job_id;
+	char host[STORE_APP_MAX];
+	char step[32];
+	int attempt;   /* 1 for the first run of (job, host, step) */
+	char state[8]; /* "started" | "done" | "failed" */
+	int64_t started_at, finished_at;
+	char detail[STORE_DETAIL_MAX]; /* JSON object */
+};
+
+/* A deploy request to record, with its idempotency key (key may be NULL). */
+struct store_job_submit {
+	const char *app, *kind, *release, *reason;
+	bool force;
+	const char *idem_key;    /* NULL: none */
+	const char *fingerprint; /* hex sha256 of the canonical body; with idem_key */
+	int queue_max;           /* queued jobs allowed per app; beyond: STORE_SUBMIT_QUEUE_FULL */
+	bool noop_if_current;    /* !force deploys: current & good release → the job that made it so */
+};
+
+enum store_submit_outcome {
+	STORE_SUBMIT_CREATED,     /* a new job (out is it) */
+	STORE_SUBMIT_REPLAY,      /* the key was seen with the same body: out is that job */
+	STORE_SUBMIT_MISMATCH,    /* the key was seen with another body: out is that job */
+	STORE_SUBMIT_NOOP,        /* the release is current and good: out is the job that did it */
+	STORE_SUBMIT_QUEUE_FULL,  /* out untouched */
+};
+
+struct store_app {
+	char app[STORE_APP_MAX];
+	char current[HASH_ID_LEN + 1];   /* "" none */
+	char last_good[HASH_ID_LEN + 1]; /* "" none */
+	char upstreams[STORE_DETAIL_MAX]; /* JSON recorded by the switch step, "" none */
+	int64_t running_job;             /* 0 none */
+};
+
+struct store_lease {
+	char app[STORE_APP_MAX];
+	char owner[STORE_OWNER_MAX];
+	int64_t job_id;
+	int64_t expires_at;
+};
+
+struct store_event {
+	int64_t id;
+	int64_t at;
+	char type[16]; /* "job" | "step" */
+	int64_t job_id;
+	char data[STORE_DETAIL_MAX]; /* JSON object */
+};
+
+struct store_job_ops {
+	int (*submit)(struct store *s, const struct store_job_submit *req,
+		      enum store_submit_outcome *out_outcome, struct store_job *out, struct err *e);
+	/* The key's record if any: 1 found (job and fingerprint filled), 0 none. */
+	int (*idem_lookup)(struct store *s, const char *app, const char *key,
+			   char out_fp[HASH_HEX_LEN + 1], struct store_job *out, struct err *e);
+	/* Deletes keys created before `before`; returns how many. */
+	int (*idem_purge)(struct store *s, int64_t before, struct err *e);
+	int (*get)(struct store *s, int64_t id, struct store_job *out, struct err *e);
+	/* Newest first; app NULL = all apps; states_mask 0 = any (bit 1<<state). */
+	int (*list)(struct store *s, const char *app, unsigned states_mask, int limit,
+		    int (*cb)(void *ctx, const struct store_job *j), void *ctx, struct err *e);
+	/* Oldest queued job of an app: 1 found, 0 none. */
+	int (*next_queued)(struct store *s, const char *app, struct store_job *out, struct err *e);
+	/* Moves the job from `from` to `to` if it is still in `from` (-EAGAIN otherwise). Into
+	 * running: sets started_at, deadline_at and from_release (the app's current). Into
+	 * succeeded: the app's current and last good become the release, the release is good.
+	 * Into rolled_back: the app's current becomes from_release. error may be NULL. */
+	int (*transition)(struct store *s, int64_t id, enum job_state from, enum job_state to,
+			  int64_t deadline_at, const char *error, struct err *e);
+	int (*steps)(struct store *s, int64_t job_id,
+		     int (*cb)(void *ctx, const struct store_step *st), void *ctx, struct err *e);
+	/* Records a step as started (attempt = previous attempts + 1, returned in *out_attempt). */
+	int (*step_begin)(struct store *s, int64_t job_id, const char *host, const char *step,
+			  int *out_attempt, struct err *e);
+	/* Records the end of a started step: ok → "done", else "failed"; detail is JSON or NULL. */
+	int (*step_end)(struct store *s, int64_t job_id, const char *host, const char *step,
+			int attempt, bool ok, const char *detail, struct err *e);
+	int (*app_get)(struct store *s, const char *app, struct store_app *out, struct err *e);
+	int (*app_set_upstreams)(struct store *s, const char *app, const char *json, struct err *e);
+	/* Takes the app's lease for owner when it is free, expired or already owner's: 1 taken,
+	 * 0 held by someone else (out_holder filled when non-NULL). */
+	int (*lease_acquire)(struct store *s, const char *app, const char *owner, int64_t job_id,
+			     int64_t now, int64_t ttl_ms, struct store_lease *out_holder,
+			     struct err *e);
+	/* Extends it if owner still holds it: 1 renewed, 0 lost. */
+	int (*lease_renew)(struct store *s, const char *app, const char *owner, int64_t job_id,
+			   int64_t now, int64_t ttl_ms, struct err *e);
+	/* owner NULL: break whoever holds it. Returns 1 if a lease was removed. */
+	int (*lease_release)(struct store *s, const char *app, const char *owner, struct err *e);
+	int (*lease_get)(struct store *s, const char *app, struct store_lease *out, struct err *e);
+	/* Events with id > after, oldest first, at most limit. */
+	int (*events_after)(struct store *s, int64_t after, int limit,
+			    int (*cb)(void *ctx, const struct store_event *ev), void *ctx,
+			    struct err *e);
+	/* Deletes events recorded before `before`; returns how many. */
+	int (*events_purge)(struct store *s, int64_t before, struct err *e);
+	/* Counts jobs per state (for /metrics). */
+	int (*count_by_state)(struct store *s, int64_t out_counts[JOB_STATE_COUNT], struct err *e);
+};
+
+const struct store_job_ops *store_jobs(struct store *s);
+const char *job_state_name(enum job_state st);
+/* -EINVAL for an unknown name. */
+int job_state_parse(const char *name, enum job_state *out);
+
 
 /* The state directory: --state, else CAIRN_STATE, else $XDG_STATE_HOME/cairn, else
  * /var/lib/cairn for root, else ~/.local/state/cairn. Returns malloc'd path. */

@@ -1,0 +1,184 @@
+/* cli status: `cairn status` (an app's current and last good release, running and queued
+ * jobs, recorded upstreams) and `cairn history` (its deploy jobs) — API clients. */
+#include "cli/cli.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int run_status(int argc, char **argv);
+static int run_history(int argc, char **argv);
+
+const struct cli_command cli_cmd_status = {
+	.name = "status",
+	.run = run_status,
+	.summary = "an app's current and last good release, running job, upstreams",
+	.help = "NAME\n"
+		"    cairn status - where an app stands\n\n"
+		"SYNOPSIS\n"
+		"    cairn status [--app APP] [--addr HOST:PORT --token-file FILE] [--json]\n\n"
+		"DESCRIPTION\n"
+		"    Asks the controller for the app's current release, its last good release, the\n"
+		"    running and queued deploy jobs, the deploy lease, every host's instances as its\n"
+		"    agent reports them (release, pid, port, state, since when; an instance of\n"
+		"    another release than the current one is flagged) and the upstream set recorded\n"
+		"    by the last switch.\n\n"
+		"OPTIONS\n"
+		"    --app APP            the app (default: app of ./cairn.yml)\n"
+		"    --addr, --token-file the controller on TCP (default: STATE/cairn.sock)\n"
+		"    --json               the controller's answer as JSON\n\n"
+		"EXIT STATUS\n"
+		"    0 shown, 1 the controller could not be asked, 2 usage or unknown app.\n\n"
+		"EXAMPLES\n"
+		"    cairn status\n"
+		"    cairn status --app urlshort --json | jq .current\n",
+};
+
+const struct cli_command cli_cmd_history = {
+	.name = "history",
+	.run = run_history,
+	.summary = "an app's deploy jobs with outcome, timings and why",
+	.help = "NAME\n"
+		"    cairn history - deploy jobs, newest first\n\n"
+		"SYNOPSIS\n"
+		"    cairn history [--app APP] [--limit N] [--json]\n\n"
+		"DESCRIPTION\n"
+		"    Lists the app's deploy and rollback jobs: id, kind, state, release, when it\n"
+		"    was asked for, how long it ran, and why it failed or rolled back.\n\n"
+		"OPTIONS\n"
+		"    --app APP            the app (default: app of ./cairn.yml)\n"
+		"    --limit N            at most N jobs (default 20)\n"
+		"    --addr, --token-file the controller on TCP (default: STATE/cairn.sock)\n"
+		"    --json               {\"jobs\": [JOB…]}\n\n"
+		"EXIT STATUS\n"
+		"    0 listed, 1 the controller could not be asked, 2 usage.\n\n"
+		"EXAMPLES\n"
+		"    cairn history --limit 5\n",
+};
+
+static int get(const struct cli_command *cmd, int argc, char **argv, bool history)
+{
+	static const struct option opts[] = {
+		CLI_COMMON_OPTS, CLI_API_LONGOPTS, { "limit", required_argument, NULL, 'n' }, { 0 },
+	};
+	struct cli_ctx ctx = { .cmd = cmd->name };
+	struct cli_api_opts ao = { 0 };
+	struct cli_api a;
+	const char *app_flag = NULL;
+	char *app = NULL, path[160];
+	int limit = 20, c, r;
+	struct err e;
+	json_t *ans = NULL;
+	long status;
+
+	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1) {
+		if (cli_api_opt(&ao, &app_flag, c, optarg))
+			continue;
+		if (c == 'n' && history) {
+			limit = atoi(optarg);
+			if (limit <= 0)
+				return cli_usage(cmd, "--limit takes a positive number");
+			continue;
+		}
+		if ((r = cli_common_opt(&ctx, cmd, c, optarg)) >= 100)
+			return r - 100;
+		if (r == 0)
+			return cli_usage(cmd, "unexpected option");
+	}
+	if (optind < argc)
+		return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
+	if (cli_app_name(&ctx, app_flag, &app, &e) < 0)
+		return cli_fail(&ctx, &e);
+	if (cli_api_open(&ctx, &ao, &a, &e) < 0) {
+		free(app);
+		return cli_fail(&ctx, &e);
+	}
+	if (history)
+		snprintf(path, sizeof(path), "/v1/apps/%s/deploys?limit=%d", app, limit);
+	else
+		snprintf(path, sizeof(path), "/v1/apps/%s", app);
+	r = cli_api_call(&a, "GET", path, NULL, NULL, &status, &ans, &e);
+	if (r == 0 && !history) {
+		/* per host and instance, as the agents report them */
+		json_t *inst = NULL;
+		snprintf(path, sizeof(path), "/v1/apps/%s/instances", app);
+		if (cli_api_call(&a, "GET", path, NULL, NULL, &status, &inst, &e) == 0)
+			json_object_set(ans, "hosts", json_object_get(inst, "hosts"));
+		json_decref(inst);
+	}
+	cli_api_done(&a);
+	free(app);
+	if (r < 0)
+		return cli_fail(&ctx, &e);
+	if (ctx.json) {
+		json_dumpf(ans, stdout, JSON_COMPACT);
+		fputc('\n', stdout);
+	} else if (history) {
+		size_t i;
+		json_t *j;
+		printf("%-6s %-9s %-12s %-14s %-21s %s\n", "JOB", "KIND", "STATE", "RELEASE", "CREATED",
+		       "WHY");
+		json_array_foreach(json_object_get(ans, "jobs"), i, j)
+		{
+			const char *rel = json_string_value(json_object_get(j, "release"));
+			const char *err = json_string_value(json_object_get(j, "error"));
+			const char *reason = json_string_value(json_object_get(j, "reason"));
+			printf("%-6lld %-9s %-12s %-14.12s %-21s %s\n",
+			       (long long)json_integer_value(json_object_get(j, "id")),
+			       json_string_value(json_object_get(j, "kind")),
+			       json_string_value(json_object_get(j, "state")),
+			       rel && strlen(rel) > 7 ? rel + 7 : "?",
+			       json_string_value(json_object_get(j, "created_at")) ?: "",
+			       err ? err : reason ? reason : "");
+		}
+	} else {
+		const char *cur = json_string_value(json_object_get(ans, "current"));
+		const char *good = json_string_value(json_object_get(ans, "last_good"));
+		json_t *run = json_object_get(ans, "running_job");
+		printf("app:        %s\n", json_string_value(json_object_get(ans, "app")));
+		printf("current:    %s\n", cur ? cur : "(none deployed)");
+		printf("last good:  %s%s\n", good ? good : "(none)",
+		       cur && good && strcmp(cur, good) ? "   (current is NOT the last good release)" : "");
+		if (json_is_integer(run))
+			printf("running:    job %lld\n", (long long)json_integer_value(run));
+		if (json_array_size(json_object_get(ans, "queued_jobs")))
+			printf("queued:     %zu job(s)\n", json_array_size(json_object_get(ans, "queued_jobs")));
+		size_t i, k;
+		json_t *h, *in;
+		json_array_foreach(json_object_get(ans, "hosts"), i, h)
+		{
+			printf("host %s:%s\n", json_string_value(json_object_get(h, "host")),
+			       json_is_true(json_object_get(h, "ok")) ? "" : " (agent not reachable)");
+			json_array_foreach(json_object_get(h, "instances"), k, in)
+			{
+				const char *rel = json_string_value(json_object_get(in, "release"));
+				printf("  %-12s %-14.12s pid %-7lld port %-6lld %-9s since %s%s\n",
+				       json_string_value(json_object_get(in, "id")),
+				       rel && strlen(rel) > 7 ? rel + 7 : "?",
+				       (long long)json_integer_value(json_object_get(in, "pid")),
+				       (long long)json_integer_value(json_object_get(in, "port")),
+				       json_string_value(json_object_get(in, "state")),
+				       json_string_value(json_object_get(in, "started_at")) ?: "?",
+				       cur && rel && strcmp(rel, cur) ? "   (not the current release)" : "");
+			}
+		}
+		json_t *ups = json_object_get(ans, "upstreams");
+		if (ups) {
+			char *t = json_dumps(ups, JSON_COMPACT);
+			printf("upstreams:  %s\n", t ? t : "");
+			free(t);
+		}
+	}
+	json_decref(ans);
+	return 0;
+}
+
+static int run_status(int argc, char **argv)
+{
+	return get(&cli_cmd_status, argc, argv, false);
+}
+
+static int run_history(int argc, char **argv)
+{
+	return get(&cli_cmd_history, argc, argv, true);
+}

@@ -1,0 +1,417 @@
+/* controller/api-read: route dispatch (methods, 405s) and the handlers besides deploy
+ * submission — jobs, apps, leases, emergency stop and /metrics. Reads run on the loop thread;
+ * stop and unlock change state and go through the store worker. */
+#include "controller/controller-internal.h"
+
+#include "config/config.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void reply_store_error(struct evhttp_request *req, const struct err *e)
+{
+	server_reply_error(req, server_status_for(e), server_code_for(e), "%s", e->msg);
+}
+
+static void get_job(struct server *srv, struct evhttp_request *req, int64_t id)
+{
+	struct store_job j;
+	struct err e;
+	if (store_jobs(srv->rd)->get(srv->rd, id, &j, &e) < 0) {
+		reply_store_error(req, &e);
+		return;
+	}
+	json_t *o = api_job_json(srv->rd, &j, true);
+	server_reply_json(req, 200, o);
+}
+
+static int add_job(void *ctx, const struct store_job *j)
+{
+	void **c = ctx;
+	json_array_append_new(c[0], api_job_json(c[1], j, false));
+	return 0;
+}
+
+static void list_jobs(struct server *srv, struct evhttp_request *req, const char *app)
+{
+	struct evkeyvalq q;
+	struct err e;
+	int limit = 50;
+	const char *qs = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	char appbuf[STORE_APP_MAX] = "";
+	if (qs && evhttp_parse_query_str(qs, &q) == 0) {
+		const char *l = evhttp_find_header(&q, "limit"), *a = evhttp_find_header(&q, "app");
+		if (l && atoi(l) > 0)
+			limit = atoi(l) > 1000 ? 1000 : atoi(l);
+		if (a && !app && api_app_name_ok(a, strlen(a)))
+			snprintf(appbuf, sizeof(appbuf), "%s", a);
+		evhttp_clear_headers(&q);
+	}
+	if (!app && appbuf[0])
+		app = appbuf;
+	json_t *arr = json_array();
+	void *c[2] = { arr, srv->rd };
+	if (store_jobs(srv->rd)->list(srv->rd, app, 0, limit, add_job, c, &e) < 0) {
+		json_decref(arr);
+		reply_store_error(req, &e);
+		return;
+	}
+	server_reply_json(req, 200, json_pack("{s:o}", "jobs", arr));
+}
+
+struct rel_ctx {
+	json_t *arr;
+	const struct store_app *a;
+};
+
+static int add_release(void *ctx, const struct store_release *r)
+{
+	struct rel_ctx *rc = ctx;
+	char t[32];
+	time_fmt_rfc3339(r->created_at, t, sizeof(t));
+	json_array_append_new(rc->arr, json_pack("{s:s,s:s?,s:s,s:s,s:b,s:b}", "id", r->id, "tag",
+						 r->tag[0] ? r->tag : NULL, "created_at", t, "state",
+						 release_state_name(r->state), "current",
+						 !strcmp(r->id, rc->a->current), "last_good",
+						 !strcmp(r->id, rc->a->last_good)));
+	return 0;
+}
+
+static int add_queued(void *ctx, const struct store_job *j)
+{
+	json_array_append_new(ctx, json_integer(j->id));
+	return 0;
+}
+
+static void get_app(struct server *srv, struct evhttp_request *req, const char *app)
+{
+	const struct store_job_ops *J = store_jobs(srv->rd);
+	struct store_app a;
+	struct store_lease l;
+	struct err e;
+	json_t *rels = json_array(), *queued = json_array(), *o;
+	if (J->app_get(srv->rd, app, &a, &e) < 0 ||
+	    store_release_list(srv->rd, app, add_release, &(struct rel_ctx){ rels, &a }, &e) < 0 ||
+	    J->list(srv->rd, app, 1u << JOB_QUEUED, 0, add_queued, queued, &e) < 0) {
+		json_decref(rels);
+		json_decref(queued);
+		reply_store_error(req, &e);
+		return;
+	}
+	if (!a.current[0] && json_array_size(rels) == 0 && json_array_size(queued) == 0) {
+		json_decref(rels);
+		json_decref(queued);
+		server_reply_error(req, 404, "not_found",
+				   "no app '%s' here: build a release of it first ('cairn build')", app);
+		return;
+	}
+	o = json_pack("{s:s,s:s?,s:s?,s:o,s:o,s:o}", "app", app, "current",
+		      a.current[0] ? a.current : NULL, "last_good", a.last_good[0] ? a.last_good : NULL,
+		      "running_job", a.running_job ? json_integer(a.running_job) : json_null(),
+		      "queued_jobs", queued, "releases", rels);
+	if (a.upstreams[0]) {
+		json_t *u = json_loads(a.upstreams, 0, NULL);
+		json_object_set_new(o, "upstreams", u ? u : json_null());
+	}
+	if (J->lease_get(srv->rd, app, &l, &e) == 1)
+		json_object_set_new(o, "lease", json_pack("{s:s,s:I,s:I}", "owner", l.owner, "job",
+							  (json_int_t)l.job_id, "expires_in_ms",
+							  (json_int_t)(l.expires_at - time_now_ns() / 1000000)));
+	server_reply_json(req, 200, o);
+}
+
+static int add_app_name(void *ctx, const struct store_release *r)
+{
+	json_t *arr = ctx;
+	size_t i;
+	json_t *v;
+	json_array_foreach(arr, i, v) if (!strcmp(json_string_value(v), r->app)) return 0;
+	json_array_append_new(arr, json_string(r->app));
+	return 0;
+}
+
+static void list_apps(struct server *srv, struct evhttp_request *req)
+{
+	struct err e;
+	json_t *arr = json_array();
+	if (store_release_list(srv->rd, NULL, add_app_name, arr, &e) < 0) {
+		json_decref(arr);
+		reply_store_error(req, &e);
+		return;
+	}
+	server_reply_json(req, 200, json_pack("{s:o}", "apps", arr));
+}
+
+/* ---- stop and unlock: through the worker ------------------------------------------------------ */
+
+static int cancel_queued(void *ctx, const struct store_job *j)
+{
+	struct task *t = ctx;
+	struct err e;
+	if (store_jobs(t->srv->wr)->transition(t->srv->wr, j->id, JOB_QUEUED, JOB_CANCELLED, 0,
+					       "cancelled by an emergency stop", &e) == 0)
+		json_array_append_new(json_object_get(t->answer, "cancelled_jobs"), json_integer(j->id));
+	return 0;
+}
+
+static void stop_work(struct task *t)
+{
+	struct server *srv = t->srv;
+	struct store_app a;
+	struct config *cfg = NULL;
+	if (!srv->wr || store_jobs(srv->wr)->app_get(srv->wr, t->app, &a, &t->err) < 0) {
+		t->status = 500;
+		if (!srv->wr)
+			err_set(&t->err, EIO, "the state database is not open");
+		return;
+	}
+	t->answer = json_pack("{s:s,s:[],s:[]}", "app", t->app, "cancelled_jobs", "hosts");
+	store_jobs(srv->wr)->list(srv->wr, t->app, 1u << JOB_QUEUED, 0, cancel_queued, t, &t->err);
+	runners_cancel_app(srv, t->app);
+	const char *rel = a.current[0] ? a.current : NULL;
+	struct store_job running;
+	if (a.running_job && store_jobs(srv->wr)->get(srv->wr, a.running_job, &running, &t->err) == 0)
+		rel = running.release;
+	if (rel && plan_load(srv->o.state_dir, rel, &cfg, &t->err) < 0)
+		cfg = NULL;
+	size_t n = cfg ? cfg->n_hosts : 1;
+	for (size_t i = 0; i < n; i++) {
+		const char *host = cfg ? cfg->hosts[i].name : "local";
+		struct buf d;
+		struct err e;
+		buf_init(&d, STORE_DETAIL_MAX);
+		int r = srv->exec->ops->stop(srv->exec, t->app, host, &d, &e);
+		json_array_append_new(json_object_get(t->answer, "hosts"),
+				      json_pack("{s:s,s:b,s:s}", "host", host, "ok", r >= 0, "detail",
+						r >= 0 ? buf_str(&d) : e.msg));
+		buf_done(&d);
+	}
+	config_free(cfg);
+	t->status = 200;
+}
+
+static void lease_work(struct task *t)
+{
+	struct server *srv = t->srv;
+	struct store_lease l;
+	int had;
+	if (!srv->wr) {
+		t->status = 500;
+		err_set(&t->err, EIO, "the state database is not open");
+		return;
+	}
+	had = store_jobs(srv->wr)->lease_get(srv->wr, t->app, &l, &t->err);
+	int r = store_jobs(srv->wr)->lease_release(srv->wr, t->app, NULL, &t->err);
+	if (r < 0 || had < 0) {
+		t->status = 500;
+		return;
+	}
+	t->status = 200;
+	t->answer = json_pack("{s:s,s:b}", "app", t->app, "broken", r == 1);
+	if (had == 1) {
+		json_object_set_new(t->answer, "holder",
+				    json_pack("{s:s,s:I}", "owner", l.owner, "job", (json_int_t)l.job_id));
+		json_object_set_new(
+			t->answer, "risk",
+			json_string("if the holder still runs, it stops at its next step boundary; a step "
+				    "it is inside may still finish while another runner resumes the job"));
+	}
+}
+
+/* GET /v1/apps/{app}/instances: every host of the current release's plan, asked through the
+ * executor (blocking: the worker's job). */
+static void instances_work(struct task *t)
+{
+	struct server *srv = t->srv;
+	struct store_app a;
+	struct config *cfg = NULL;
+	if (!srv->wr || store_jobs(srv->wr)->app_get(srv->wr, t->app, &a, &t->err) < 0) {
+		t->status = 500;
+		if (!srv->wr)
+			err_set(&t->err, EIO, "the state database is not open");
+		return;
+	}
+	if (a.current[0] && plan_load(srv->o.state_dir, a.current, &cfg, &t->err) < 0)
+		cfg = NULL;
+	t->answer = json_pack("{s:s,s:s?,s:[]}", "app", t->app, "current",
+			      a.current[0] ? a.current : NULL, "hosts");
+	size_t n = cfg ? cfg->n_hosts : 1;
+	for (size_t i = 0; i < n; i++) {
+		const char *host = cfg ? cfg->hosts[i].name : "local";
+		json_t *arr = NULL;
+		struct err e;
+		int r = srv->exec->ops->instances(srv->exec, t->app, host, &arr, &e);
+		json_t *h = json_pack("{s:s,s:b}", "host", host, "ok", r >= 0);
+		if (r >= 0)
+			json_object_set_new(h, "instances", arr);
+		else
+			json_object_set_new(h, "error", json_string(e.msg));
+		json_array_append_new(json_object_get(t->answer, "hosts"), h);
+	}
+	config_free(cfg);
+	t->status = 200;
+}
+
+static void task_done_reply(struct task *t)
+{
+	if (t->route == ROUTE_UNLOCK)
+		runners_schedule(t->srv, t->app);
+	if (!t->req)
+		return;
+	if (t->status >= 400 || !t->answer)
+		server_reply_error(t->req, t->status >= 400 ? t->status : 500, server_code_for(&t->err),
+				   "%s", t->err.msg);
+	else
+		server_reply_json(t->req, t->status, json_incref(t->answer));
+}
+
+static void submit_task(struct server *srv, struct evhttp_request *req, const struct api_path *p,
+			task_fn work)
+{
+	struct task *t = calloc(1, sizeof(*t));
+	if (!t) {
+		server_reply_error(req, 503, "internal", "out of memory");
+		return;
+	}
+	t->req = req;
+	t->route = p->route;
+	snprintf(t->app, sizeof(t->app), "%s", p->app);
+	t->work = work;
+	t->done = task_done_reply;
+	server_submit(srv, t);
+}
+
+static void get_lease(struct server *srv, struct evhttp_request *req, const char *app)
+{
+	struct store_lease l;
+	struct err e;
+	int r = store_jobs(srv->rd)->lease_get(srv->rd, app, &l, &e);
+	if (r < 0)
+		reply_store_error(req, &e);
+	else if (r == 0)
+		server_reply_json(req, 200, json_pack("{s:s,s:n}", "app", app, "lease"));
+	else
+		server_reply_json(req, 200,
+				  json_pack("{s:s,s:{s:s,s:I,s:I}}", "app", app, "lease", "owner", l.owner,
+					    "job", (json_int_t)l.job_id, "expires_in_ms",
+					    (json_int_t)(l.expires_at - time_now_ns() / 1000000)));
+}
+
+/* ---- /metrics ------------------------------------------------------------------------------------ */
+
+static void metrics(struct server *srv, struct evhttp_request *req)
+{
+	static const char *const step_label[STEP_COUNT + 1] = {
+		"ensure_objects", "activate", "start", "health", "accept", "switch", "bake", "cleanup",
+		"rollback",
+	};
+	struct evbuffer *b = evbuffer_new();
+	int64_t counts[JOB_STATE_COUNT];
+	struct err e;
+	if (store_jobs(srv->rd)->count_by_state(srv->rd, counts, &e) == 0) {
+		evbuffer_add_printf(b, "# HELP cairn_jobs Deploy jobs by state.\n# TYPE cairn_jobs gauge\n");
+		for (int i = 0; i < JOB_STATE_COUNT; i++)
+			evbuffer_add_printf(b, "cairn_jobs{state=\"%s\"} %lld\n",
+					    job_state_name((enum job_state)i), (long long)counts[i]);
+	}
+	evbuffer_add_printf(b, "# HELP cairn_api_requests_total API requests by route and status.\n"
+			       "# TYPE cairn_api_requests_total counter\n");
+	for (struct metric_req *m = srv->metrics; m; m = m->next)
+		evbuffer_add_printf(b, "cairn_api_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+				    api_route_name(m->route), m->status, (unsigned long long)m->count);
+	evbuffer_add_printf(b, "# HELP cairn_step_duration_seconds Deploy step durations.\n"
+			       "# TYPE cairn_step_duration_seconds summary\n");
+	pthread_mutex_lock(&srv->rmu);
+	for (int i = 0; i <= STEP_COUNT; i++) {
+		evbuffer_add_printf(b, "cairn_step_duration_seconds_sum{step=\"%s\"} %.6f\n",
+				    step_label[i], srv->steps[i].sum_s);
+		evbuffer_add_printf(b, "cairn_step_duration_seconds_count{step=\"%s\"} %llu\n",
+				    step_label[i], (unsigned long long)srv->steps[i].count);
+	}
+	pthread_mutex_unlock(&srv->rmu);
+	int inflight = 0;
+	for (struct inflight *f = srv->inflight; f; f = f->next)
+		inflight++;
+	evbuffer_add_printf(b, "# HELP cairn_idempotency_inflight Keyed requests being recorded.\n"
+			       "# TYPE cairn_idempotency_inflight gauge\ncairn_idempotency_inflight %d\n",
+			    inflight);
+	evbuffer_add_printf(b, "# HELP cairn_event_streams Open event streams.\n"
+			       "# TYPE cairn_event_streams gauge\ncairn_event_streams %d\n",
+			    srv->n_subs);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+			  "text/plain; version=0.0.4");
+	evhttp_send_reply(req, 200, "OK", b);
+	evbuffer_free(b);
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------------ */
+
+static bool method_ok(struct evhttp_request *req, const char *allow, unsigned mask)
+{
+	if (evhttp_request_get_command(req) & mask)
+		return true;
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+	server_reply_error(req, 405, "method_not_allowed", "this endpoint takes %s", allow);
+	return false;
+}
+
+void api_handle(struct server *srv, struct evhttp_request *req, const struct api_path *p)
+{
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	switch (p->route) {
+	case ROUTE_DEPLOYS:
+		if (m == EVHTTP_REQ_GET)
+			list_jobs(srv, req, p->app);
+		else if (method_ok(req, "GET, POST", EVHTTP_REQ_POST))
+			api__submit(srv, req, p);
+		return;
+	case ROUTE_ROLLBACK:
+		if (method_ok(req, "POST", EVHTTP_REQ_POST))
+			api__submit(srv, req, p);
+		return;
+	case ROUTE_STOP:
+		if (method_ok(req, "POST", EVHTTP_REQ_POST))
+			submit_task(srv, req, p, stop_work);
+		return;
+	case ROUTE_UNLOCK:
+		if (m == EVHTTP_REQ_GET)
+			get_lease(srv, req, p->app);
+		else if (method_ok(req, "GET, DELETE", EVHTTP_REQ_DELETE))
+			submit_task(srv, req, p, lease_work);
+		return;
+	case ROUTE_INSTANCES:
+		if (method_ok(req, "GET", EVHTTP_REQ_GET))
+			submit_task(srv, req, p, instances_work);
+		return;
+	case ROUTE_APP:
+		if (method_ok(req, "GET", EVHTTP_REQ_GET))
+			get_app(srv, req, p->app);
+		return;
+	case ROUTE_APPS:
+		if (method_ok(req, "GET", EVHTTP_REQ_GET))
+			list_apps(srv, req);
+		return;
+	case ROUTE_JOB:
+		if (method_ok(req, "GET", EVHTTP_REQ_GET))
+			get_job(srv, req, p->job_id);
+		return;
+	case ROUTE_JOBS:
+		if (method_ok(req, "GET", EVHTTP_REQ_GET))
+			list_jobs(srv, req, NULL);
+		return;
+	case ROUTE_EVENTS:
+		if (method_ok(req, "GET", EVHTTP_REQ_GET))
+			events_subscribe(srv, req);
+		return;
+	case ROUTE_METRICS:
+		if (method_ok(req, "GET", EVHTTP_REQ_GET))
+			metrics(srv, req);
+		return;
+	default:
+		server_reply_error(req, 404, "not_found", "no such endpoint; see docs/controller.md");
+	}
+}

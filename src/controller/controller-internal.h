@@ -1,0 +1,222 @@
+/* controller-internal: what the controller's files share — the server (loop thread state),
+ * tasks for the store worker, job runners and the executor interface. Threads: the loop
+ * (evhttp, SSE, reads), one store worker (API writes), one runner per app with a job, and the
+ * keeper (lease renewal, deadlines, key purge). Each thread has its own store connection. */
+#ifndef CAIRN_CONTROLLER_INTERNAL_H
+#define CAIRN_CONTROLLER_INTERNAL_H
+
+#include "controller/controller.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+struct event_base;
+struct event;
+struct evhttp;
+struct evhttp_request;
+struct config;
+
+/* ---- timeouts (docs/timeouts.md is the table; keep both in step) ---------------------------- */
+#define CTL_LEASE_TTL_MS 15000          /* a lease not renewed for this long is free */
+#define CTL_LEASE_RENEW_MS 3000         /* keeper renews every lease this often (TTL > 3 × this) */
+#define CTL_JOB_DEADLINE_MS (30 * 60 * 1000) /* a running job's wall-clock bound */
+#define CTL_STEP_GRACE_MS 30000         /* past the deadline, a wedged step gets this long */
+#define CTL_API_TIMEOUT_S 30            /* evhttp read/write timeout per connection */
+#define CTL_AGENT_CALL_MS 20000         /* one agent request */
+#define CTL_AGENT_START_MS 10000        /* `cairn agent --daemon` must be listening by then */
+#define CTL_IDEM_TTL_MS (24LL * 3600 * 1000) /* published: keys kept 24 h */
+#define CTL_IDEM_PURGE_AFTER_MS (72LL * 3600 * 1000) /* purged after 72 h (margin over 24 h) */
+#define CTL_EVENTS_KEEP_MS (30LL * 24 * 3600 * 1000) /* the event log keeps 30 days */
+#define CTL_QUEUE_MAX 8                 /* queued deploys per app; beyond: 409 queue_full */
+#define CTL_SSE_MAX 256                 /* concurrent event streams */
+#define CTL_CONN_MAX 1024
+
+/* ---- executor: what a step does on a host ------------------------------------------------------ */
+
+struct exec_job {
+	int64_t id;
+	const char *app, *release, *from_release;
+	const struct config *cfg; /* the release's own cairn.yml */
+	const char *state_dir;
+	struct store *st;   /* the runner's connection (switch records upstreams) */
+	atomic_bool *abort; /* set by the keeper (deadline) or stop: long steps poll it */
+};
+
+struct executor;
+struct executor_ops {
+	const char *name;
+	/* Runs one step on one host; detail (JSON object text) says what happened. */
+	int (*step)(struct executor *x, const struct exec_job *j, const char *host, enum deploy_step s,
+		    struct buf *detail, struct err *e);
+	/* Undoes a host's part of the job: new instances stopped, the old upstreams recorded. */
+	int (*rollback)(struct executor *x, const struct exec_job *j, const char *host,
+			struct buf *detail, struct err *e);
+	/* After a crash interrupted step s: 1 it took effect, 0 it did not, <0 cannot tell. */
+	int (*reconcile)(struct executor *x, const struct exec_job *j, const char *host,
+			 enum deploy_step s, struct err *e);
+	/* The app's instances on the host as the agent reports them (a new JSON array). */
+	int (*instances)(struct executor *x, const char *app, const char *host, json_t **out,
+			 struct err *e);
+	/* Emergency stop of every instance of the app on the host. */
+	int (*stop)(struct executor *x, const char *app, const char *host, struct buf *detail,
+		    struct err *e);
+	void (*free)(struct executor *x);
+};
+struct executor {
+	const struct executor_ops *ops;
+};
+
+struct executor *exec_agent_new(const char *state_dir);
+#ifdef CAIRN_TEST_HOOKS
+/* CAIRN_TEST_EXECUTOR=log: records each step in CAIRN_TEST_EXEC_LOG (tests only). */
+struct executor *exec_log_new(void);
+#endif
+
+/* ---- runners ------------------------------------------------------------------------------------ */
+
+struct server;
+
+struct runner {
+	struct server *srv;
+	char app[STORE_APP_MAX];
+	pthread_t th;
+	atomic_llong job_id;
+	atomic_llong deadline_at;
+	atomic_bool abort;      /* deadline passed, stop or shutdown: long steps return early */
+	atomic_bool shutdown;   /* the controller stops: leave the job as it is, for the restart */
+	atomic_bool cancel;     /* stop: end the job as cancelled */
+	atomic_bool has_lease;  /* the runner took the app's lease */
+	atomic_bool lease_lost; /* someone broke our lease: touch nothing more */
+	atomic_bool done;       /* the thread has ended; the loop joins it */
+	char step[64];          /* "host/step" being run, for messages (under srv->rmu) */
+	struct runner *next;
+};
+
+struct step_metric {
+	double sum_s;
+	uint64_t count;
+};
+
+struct task;
+typedef void (*task_fn)(struct task *t);
+
+/* A unit of blocking work for the store worker; done() runs on the loop thread. */
+struct task {
+	struct server *srv;
+	task_fn work, done;
+	struct evhttp_request *req; /* NULL once the client went away */
+	char key[STORE_IDEM_KEY_MAX + 1]; /* idempotency key held in flight, "" none */
+	char app[STORE_APP_MAX];
+	struct api_deploy_body body;
+	enum api_route route;
+	int status;   /* answer: HTTP status */
+	json_t *answer; /* answer body (owned) */
+	struct err err;
+	struct task *next;
+};
+
+struct inflight {
+	char app[STORE_APP_MAX];
+	char key[STORE_IDEM_KEY_MAX + 1];
+	struct inflight *next;
+};
+
+struct sse_sub;
+
+/* One open client connection (loop thread): counted against CTL_CONN_MAX from its first
+ * request until it closes; what is waiting on it is told when it goes away. */
+struct conn_rec {
+	struct server *srv;
+	struct evhttp_connection *conn; /* borrowed */
+	struct task *task;   /* a request of it waiting for the worker, or NULL */
+	struct sse_sub *sub; /* its event stream, or NULL */
+	struct conn_rec *next;
+};
+
+struct metric_req {
+	enum api_route route;
+	int status;
+	uint64_t count;
+	struct metric_req *next;
+};
+
+struct server {
+	struct controller_opts o;
+	struct event_base *base;
+	struct evhttp *http;
+	struct store *rd; /* loop thread's connection (reads) */
+	struct store *wr; /* the store worker's connection */
+	struct executor *exec;
+	char owner[STORE_OWNER_MAX]; /* lease owner id of this process */
+	char *token;                 /* owned; bearer token for TCP, or NULL */
+	int lock_fd;
+
+	pthread_mutex_t mu; /* worker queues */
+	pthread_cond_t cv;
+	struct task *todo, *todo_tail, *finished;
+	bool stopping;
+	pthread_t worker, keeper;
+	struct event *done_ev, *notify_ev, *sigterm_ev, *sigint_ev;
+
+	pthread_mutex_t rmu; /* runners list and step metrics */
+	pthread_cond_t rcv;  /* wakes runners waiting for a lease, and the keeper */
+	struct runner *runners;
+	struct step_metric steps[STEP_COUNT + 1]; /* + rollback */
+
+	struct inflight *inflight;   /* loop thread only */
+	struct sse_sub *subs;        /* loop thread only */
+	int n_subs;
+	int64_t last_event;          /* highest event id broadcast */
+	struct metric_req *metrics;  /* loop thread only */
+	struct event *ping_ev;       /* SSE keep-alive timer (loop thread) */
+	struct conn_rec *conns;      /* open connections (loop thread), owned */
+	int n_conns;
+};
+
+/* server.c */
+void server_notify(struct server *srv); /* any thread: "new events / a runner ended" */
+void server_reply_json(struct evhttp_request *req, int status, json_t *body); /* takes body */
+void server_reply_error(struct evhttp_request *req, int status, const char *code, const char *fmt,
+			...) __attribute__((format(printf, 4, 5)));
+int server_status_for(const struct err *e);
+const char *server_code_for(const struct err *e);
+/* Queues a task for the worker (loop thread). */
+void server_submit(struct server *srv, struct task *t);
+int server_open_store(const struct server *srv, struct store **out, struct err *e);
+/* The record of a request's connection (NULL if none). */
+struct conn_rec *server_conn(struct server *srv, struct evhttp_request *req);
+
+/* api.c: POST deploys / rollback (loop thread) */
+void api__submit(struct server *srv, struct evhttp_request *req, const struct api_path *p);
+/* api-read.c: route dispatch and the other handlers (loop thread) */
+void api_handle(struct server *srv, struct evhttp_request *req, const struct api_path *p);
+json_t *api_job_json(struct store *st, const struct store_job *j, bool with_steps);
+
+/* events.c: server-sent events */
+void events_subscribe(struct server *srv, struct evhttp_request *req);
+void events_broadcast(struct server *srv);
+void events_close_all(struct server *srv);
+void events__gone(struct server *srv, struct sse_sub *s); /* its connection closed */
+
+/* runner.c */
+/* Starts a runner for every app with a queued or running job and none yet (loop thread). */
+void runners_schedule(struct server *srv, const char *app_or_null);
+/* Joins runners that ended and schedules again for their apps (loop thread). */
+void runners_reap(struct server *srv);
+void runners_stop_all(struct server *srv); /* on shutdown: abort, join */
+int keeper_start(struct server *srv);
+/* stop route helper (worker thread): abort the app's runner, mark it for cancel. */
+void runners_cancel_app(struct server *srv, const char *app);
+bool runner__stopping(struct runner *rn);
+void *runner__main(void *arg); /* the runner thread (runner.c) */
+bool runner__wait(struct runner *rn, int64_t ms);
+
+/* The release's own cairn.yml (runner.c): the plan of a deploy (hosts, checks, timeouts). */
+int plan_load(const char *state_dir, const char *release, struct config **out, struct err *e);
+
+/* test hooks (runner.c; no-ops without CAIRN_TEST_HOOKS) */
+void test_hook_after_step(const char *step, const char *host);
+void test_hook_delay(const char *env_name);
+
+#endif

@@ -1,0 +1,406 @@
+/* controller/exec-agent: the deploy executor that drives a host's agent over its HTTP API
+ * (briefs: agent API v1) — activate, start, probe, acceptance checks against each new
+ * instance, record the new upstreams, stop the old instances. Until the proxy exists, switch
+ * only records the upstream set and bake watches nothing; both say so in their detail. */
+#include "controller/controller-internal.h"
+
+#include "agent/agent.h"
+#include "base/httpc.h"
+#include "config/config.h"
+#include "release/release.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct agent_exec {
+	struct executor base;
+	char *sock; /* owned: <state>/agent.sock */
+};
+
+/* One agent call through the agent's client; *out gets the parsed answer (2xx only). */
+static int agent_call(struct agent_exec *ax, const char *host, const char *method, const char *path,
+		      json_t *body, int64_t timeout_ms, json_t **out, struct err *e)
+{
+	struct agent_client *c = NULL;
+	long status = 0;
+	int r;
+	if (strcmp(host, "local")) {
+		json_decref(body);
+		return err_set(e, CAIRN_EINPUT,
+			       "host %s is reached over SSH, and this controller drives the local agent "
+			       "only; deploy to hosts: [local]", host);
+	}
+	r = agent_client_new_unix(ax->sock, timeout_ms ? timeout_ms : CTL_AGENT_CALL_MS, &c, e);
+	if (r == 0)
+		r = agent_client_call(c, method, path, body, &status, out, e);
+	if (r < 0)
+		err_prefix(e, "agent on %s", host);
+	agent_client_free(c);
+	json_decref(body);
+	return r;
+}
+
+/* Instances of the app on the host whose release is (or, with `other`, is not) `release` and
+ * that are not stopped or failed. Returns a new array. */
+static int instances(struct agent_exec *ax, const struct exec_job *j, const char *host,
+		     const char *release, bool other, json_t **out, struct err *e)
+{
+	char path[256];
+	json_t *ans, *arr = json_array(), *v;
+	size_t i;
+	snprintf(path, sizeof(path), "/v1/apps/%s/instances", j->app);
+	int r = agent_call(ax, host, "GET", path, NULL, 0, &ans, e);
+	if (r < 0) {
+		json_decref(arr);
+		return r;
+	}
+	json_array_foreach(json_object_get(ans, "instances"), i, v)
+	{
+		const char *rel = json_string_value(json_object_get(v, "release"));
+		const char *st = json_string_value(json_object_get(v, "state"));
+		if (!rel || !st || !strcmp(st, "stopped") || !strcmp(st, "failed"))
+			continue;
+		if ((strcmp(rel, release) == 0) != other)
+			json_array_append(arr, v);
+	}
+	json_decref(ans);
+	*out = arr;
+	return 0;
+}
+
+static void sleep_ms(int64_t ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+static int health(struct agent_exec *ax, const struct exec_job *j, const char *host,
+		  struct buf *detail, struct err *e)
+{
+	const struct config *cfg = j->cfg;
+	json_t *insts, *v;
+	size_t i;
+	int r = instances(ax, j, host, j->release, false, &insts, e);
+	if (r < 0)
+		return r;
+	if (json_array_size(insts) == 0) {
+		json_decref(insts);
+		return err_set(e, CAIRN_ECHECK, "no instance of the release runs on %s", host);
+	}
+	int64_t deadline = time_mono_ns() / 1000000 + cfg->health.start_deadline_ms;
+	json_array_foreach(insts, i, v)
+	{
+		const char *iid = json_string_value(json_object_get(v, "id"));
+		char path[256];
+		int ok_in_row = 0;
+		snprintf(path, sizeof(path), "/v1/apps/%s/instances/%s/probe", j->app, iid ? iid : "");
+		while (ok_in_row < cfg->health.healthy_after) {
+			json_t *ans = NULL;
+			if (atomic_load(j->abort)) {
+				r = err_set(e, ECANCELED, "stopped while probing %s", iid);
+				goto out;
+			}
+			if (time_mono_ns() / 1000000 > deadline) {
+				r = err_set(e, CAIRN_ECHECK,
+					    "instance %s on %s was not healthy within start_deadline (%lld ms)",
+					    iid, host, (long long)cfg->health.start_deadline_ms);
+				goto out;
+			}
+			json_t *body = json_pack("{s:s?,s:I}", "http", cfg->health.http, "timeout_ms",
+						 (json_int_t)cfg->health.timeout_ms);
+			if ((r = agent_call(ax, host, "POST", path, body,
+					    cfg->health.timeout_ms + CTL_AGENT_CALL_MS, &ans, e)) < 0)
+				goto out;
+			ok_in_row = json_is_true(json_object_get(ans, "ok")) ? ok_in_row + 1 : 0;
+			json_decref(ans);
+			if (ok_in_row < cfg->health.healthy_after)
+				sleep_ms(cfg->health.interval_ms);
+		}
+	}
+	buf_addf(detail, "{\"healthy\":%zu}", json_array_size(insts));
+out:
+	json_decref(insts);
+	return r;
+}
+
+static int accept_one(const struct config_check *c, long port, struct err *e)
+{
+	char base[64];
+	struct strv hdrs;
+	snprintf(base, sizeof(base), "http://127.0.0.1:%ld", port);
+	strv_init(&hdrs);
+	for (size_t i = 0; i < c->n_headers; i++)
+		strv_push_owned(&hdrs, xasprintf("%s: %s", c->headers[i].name, c->headers[i].value));
+	struct httpc hc = { .base_url = base, .timeout_ms = c->expect_max_latency_ms
+								   ? c->expect_max_latency_ms * 4 + 1000
+								   : 10000 };
+	struct httpc_req rq = { .method = c->method, .path = c->path, .headers = (const char *const *)hdrs.v,
+				.body = c->body, .body_n = c->body ? strlen(c->body) : 0 };
+	struct httpc_resp resp;
+	buf_init(&resp.body, 1024 * 1024);
+	int r = httpc_do(&hc, &rq, &resp, e);
+	if (r == 0 && resp.status != c->expect_status)
+		r = err_set(e, CAIRN_ECHECK, "acceptance '%s': %s %s answered %ld, expected %d", c->name,
+			    c->method, c->path, resp.status, c->expect_status);
+	else if (r == 0 && c->expect_body_contains && !strstr(buf_str(&resp.body), c->expect_body_contains))
+		r = err_set(e, CAIRN_ECHECK, "acceptance '%s': the answer does not contain \"%s\"",
+			    c->name, c->expect_body_contains);
+	else if (r == 0 && c->expect_max_latency_ms && resp.latency_ms > c->expect_max_latency_ms)
+		r = err_set(e, CAIRN_ECHECK, "acceptance '%s': took %lld ms, more than max_latency %lld ms",
+			    c->name, (long long)resp.latency_ms, (long long)c->expect_max_latency_ms);
+	buf_done(&resp.body);
+	strv_done(&hdrs);
+	return r;
+}
+
+static int acceptance(struct agent_exec *ax, const struct exec_job *j, const char *host,
+		      struct buf *detail, struct err *e)
+{
+	json_t *insts, *v;
+	size_t i;
+	int r = instances(ax, j, host, j->release, false, &insts, e);
+	if (r < 0)
+		return r;
+	json_array_foreach(insts, i, v)
+	{
+		long port = (long)json_integer_value(json_object_get(v, "port"));
+		for (size_t k = 0; r == 0 && k < j->cfg->n_acceptance; k++)
+			r = accept_one(&j->cfg->acceptance[k], port, e);
+		if (r < 0)
+			break;
+	}
+	if (r == 0)
+		buf_addf(detail, "{\"checks\":%zu,\"instances\":%zu}", j->cfg->n_acceptance,
+			 json_array_size(insts));
+	json_decref(insts);
+	return r;
+}
+
+/* The upstream set of a release on a host, recorded for the proxy (switch). */
+static int record_upstreams(struct agent_exec *ax, const struct exec_job *j, const char *host,
+			    const char *release, struct buf *detail, struct err *e)
+{
+	json_t *insts, *v, *ups = json_array();
+	size_t i;
+	int r = release[0] ? instances(ax, j, host, release, false, &insts, e) : 0;
+	if (r < 0) {
+		json_decref(ups);
+		return r;
+	}
+	if (release[0]) {
+		json_array_foreach(insts, i, v)
+		{
+			char addr[64];
+			snprintf(addr, sizeof(addr), "127.0.0.1:%lld",
+				 (long long)json_integer_value(json_object_get(v, "port")));
+			json_array_append_new(ups, json_pack("{s:s,s:s}", "addr", addr, "release", release));
+		}
+		json_decref(insts);
+	}
+	json_t *rec = json_pack("{s:s,s:s,s:o,s:s}", "host", host, "release", release, "upstreams", ups,
+				"proxy", "none yet: the upstream set is recorded, no traffic moves");
+	char *txt = json_dumps(rec, JSON_COMPACT);
+	json_decref(rec);
+	if (!txt)
+		return err_set(e, ENOMEM, "out of memory");
+	r = store_jobs(j->st)->app_set_upstreams(j->st, j->app, txt, e);
+	if (r == 0)
+		buf_adds(detail, txt);
+	free(txt);
+	return r;
+}
+
+static int stop_where(struct agent_exec *ax, const struct exec_job *j, const char *host,
+		      const char *release, bool other, size_t *out_n, struct err *e)
+{
+	json_t *insts, *v;
+	size_t i;
+	int r = instances(ax, j, host, release, other, &insts, e);
+	if (r < 0)
+		return r;
+	*out_n = 0;
+	json_array_foreach(insts, i, v)
+	{
+		char path[256];
+		snprintf(path, sizeof(path), "/v1/apps/%s/instances/%s", j->app,
+			 json_string_value(json_object_get(v, "id")));
+		if ((r = agent_call(ax, host, "DELETE", path, NULL,
+				    j->cfg->run.stop_timeout_ms + CTL_AGENT_CALL_MS, NULL, e)) < 0)
+			break;
+		(*out_n)++;
+	}
+	json_decref(insts);
+	return r;
+}
+
+static int ax_step(struct executor *x, const struct exec_job *j, const char *host,
+		   enum deploy_step s, struct buf *detail, struct err *e)
+{
+	struct agent_exec *ax = (struct agent_exec *)x;
+	char path[256];
+	json_t *ans = NULL;
+	size_t n;
+	int r;
+
+	switch (s) {
+	case STEP_ENSURE_OBJECTS: {
+		/* the local agent reads this state directory's object store: verify it is whole */
+		struct objstore *os = NULL;
+		if ((r = objstore_open(j->state_dir, &os, e)) == 0)
+			r = release_verify(os, j->release, NULL, NULL, e);
+		objstore_free(os);
+		if (r == 0)
+			buf_addf(detail, "{\"verified\":true}");
+		return r;
+	}
+	case STEP_ACTIVATE:
+		snprintf(path, sizeof(path), "/v1/releases/%s/activate", j->release);
+		if ((r = agent_call(ax, host, "POST", path, json_object(), 0, &ans, e)) == 0) {
+			buf_addf(detail, "{\"path\":\"%s\"}",
+				 json_string_value(json_object_get(ans, "path")) ?: "");
+			json_decref(ans);
+		}
+		return r;
+	case STEP_START: {
+		json_t *env = json_object();
+		snprintf(path, sizeof(path), "/v1/apps/%s/instances", j->app);
+		json_t *body = json_pack("{s:s,s:i,s:o,s:I,s:s}", "release", j->release, "count",
+					 j->cfg->instances, "env", env, "stop_timeout_ms",
+					 (json_int_t)j->cfg->run.stop_timeout_ms, "stop_signal",
+					 config_signal_name(j->cfg->run.stop_signal) ?: "SIGTERM");
+		if ((r = agent_call(ax, host, "POST", path, body, 0, &ans, e)) == 0) {
+			char *txt = json_dumps(json_pack("{s:O}", "instances",
+							 json_object_get(ans, "instances")),
+					       JSON_COMPACT);
+			if (txt && strlen(txt) < STORE_DETAIL_MAX - 1)
+				buf_adds(detail, txt);
+			free(txt);
+			json_decref(ans);
+		}
+		return r;
+	}
+	case STEP_HEALTH:
+		return health(ax, j, host, detail, e);
+	case STEP_ACCEPT:
+		return acceptance(ax, j, host, detail, e);
+	case STEP_SWITCH:
+		return record_upstreams(ax, j, host, j->release, detail, e);
+	case STEP_BAKE:
+		buf_addf(detail, "{\"skipped\":\"no proxy on %s yet: no traffic to watch\"}", host);
+		return 0;
+	case STEP_CLEANUP:
+		if ((r = stop_where(ax, j, host, j->release, true, &n, e)) == 0)
+			buf_addf(detail, "{\"stopped\":%zu}", n);
+		return r;
+	default:
+		return err_set(e, EINVAL, "unknown step %d", (int)s);
+	}
+}
+
+static int ax_rollback(struct executor *x, const struct exec_job *j, const char *host,
+		       struct buf *detail, struct err *e)
+{
+	struct agent_exec *ax = (struct agent_exec *)x;
+	struct buf ups;
+	size_t n = 0;
+	int r = stop_where(ax, j, host, j->release, false, &n, e);
+	if (r < 0)
+		return r;
+	buf_init(&ups, STORE_DETAIL_MAX);
+	r = record_upstreams(ax, j, host, j->from_release, &ups, e);
+	if (r == 0)
+		buf_addf(detail, "{\"stopped_new\":%zu,\"upstreams\":%s}", n, buf_str(&ups));
+	buf_done(&ups);
+	return r;
+}
+
+static int ax_reconcile(struct executor *x, const struct exec_job *j, const char *host,
+			enum deploy_step s, struct err *e)
+{
+	struct agent_exec *ax = (struct agent_exec *)x;
+	json_t *insts;
+	size_t n;
+	int r;
+	switch (s) {
+	case STEP_START:
+		if ((r = instances(ax, j, host, j->release, false, &insts, e)) < 0)
+			return r;
+		n = json_array_size(insts);
+		json_decref(insts);
+		if (n == 0)
+			return 0;
+		if (n >= (size_t)j->cfg->instances)
+			return 1;
+		return err_set(e, CAIRN_ECHECK, "%zu of %d instances run on %s", n, j->cfg->instances,
+			       host);
+	case STEP_CLEANUP:
+		if ((r = instances(ax, j, host, j->release, true, &insts, e)) < 0)
+			return r;
+		n = json_array_size(insts);
+		json_decref(insts);
+		return n == 0;
+	default:
+		return 0; /* the rest converge: running them again is safe */
+	}
+}
+
+static int ax_stop(struct executor *x, const char *app, const char *host, struct buf *detail,
+		   struct err *e)
+{
+	struct agent_exec *ax = (struct agent_exec *)x;
+	char path[256];
+	json_t *ans = NULL;
+	snprintf(path, sizeof(path), "/v1/apps/%s/stop", app);
+	int r = agent_call(ax, host, "POST", path, json_pack("{s:i}", "timeout_ms", 2000), 5000, &ans, e);
+	if (r == 0) {
+		buf_addf(detail, "{\"stopped\":%lld}",
+			 (long long)json_integer_value(json_object_get(ans, "stopped")));
+		json_decref(ans);
+	}
+	return r;
+}
+
+static int ax_instances(struct executor *x, const char *app, const char *host, json_t **out,
+			struct err *e)
+{
+	struct agent_exec *ax = (struct agent_exec *)x;
+	char path[256];
+	json_t *ans = NULL;
+	snprintf(path, sizeof(path), "/v1/apps/%s/instances", app);
+	int r = agent_call(ax, host, "GET", path, NULL, 5000, &ans, e);
+	if (r == 0) {
+		json_t *arr = json_object_get(ans, "instances");
+		*out = json_is_array(arr) ? json_incref(arr) : json_array();
+		json_decref(ans);
+	}
+	return r;
+}
+
+static void ax_free(struct executor *x)
+{
+	struct agent_exec *ax = (struct agent_exec *)x;
+	free(ax->sock);
+	free(ax);
+}
+
+static const struct executor_ops agent_ops = {
+	.name = "agent",
+	.step = ax_step,
+	.rollback = ax_rollback,
+	.reconcile = ax_reconcile,
+	.instances = ax_instances,
+	.stop = ax_stop,
+	.free = ax_free,
+};
+
+struct executor *exec_agent_new(const char *state_dir)
+{
+	struct agent_exec *ax = calloc(1, sizeof(*ax));
+	if (!ax)
+		return NULL;
+	ax->base.ops = &agent_ops;
+	ax->sock = fs_join(state_dir, "agent.sock");
+	return &ax->base;
+}

@@ -1,0 +1,381 @@
+/* controller/runner: one thread per app with work — it holds the app's lease, moves jobs
+ * through the state machine and runs their steps through the executor, recording each step
+ * before and after it runs. After a crash it resumes a running job from its recorded steps:
+ * a step recorded done is never run again; an interrupted one is reconciled with the host. */
+#include "controller/controller-internal.h"
+
+#include "config/config.h"
+#include "release/release.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- test hooks: compiled only with -Dtest_hooks=true ------------------------------------------- */
+
+void test_hook_after_step(const char *step, const char *host)
+{
+#ifdef CAIRN_TEST_HOOKS
+	const char *v = getenv("CAIRN_TEST_CRASH_AFTER");
+	size_t n = strlen(step);
+	if (!v || strncmp(v, step, n) || (v[n] && v[n] != ':'))
+		return;
+	if (v[n] == ':' && strcmp(v + n + 1, host))
+		return;
+	fprintf(stderr, "cairn serve: test hook: crashing after %s on %s\n", step, host);
+	_exit(137);
+#else
+	(void)step, (void)host;
+#endif
+}
+
+void test_hook_delay(const char *env_name)
+{
+#ifdef CAIRN_TEST_HOOKS
+	const char *v = getenv(env_name);
+	long ms = v ? atol(v) : 0;
+	if (ms > 0) {
+		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+#else
+	(void)env_name;
+#endif
+}
+
+/* ---- the plan ----------------------------------------------------------------------------------- */
+
+int plan_load(const char *state_dir, const char *release, struct config **out, struct err *e)
+{
+	struct objstore *os = NULL;
+	struct manifest *m = NULL;
+	struct buf b;
+	int r;
+	buf_init(&b, CONFIG_MAX_BYTES);
+	if ((r = objstore_open(state_dir, &os, e)) < 0 || (r = release_load(os, release, &m, e)) < 0)
+		goto out;
+	const struct manifest_entry *ent = manifest_find(m, CONFIG_DEFAULT_NAME);
+	if (!ent || ent->type != MANIFEST_FILE) {
+		r = err_set(e, CAIRN_EINPUT, "release %.19s has no %s; build it from a directory with one",
+			    release, CONFIG_DEFAULT_NAME);
+		goto out;
+	}
+	if ((r = objstore_read(os, ent->digest, &b, e)) < 0)
+		goto out;
+	r = config_parse(CONFIG_DEFAULT_NAME, NULL, b.data ? b.data : "", b.len, out, e);
+out:
+	buf_done(&b);
+	manifest_free(m);
+	objstore_free(os);
+	return r;
+}
+
+static int copy_first(void *ctx, const struct store_job *j)
+{
+	*(struct store_job *)ctx = *j;
+	return 1;
+}
+
+/* ---- one job ------------------------------------------------------------------------------------ */
+
+#define STEP_ROLLBACK STEP_COUNT
+
+struct rec {
+	int attempt;
+	char state[8]; /* "" none, "started", "done", "failed" */
+};
+
+struct jobrun {
+	struct runner *rn;
+	struct store *st;
+	struct store_job job;
+	struct config *cfg;
+	struct rec *recs; /* [host * (STEP_COUNT + 1) + step] */
+	char error[STORE_DETAIL_MAX];
+};
+
+static int host_index(const struct jobrun *jr, const char *host)
+{
+	for (size_t i = 0; i < jr->cfg->n_hosts; i++)
+		if (!strcmp(jr->cfg->hosts[i].name, host))
+			return (int)i;
+	return -1;
+}
+
+static int load_rec(void *ctx, const struct store_step *st)
+{
+	struct jobrun *jr = ctx;
+	int h = host_index(jr, st->host), s;
+	enum deploy_step ds;
+	if (h < 0)
+		return 0;
+	if (!strcmp(st->step, "rollback"))
+		s = STEP_ROLLBACK;
+	else if (deploy_step_parse(st->step, &ds) == 0)
+		s = ds;
+	else
+		return 0;
+	struct rec *r = &jr->recs[h * (STEP_COUNT + 1) + s];
+	if (st->attempt >= r->attempt) {
+		r->attempt = st->attempt;
+		snprintf(r->state, sizeof(r->state), "%s", st->state);
+	}
+	return 0;
+}
+
+static const char *step_label(int s)
+{
+	return s == STEP_ROLLBACK ? "rollback" : deploy_step_name((enum deploy_step)s);
+}
+
+static void note_step(struct runner *rn, const char *host, int s, int64_t dur_ns)
+{
+	pthread_mutex_lock(&rn->srv->rmu);
+	if (host)
+		snprintf(rn->step, sizeof(rn->step), "%s on %s", step_label(s), host);
+	else
+		rn->step[0] = '\0';
+	if (dur_ns >= 0) {
+		rn->srv->steps[s].sum_s += (double)dur_ns / 1e9;
+		rn->srv->steps[s].count++;
+	}
+	pthread_mutex_unlock(&rn->srv->rmu);
+}
+
+/* Runs (or, after a crash, reconciles) one step. 0 done, <0 failed (jr->error set),
+ * 1 stop now without touching anything more (lease lost). */
+static int run_step(struct jobrun *jr, const struct exec_job *xj, size_t h, int s)
+{
+	struct runner *rn = jr->rn;
+	struct server *srv = rn->srv;
+	struct executor *x = srv->exec;
+	const char *host = jr->cfg->hosts[h].name;
+	struct rec *rec = &jr->recs[h * (STEP_COUNT + 1) + s];
+	const struct store_job_ops *J = store_jobs(jr->st);
+	struct err e;
+	struct buf d;
+	int attempt, r;
+
+	if (!strcmp(rec->state, "done"))
+		return 0;
+	if (!strcmp(rec->state, "failed")) {
+		snprintf(jr->error, sizeof(jr->error), "%s on %s failed (see its detail)", step_label(s),
+			 host);
+		return -1;
+	}
+	if (atomic_load(&rn->lease_lost) || atomic_load(&rn->shutdown))
+		return 1;
+	if (!strcmp(rec->state, "started")) {
+		/* a crash interrupted it: ask the host what happened before doing anything */
+		int took = s == STEP_ROLLBACK ? 0 : x->ops->reconcile(x, xj, host, (enum deploy_step)s, &e);
+		if (took == 1) {
+			J->step_end(jr->st, jr->job.id, host, step_label(s), rec->attempt, true,
+				    "{\"reconciled\":\"the host reports the step took effect\"}", &e);
+			server_notify(srv);
+			return 0;
+		}
+		bool again = took == 0 && (s == STEP_ROLLBACK || s == STEP_START || s == STEP_CLEANUP ||
+					   deploy_step_rerunnable((enum deploy_step)s));
+		J->step_end(jr->st, jr->job.id, host, step_label(s), rec->attempt, false,
+			    again ? "{\"interrupted\":\"controller stopped during the step; the host "
+				    "reports no effect, so it runs again\"}"
+				  : "{\"interrupted\":\"controller stopped during the step and the host "
+				    "cannot tell whether it took effect\"}",
+			    &e);
+		server_notify(srv);
+		if (!again) {
+			snprintf(jr->error, sizeof(jr->error),
+				 "%s on %s was interrupted and cannot be reconciled", step_label(s), host);
+			return -1;
+		}
+	}
+	if (s != STEP_ROLLBACK && (atomic_load(&rn->abort) || atomic_load(&rn->cancel))) {
+		snprintf(jr->error, sizeof(jr->error), "%s before %s on %s",
+			 atomic_load(&rn->cancel) ? "stopped" : "job deadline passed", step_label(s), host);
+		return -1;
+	}
+	if ((r = J->step_begin(jr->st, jr->job.id, host, step_label(s), &attempt, &e)) < 0) {
+		snprintf(jr->error, sizeof(jr->error), "recording %s: %s", step_label(s), e.msg);
+		return -1;
+	}
+	server_notify(srv);
+	note_step(rn, host, s, -1);
+	test_hook_delay("CAIRN_TEST_STEP_DELAY_MS");
+	buf_init(&d, STORE_DETAIL_MAX - 1);
+	int64_t t0 = time_mono_ns();
+	if (s == STEP_ROLLBACK)
+		r = x->ops->rollback(x, xj, host, &d, &e);
+	else
+		r = x->ops->step(x, xj, host, (enum deploy_step)s, &d, &e);
+	note_step(rn, NULL, s, time_mono_ns() - t0);
+	if (r < 0 && atomic_load(&rn->shutdown)) {
+		/* cut short by the shutdown: left "started", the restart reconciles it */
+		buf_done(&d);
+		return 1;
+	}
+	if (r < 0) {
+		json_t *dj = json_pack("{s:s}", "error", e.msg);
+		char *txt = dj ? json_dumps(dj, JSON_COMPACT) : NULL;
+		json_decref(dj);
+		snprintf(jr->error, sizeof(jr->error), "%s on %s: %s", step_label(s), host, e.msg);
+		J->step_end(jr->st, jr->job.id, host, step_label(s), attempt, false, txt, &e);
+		free(txt);
+	} else if (J->step_end(jr->st, jr->job.id, host, step_label(s), attempt, true,
+			       d.len ? buf_str(&d) : NULL, &e) < 0) {
+		snprintf(jr->error, sizeof(jr->error), "recording %s: %s", step_label(s), e.msg);
+		r = -1;
+	}
+	buf_done(&d);
+	server_notify(srv);
+	if (r >= 0) {
+		snprintf(rec->state, sizeof(rec->state), "done");
+		test_hook_after_step(step_label(s), host);
+	}
+	return r < 0 ? -1 : 0;
+}
+
+static void finish_job(struct jobrun *jr, enum job_state to, const char *error)
+{
+	struct err e;
+	if (!job_transition_allowed(JOB_RUNNING, to))
+		return;
+	if (store_jobs(jr->st)->transition(jr->st, jr->job.id, JOB_RUNNING, to, 0, error, &e) < 0)
+		log_warn("controller", "job %lld: %s", (long long)jr->job.id, e.msg);
+	else
+		log_info("controller", "job %lld (%s): %s%s%s", (long long)jr->job.id, jr->job.app,
+			 job_state_name(to), error ? ": " : "", error ? error : "");
+	server_notify(jr->rn->srv);
+}
+
+static void run_job(struct runner *rn, struct store *st, struct store_job *job)
+{
+	struct jobrun jr;
+	struct err e;
+	memset(&jr, 0, sizeof(jr));
+	jr.rn = rn;
+	jr.st = st;
+	jr.job = *job;
+	if (plan_load(rn->srv->o.state_dir, job->release, &jr.cfg, &e) < 0) {
+		finish_job(&jr, JOB_FAILED, e.msg);
+		return;
+	}
+	jr.recs = calloc(jr.cfg->n_hosts * (STEP_COUNT + 1), sizeof(*jr.recs));
+	if (!jr.recs || store_jobs(st)->steps(st, job->id, load_rec, &jr, &e) < 0) {
+		finish_job(&jr, JOB_FAILED, jr.recs ? e.msg : "out of memory");
+		goto out;
+	}
+	struct exec_job xj = { job->id, job->app, job->release, job->from_release, jr.cfg,
+			       rn->srv->o.state_dir, st, &rn->abort };
+	int r = 0;
+	/* hosts one at a time (rollout.parallel > 1 runs them in turn as well) */
+	for (size_t h = 0; r == 0 && h < jr.cfg->n_hosts; h++)
+		for (int s = 0; r == 0 && s < STEP_COUNT; s++)
+			r = run_step(&jr, &xj, h, s);
+	if (r > 0)
+		goto out; /* lease lost: the new holder decides */
+	if (r == 0) {
+		finish_job(&jr, JOB_SUCCEEDED, NULL);
+		goto out;
+	}
+	/* failed: undo every host that was touched, newest first */
+	char why[STORE_DETAIL_MAX];
+	snprintf(why, sizeof(why), "%s", jr.error);
+	bool undone = true;
+	for (size_t k = jr.cfg->n_hosts; k-- > 0;) {
+		bool touched = false;
+		for (int s = 0; s < STEP_COUNT; s++)
+			touched |= jr.recs[k * (STEP_COUNT + 1) + s].state[0] != '\0';
+		if (touched && run_step(&jr, &xj, k, STEP_ROLLBACK) != 0)
+			undone = false;
+	}
+	if (atomic_load(&rn->lease_lost) || atomic_load(&rn->shutdown))
+		goto out;
+	if (atomic_load(&rn->cancel))
+		finish_job(&jr, JOB_CANCELLED, why);
+	else if (undone && job->from_release[0] && jr.cfg->rollout.auto_rollback)
+		finish_job(&jr, JOB_ROLLED_BACK, why);
+	else
+		finish_job(&jr, JOB_FAILED, why);
+out:
+	free(jr.recs);
+	config_free(jr.cfg);
+}
+
+/* The runner thread: takes the lease, then runs the app's running job (recovery) and its
+ * queued jobs in order, and ends when none is left. */
+void *runner__main(void *arg)
+{
+	struct runner *rn = arg;
+	struct server *srv = rn->srv;
+	const struct store_job_ops *J;
+	struct store *st = NULL;
+	struct store_job job;
+	struct err e;
+	bool have_lease = false;
+
+	if (server_open_store(srv, &st, &e) < 0) {
+		log_error("controller", "runner for %s: %s", rn->app, e.msg);
+		goto out;
+	}
+	J = store_jobs(st);
+	while (!atomic_load(&rn->lease_lost)) {
+		int found = 0;
+		struct store_job first;
+		/* a running job first (a crash or a broken lease left it), then the oldest queued */
+		if (J->list(st, rn->app, 1u << JOB_RUNNING, 1, copy_first, &first, &e) > 0) {
+			job = first;
+			found = 1;
+		} else if ((found = J->next_queued(st, rn->app, &job, &e)) < 0) {
+			log_error("controller", "runner for %s: %s", rn->app, e.msg);
+			break;
+		}
+		if (found == 0)
+			break;
+		atomic_store(&rn->job_id, job.id);
+		while (!have_lease) {
+			struct store_lease holder;
+			int64_t now = time_now_ns() / 1000000;
+			int r = J->lease_acquire(st, rn->app, srv->owner, job.id, now, CTL_LEASE_TTL_MS,
+						 &holder, &e);
+			if (r < 0) {
+				log_error("controller", "lease of %s: %s", rn->app, e.msg);
+				goto out;
+			}
+			if (r == 1) {
+				have_lease = true;
+				atomic_store(&rn->has_lease, true);
+				break;
+			}
+			/* someone else holds it: wait for it to be released or to expire */
+			if (runner__wait(rn, holder.expires_at - now + 50))
+				goto out;
+		}
+		if (job.state == JOB_QUEUED) {
+			int64_t deadline = time_now_ns() / 1000000 + CTL_JOB_DEADLINE_MS;
+			if (J->transition(st, job.id, JOB_QUEUED, JOB_RUNNING, deadline, NULL, &e) < 0) {
+				log_warn("controller", "job %lld: %s", (long long)job.id, e.msg);
+				continue;
+			}
+			job.state = JOB_RUNNING;
+			job.deadline_at = deadline;
+			if (J->get(st, job.id, &job, &e) < 0)
+				break;
+			server_notify(srv);
+		}
+		atomic_store(&rn->deadline_at, job.deadline_at);
+		atomic_store(&rn->abort, job.deadline_at && time_now_ns() / 1000000 > job.deadline_at);
+		run_job(rn, st, &job);
+		atomic_store(&rn->deadline_at, 0);
+		if (runner__stopping(rn))
+			break;
+	}
+out:
+	if (have_lease && st && !atomic_load(&rn->lease_lost))
+		J->lease_release(st, rn->app, srv->owner, &e);
+	store_close(st);
+	atomic_store(&rn->done, true);
+	server_notify(srv);
+	return NULL;
+}

@@ -1,0 +1,116 @@
+"""The controller with the real agent: urlshort v1 deploys (three instances pass health and
+acceptance), v2 (story 003's bug) fails acceptance and is rolled back to v1, and a controller
+killed right after `start` resumes without starting the instances a second time."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+
+import pytest
+
+from conftest import BIN, EXAMPLES
+from agentlib import answers
+from ctlutil import Controller, has_test_hooks, wait_for
+
+needs_hooks = pytest.mark.skipif(not has_test_hooks(), reason="needs a -Dtest_hooks=true build")
+
+
+class AgentController(Controller):
+    """A controller that uses (and starts) the real local agent."""
+
+    def __init__(self, cairn, tmp):
+        super().__init__(cairn, tmp)
+        for k in ("CAIRN_TEST_EXECUTOR", "CAIRN_TEST_EXEC_LOG"):
+            self.base_env.pop(k, None)
+
+    def start(self, env=None):
+        e = dict(self.base_env)
+        if env:
+            e.update(env)
+        log = open(self.cairn.state.parent / f"serve-{len(self.logs)}.log", "w")
+        self.logs.append(log.name)
+        self.proc = subprocess.Popen([BIN, "serve"], env=e, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_for(self._up, what="controller socket")
+        return self
+
+
+def agent_instances(cairn):
+    p = cairn.run("agent", "status", "--json", check=0)
+    return json.loads(p.stdout)
+
+
+@pytest.fixture
+def urlshort(cairn, tmp_path):
+    cairn.state.mkdir(parents=True, exist_ok=True)
+    src = tmp_path / "urlshort"
+    shutil.copytree(EXAMPLES / "urlshort", src)
+    ids = {}
+    for v in ("v1", "v2"):
+        out = cairn.run("build", "--tag", v, cwd=src / v, check=0).stdout
+        ids[v] = out.strip().splitlines()[-1]
+    ctl = AgentController(cairn, tmp_path)
+    yield ctl, ids, src
+    ctl.stop()
+    st = cairn.run("agent", "status", "--json")
+    cairn.run("agent", "--stop-all")
+    if st.returncode == 0:
+        pid = json.loads(st.stdout)["pid"]
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
+                 open(f"/proc/{pid}/stat").read().split()[2] == "Z", what="agent to stop")
+
+
+def serving(ids, cairn, rel):
+    return [i for i in agent_instances(cairn)["instances"]
+            if i["release"] == ids[rel] and i["state"] in ("running", "starting")]
+
+
+def test_deploy_then_bad_release_rolls_back(cairn, urlshort):
+    ctl, ids, src = urlshort
+    ctl.start()
+    p = cairn.run("deploy", "v1", "--wait", cwd=src / "v1", check=0, timeout=180)
+    assert "succeeded" in p.stdout
+    assert len(serving(ids, cairn, "v1")) == 3
+    p = cairn.run("deploy", "v2", "--wait", cwd=src / "v1", check=1, timeout=180)
+    assert "rolled_back" in p.stdout and "acceptance 'shorten'" in p.stdout
+    st = cairn.json("status", cwd=src / "v1")
+    assert st["current"] == ids["v1"] and st["last_good"] == ids["v1"]
+    assert len(serving(ids, cairn, "v1")) == 3 and serving(ids, cairn, "v2") == []
+    ups = st["upstreams"]["upstreams"]
+    assert len(ups) == 3 and {u["release"] for u in ups} == {ids["v1"]}
+    hosts = st["hosts"]
+    assert [h["host"] for h in hosts] == ["local"] and hosts[0]["ok"]
+    assert {i["release"] for i in hosts[0]["instances"]} == {ids["v1"]}
+    p = cairn.run("status", cwd=src / "v1", check=0)
+    assert "host local:" in p.stdout and p.stdout.count("running") == 3
+    assert "not the current release" not in p.stdout
+
+
+@needs_hooks
+@pytest.mark.parametrize("step", ["ensure_objects", "activate", "start", "health", "accept",
+                                  "switch", "bake", "cleanup"])
+def test_crash_after_each_step_does_not_repeat_it(cairn, urlshort, step):
+    ctl, ids, src = urlshort
+    ctl.start(env={"CAIRN_TEST_CRASH_AFTER": f"{step}:local"})
+    st, b, _ = ctl.request("POST", "/v1/apps/urlshort/deploys", {"release": "v1"},
+                           {"Idempotency-Key": "once"})
+    assert st == 202
+    assert ctl.proc.wait(timeout=120) == 137
+    # the instances keep serving while the controller is down: a client sees no failure
+    inst = serving(ids, cairn, "v1")
+    assert len(inst) == (3 if step not in ("ensure_objects", "activate") else 0)
+    for i in inst:
+        wait_for(lambda: answers(i["port"]), what="instance to answer")
+    failed = sum(1 for _ in range(30) for i in inst if not answers(i["port"]))
+    assert failed == 0
+    ctl.start()
+    j = ctl.wait_terminal(b["id"], timeout=180)
+    assert j["state"] == "succeeded", j
+    for name in ("ensure_objects", "activate", "start", "health", "accept", "switch", "bake",
+                 "cleanup"):
+        runs = [s for s in j["steps"] if s["step"] == name]
+        assert len(runs) == 1 and runs[0]["state"] == "done", (name, j["steps"])
+    assert len(serving(ids, cairn, "v1")) == 3
+    assert len(agent_instances(cairn)["instances"]) == 3
