@@ -15,6 +15,7 @@ const struct cli_command *const cli_commands[] = {
 	&cli_cmd_diff,
 	&cli_cmd_export,
 	&cli_cmd_import,
+	&cli_cmd_fault,
 	NULL,
 };
 

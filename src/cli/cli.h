@@ -65,5 +65,6 @@ extern const struct cli_command cli_cmd_init;
 extern const struct cli_command cli_cmd_pins;
 extern const struct cli_command cli_cmd_export;
 extern const struct cli_command cli_cmd_import;
+extern const struct cli_command cli_cmd_fault;
 
 #endif
