@@ -53,6 +53,8 @@ int net_resolve_tcp(const char *addr, bool passive, struct net_addr *out, size_t
 	size_t n = 0;
 	int r;
 
+	if (passive && addr && !addr[0])
+		addr = ":0"; /* Go: "" listens on every interface, any port */
 	if (net_split_hostport(addr, host, sizeof host, port, sizeof port) < 0)
 		return err_set(e, CAIRN_EINPUT, "address %s: missing port in address (want HOST:PORT)",
 			       addr);
