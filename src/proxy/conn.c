@@ -155,8 +155,9 @@ static void conn_open(struct loop *lp, struct conn *c)
 		proxy__stages_build(lp, &c->link[d], p->chain[d], p->n_chain[d], now, &cl);
 		proxy__timer_arm(lp, &c->link[d].idle, proxy__idle_deadline(&c->link[d]));
 	}
+	int lb = c->ups->v[c->up_ent].label;
 	if (p->has_proto && p->proto.conn_open)
-		c->proto_state = p->proto.conn_open(p->proto.mod, p->labels[0].name);
+		c->proto_state = p->proto.conn_open(p->proto.mod, lb >= 0 ? p->labels[lb].name : "");
 	if (c->ups != p->ups) /* the set changed while connecting: drain like the others */
 		proxy__timer_arm(lp, &c->tm, now + lp->eng->o.drain_timeout_ms * 1000000);
 }

@@ -173,13 +173,17 @@ void proxy__label_add(struct lproxy *p, int label, int field, uint64_t n)
 
 static int label_slot(struct lproxy *p, const char *name)
 {
-	int free_slot = -1;
+	int free_slot = -1, idle_slot = -1;
 	for (size_t i = 0; i < ARRAY_SIZE(p->labels); i++) {
 		if (p->labels[i].used && !strcmp(p->labels[i].name, name))
 			return (int)i;
-		if (free_slot < 0 && (!p->labels[i].used || p->labels[i].s.conns_active == 0))
+		if (free_slot < 0 && !p->labels[i].used)
 			free_slot = (int)i;
+		if (idle_slot < 0 && p->labels[i].used && p->labels[i].s.conns_active == 0)
+			idle_slot = (int)i;
 	}
+	if (free_slot < 0) /* all taken: the counters of a label with no connection go */
+		free_slot = idle_slot;
 	if (free_slot < 0)
 		return -1;
 	memset(&p->labels[free_slot], 0, sizeof p->labels[free_slot]);

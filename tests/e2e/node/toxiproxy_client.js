@@ -8,14 +8,21 @@ const { Toxiproxy } = require(path.join(process.argv[4], "node_modules", "toxipr
 const api = process.argv[2];
 const upstream = process.argv[3];
 
+// The fastest of five round trips on one connection: load on the machine only adds delay.
 function rtt(listen) {
   return new Promise((resolve, reject) => {
     const i = listen.lastIndexOf(":");
     const s = net.connect({ host: listen.slice(0, i), port: +listen.slice(i + 1) });
     s.setNoDelay(true);
     let t0;
-    s.on("connect", () => { t0 = process.hrtime.bigint(); s.write("x"); });
-    s.on("data", () => { const ms = Number(process.hrtime.bigint() - t0) / 1e6; s.destroy(); resolve(ms); });
+    let best = Infinity;
+    let left = 5;
+    const ping = () => { t0 = process.hrtime.bigint(); s.write("x"); };
+    s.on("connect", ping);
+    s.on("data", () => {
+      best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e6);
+      if (--left > 0) ping(); else { s.destroy(); resolve(best); }
+    });
     s.on("error", reject);
   });
 }
