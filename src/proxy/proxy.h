@@ -50,6 +50,8 @@ struct proxy_engine_opts {
 	int64_t connect_timeout_ms; /* per upstream connect attempt (5 s) */
 	uint64_t seed;            /* toxicity and jitter RNG (0: from the clock) */
 	bool no_splice;           /* always the buffered path (for benchmarks) */
+	bool coarse_timers;       /* sleep straight to deadlines (no final short naps): less CPU,
+				   * but wake-ups may be late by milliseconds on a busy machine */
 };
 
 int proxy_engine_new(const struct proxy_engine_opts *o, struct proxy_engine **out, struct err *e);

@@ -135,6 +135,24 @@ class TcpServer:
         self.t.join(5)
 
 
+def nap_recv(c, n):
+    """recv that never sleeps longer than 0.2 ms: a thread that sleeps for milliseconds can wake
+    milliseconds late on a busy (virtual) machine, which would be measured as proxy latency."""
+    while True:
+        r, _, _ = select.select([c], [], [], 0.0002)
+        if r:
+            return c.recv(n)
+
+
+def precise_echo_handler(c):
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while True:
+        d = nap_recv(c, 65536)
+        if not d:
+            return
+        c.sendall(d)
+
+
 def echo_handler(c):
     c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     while True:
@@ -188,6 +206,18 @@ def rtt(c, payload=b"x"):
     t = time.perf_counter()
     c.sendall(payload)
     recv_exact(c, len(payload))
+    return time.perf_counter() - t
+
+
+def rtt_precise(c, payload=b"x"):
+    t = time.perf_counter()
+    c.sendall(payload)
+    got = 0
+    while got < len(payload):
+        d = nap_recv(c, len(payload) - got)
+        if not d:
+            raise EOFError("EOF")
+        got += len(d)
     return time.perf_counter() - t
 
 
