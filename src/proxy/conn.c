@@ -351,8 +351,10 @@ static bool link_read(struct loop *lp, struct link *l)
 					conn_abort(lp, c, errno);
 					return false;
 				}
+				/* bigger pipes, fewer splices; the default stays if the limit says no */
+				fcntl(l->pipe[1], F_SETPIPE_SZ, PROXY_PIPE_SIZE);
 			}
-			n = splice(sfd, NULL, l->pipe[1], NULL, PROXY_SPLICE_MAX,
+			n = splice(sfd, NULL, l->pipe[1], NULL, PROXY_PIPE_SIZE,
 				   SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
 			if (n > 0) {
 				l->pipe_bytes += (size_t)n;

@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 #define PROXY_CHUNK 32768 /* read size of the buffered path (Toxiproxy's io.Copy buffer) */
-#define PROXY_SPLICE_MAX 65536
+#define PROXY_PIPE_SIZE (1 << 20) /* splice path: bytes in flight per direction */
 #define TIME_INF INT64_MAX
 
 #define container_of(p, T, m) ((T *)(void *)((char *)(p) - offsetof(T, m)))
