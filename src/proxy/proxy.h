@@ -82,8 +82,8 @@ int proxy_engine_disable(struct proxy_engine *eng, int64_t id);
 int proxy_engine_enable(struct proxy_engine *eng, int64_t id, const char *listen,
 			char out_addr[NET_ADDR_STRLEN], struct err *e);
 /* Replaces one direction's chain. Live connections take the new chain at once: state of a toxic
- * kept by name, toxicity re-rolled for every toxic of that direction (Toxiproxy restarts the
- * stubs); a removed `timeout` toxic closes the connections it sat on. */
+ * kept by name, toxicity re-rolled for every toxic of that direction (Toxiproxy restarts
+ * them all); a removed `timeout` toxic closes the connections it sat on. */
 int proxy_engine_set_toxics(struct proxy_engine *eng, int64_t id, enum proxy_dir dir,
 			    const struct proxy_toxic *chain, size_t n);
 

@@ -353,7 +353,7 @@ void proxy__stages_build(struct loop *lp, struct link *l, const struct proxy_tox
 				s->count = l->stages[k].count;
 				s->busy = l->stages[k].busy == TIME_INF ? now : l->stages[k].busy;
 			}
-		/* every stub of the direction restarts, so toxicity is rolled again */
+		/* Toxiproxy restarts every toxic of the direction: toxicity is rolled again */
 		s->active = s->tx.toxicity >= 1.0f || proxy__rand01(lp) < (double)s->tx.toxicity;
 		if (s->active && s->tx.type == TOXIC_TIMEOUT && s->tx.a[0] > 0)
 			s->deadline = now + s->tx.a[0] * MS;
