@@ -30,6 +30,25 @@ int fault__toxic_in(json_t *j, struct fault_toxic_in *out, struct err *e);
 int fault__attrs_in(json_t *attrs, enum proxy_toxic_type t, int64_t a[3], struct err *e);
 int fault__stream_parse(const char *s, enum proxy_dir *out);
 
+struct ftoxic {
+	struct proxy_toxic t;
+	char *stream; /* owned: echoed exactly as sent */
+	enum proxy_dir dir;
+};
+
+/* A proxy of the fault layer; the names and texts are its own. */
+struct fproxy {
+	char *name, *listen, *upstream; /* owned */
+	bool enabled;
+	int64_t id; /* engine proxy */
+	struct ftoxic tox[2][PROXY_TOXICS_MAX];
+	size_t n_tox[2];
+};
+
+void fault__put_toxic(struct buf *b, const struct ftoxic *t);
+void fault__put_toxics(struct buf *b, const struct fproxy *p);
+void fault__put_proxy(struct buf *b, const struct fproxy *p);
+
 /* Output, byte for byte as Go's json.Marshal writes it (HTML-safe escaping, float32). */
 void fault__json_str(struct buf *b, const char *s);
 void fault__json_float32(struct buf *b, float f);

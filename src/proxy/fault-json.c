@@ -256,6 +256,48 @@ void fault__json_float32(struct buf *b, float f)
 	buf_adds(b, tmp);
 }
 
+void fault__put_toxic(struct buf *b, const struct ftoxic *t)
+{
+	const char *const *names = proxy_toxic_attr_names(t->t.type);
+	buf_adds(b, "{\"attributes\":{");
+	for (size_t i = 0; names[i]; i++)
+		buf_addf(b, "%s\"%s\":%lld", i ? "," : "", names[i], (long long)t->t.a[i]);
+	buf_adds(b, "},\"name\":");
+	fault__json_str(b, t->t.name);
+	buf_addf(b, ",\"type\":\"%s\",\"stream\":", proxy_toxic_type_name(t->t.type));
+	fault__json_str(b, t->stream);
+	buf_adds(b, ",\"toxicity\":");
+	fault__json_float32(b, t->t.toxicity);
+	buf_addc(b, '}');
+}
+
+void fault__put_toxics(struct buf *b, const struct fproxy *p)
+{
+	bool first = true;
+	buf_addc(b, '[');
+	for (int d = 0; d < 2; d++) /* the upstream chain first, then downstream */
+		for (size_t i = 0; i < p->n_tox[d]; i++) {
+			if (!first)
+				buf_addc(b, ',');
+			first = false;
+			fault__put_toxic(b, &p->tox[d][i]);
+		}
+	buf_addc(b, ']');
+}
+
+void fault__put_proxy(struct buf *b, const struct fproxy *p)
+{
+	buf_adds(b, "{\"name\":");
+	fault__json_str(b, p->name);
+	buf_adds(b, ",\"listen\":");
+	fault__json_str(b, p->listen);
+	buf_adds(b, ",\"upstream\":");
+	fault__json_str(b, p->upstream);
+	buf_addf(b, ",\"enabled\":%s,\"toxics\":", p->enabled ? "true" : "false");
+	fault__put_toxics(b, p);
+	buf_addc(b, '}');
+}
+
 int fault__parse_any(const char *body, size_t n, struct err *e)
 {
 	json_t *j = NULL;

@@ -8,20 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct ftoxic {
-	struct proxy_toxic t;
-	char *stream; /* owned: echoed exactly as sent */
-	enum proxy_dir dir;
-};
-
-struct fproxy {
-	char *name, *listen, *upstream; /* owned */
-	bool enabled;
-	int64_t id; /* engine proxy */
-	struct ftoxic tox[2][PROXY_TOXICS_MAX];
-	size_t n_tox[2];
-};
-
 struct fault {
 	struct proxy_engine *eng; /* borrowed */
 	pthread_mutex_t mu;
@@ -78,50 +64,6 @@ static struct fproxy *find(struct fault *f, const char *name, size_t *out_idx)
 	return NULL;
 }
 
-/* ---- output ---- */
-
-static void put_toxic(struct buf *b, const struct ftoxic *t)
-{
-	const char *const *names = proxy_toxic_attr_names(t->t.type);
-	buf_adds(b, "{\"attributes\":{");
-	for (size_t i = 0; names[i]; i++)
-		buf_addf(b, "%s\"%s\":%lld", i ? "," : "", names[i], (long long)t->t.a[i]);
-	buf_adds(b, "},\"name\":");
-	fault__json_str(b, t->t.name);
-	buf_addf(b, ",\"type\":\"%s\",\"stream\":", proxy_toxic_type_name(t->t.type));
-	fault__json_str(b, t->stream);
-	buf_adds(b, ",\"toxicity\":");
-	fault__json_float32(b, t->t.toxicity);
-	buf_addc(b, '}');
-}
-
-static void put_toxics(struct buf *b, const struct fproxy *p)
-{
-	bool first = true;
-	buf_addc(b, '[');
-	for (int d = 0; d < 2; d++) /* the upstream chain first, then downstream */
-		for (size_t i = 0; i < p->n_tox[d]; i++) {
-			if (!first)
-				buf_addc(b, ',');
-			first = false;
-			put_toxic(b, &p->tox[d][i]);
-		}
-	buf_addc(b, ']');
-}
-
-static void put_proxy(struct buf *b, const struct fproxy *p)
-{
-	buf_adds(b, "{\"name\":");
-	fault__json_str(b, p->name);
-	buf_adds(b, ",\"listen\":");
-	fault__json_str(b, p->listen);
-	buf_adds(b, ",\"upstream\":");
-	fault__json_str(b, p->upstream);
-	buf_addf(b, ",\"enabled\":%s,\"toxics\":", p->enabled ? "true" : "false");
-	put_toxics(b, p);
-	buf_addc(b, '}');
-}
-
 static int reply_err(struct fault_reply *out, int status, const char *msg)
 {
 	buf_reset(&out->body);
@@ -157,8 +99,11 @@ static int start(struct fault *f, struct fproxy *p, struct err *e)
 	int r = proxy_engine_enable(f->eng, p->id, p->listen, bound, e);
 	if (r < 0)
 		return r;
+	char *nl = strdup(bound);
+	if (!nl)
+		return err_set(e, ENOMEM, "out of memory");
 	free(p->listen);
-	p->listen = xstrdup(bound);
+	p->listen = nl;
 	p->enabled = true;
 	return 0;
 }
@@ -174,13 +119,20 @@ static void stop(struct fault *f, struct fproxy *p)
 static struct fproxy *create(struct fault *f, const char *name, const char *listen,
 			     const char *upstream, bool enabled, struct err *e)
 {
-	struct fproxy *p = xcalloc(1, sizeof *p);
+	struct fproxy *p = calloc(1, sizeof *p);
 	char bound[NET_ADDR_STRLEN];
 	struct proxy_upstream up = { upstream, NULL };
 
-	p->name = xstrdup(name);
-	p->listen = xstrdup(listen);
-	p->upstream = xstrdup(upstream);
+	if (p) {
+		p->name = strdup(name);
+		p->listen = strdup(listen);
+		p->upstream = strdup(upstream);
+	}
+	if (!p || !p->name || !p->listen || !p->upstream) {
+		fproxy_free(p);
+		err_set(e, ENOMEM, "out of memory");
+		return NULL;
+	}
 	int64_t id = proxy_engine_add(f->eng, listen, &up, 1, false, bound, e);
 	if (id < 0) {
 		fproxy_free(p);
@@ -195,11 +147,19 @@ static struct fproxy *create(struct fault *f, const char *name, const char *list
 	return p;
 }
 
-static void insert(struct fault *f, struct fproxy *p)
+/* Adds p (sorted by name), or frees it and fails with -ENOMEM. */
+static int insert(struct fault *f, struct fproxy *p)
 {
 	if (f->n == f->cap) {
-		f->cap = f->cap ? 2 * f->cap : 8;
-		f->v = xrealloc(f->v, f->cap * sizeof *f->v);
+		size_t nc = f->cap ? 2 * f->cap : 8;
+		struct fproxy **nv = reallocarray(f->v, nc, sizeof *nv);
+		if (!nv) {
+			proxy_engine_remove(f->eng, p->id);
+			fproxy_free(p);
+			return -ENOMEM;
+		}
+		f->v = nv;
+		f->cap = nc;
 	}
 	size_t i = f->n;
 	while (i > 0 && strcmp(f->v[i - 1]->name, p->name) > 0) {
@@ -208,6 +168,7 @@ static void insert(struct fault *f, struct fproxy *p)
 	}
 	f->v[i] = p;
 	f->n++;
+	return 0;
 }
 
 static void drop(struct fault *f, size_t idx)
@@ -229,7 +190,7 @@ static int proxies_list(struct fault *f, struct fault_reply *out)
 			buf_addc(&out->body, ',');
 		fault__json_str(&out->body, f->v[i]->name);
 		buf_addc(&out->body, ':');
-		put_proxy(&out->body, f->v[i]);
+		fault__put_proxy(&out->body, f->v[i]);
 	}
 	buf_addc(&out->body, '}');
 	return reply_ok(out, 200);
@@ -260,9 +221,10 @@ static int proxy_create(struct fault *f, const char *body, size_t n, struct faul
 					  in.enabled != 0, &e);
 		if (!p) {
 			r = reply_err(out, 500, e.msg);
+		} else if (insert(f, p) < 0) {
+			r = reply_err(out, 500, "out of memory");
 		} else {
-			insert(f, p);
-			put_proxy(&out->body, p);
+			fault__put_proxy(&out->body, p);
 			r = reply_ok(out, 201);
 		}
 	}
@@ -294,7 +256,7 @@ static void put_populate(struct buf *b, struct fproxy **done, size_t n, bool nul
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			buf_addc(b, ',');
-		put_proxy(b, done[i]);
+		fault__put_proxy(b, done[i]);
 	}
 	buf_addc(b, ']');
 }
@@ -324,7 +286,10 @@ static int populate(struct fault *f, const char *body, size_t n, struct fault_re
 			    "bad request body: json: cannot unmarshal %s into Go value of type []struct { proxy.Proxy; Enabled *bool \"json:\\\"enabled\\\"\" }",
 			    json_is_object(j) ? "object" : json_is_string(j) ? "string" : "number");
 	cnt = json_is_array(j) ? json_array_size(j) : 0;
-	struct fault_proxy_in *ins = xcalloc(cnt ? cnt : 1, sizeof *ins);
+	struct fault_proxy_in *ins = calloc(cnt ? cnt : 1, sizeof *ins);
+	struct fproxy **done = calloc(cnt ? cnt : 1, sizeof *done);
+	if (!ins || !done)
+		r = err_set(&e, ENOMEM, "out of memory");
 	for (i = 0; r == 0 && i < cnt; i++) { /* validate everything before creating anything */
 		v = json_array_get(j, i);
 		r = fault__proxy_in(v, &ins[i], &e);
@@ -337,12 +302,13 @@ static int populate(struct fault *f, const char *body, size_t n, struct fault_re
 	if (r == 0 && f->n + cnt > FAULT_PROXIES_MAX)
 		r = err_set(&e, CAIRN_EINPUT, "too many proxies");
 	if (r < 0) {
-		populate_fail(out, 400, e.msg, NULL, 0);
+		int st = e.code == ENOMEM ? 500 : 400;
+		populate_fail(out, st, e.msg, NULL, 0);
 		free(ins);
+		free(done);
 		json_decref(j);
-		return 400;
+		return st;
 	}
-	struct fproxy **done = xcalloc(cnt ? cnt : 1, sizeof *done);
 	size_t nd = 0;
 	int status = 201;
 	for (i = 0; i < cnt; i++) {
@@ -358,11 +324,10 @@ static int populate(struct fault *f, const char *body, size_t n, struct fault_re
 			drop(f, idx);
 		struct fproxy *p = create(f, ins[i].name, listen, ins[i].upstream, ins[i].enabled != 0,
 					  &e);
-		if (!p) {
+		if (!p || (insert(f, p) < 0 && err_set(&e, ENOMEM, "out of memory"))) {
 			status = 500;
 			break;
 		}
-		insert(f, p);
 		done[nd++] = p;
 	}
 	if (status != 201) {
@@ -402,7 +367,13 @@ static int proxy_update(struct fault *f, struct fproxy *p, const char *body, siz
 			struct proxy_upstream up = { upstream, NULL };
 			proxy_engine_set_upstreams(f->eng, p->id, &up, 1, &e);
 		}
-		char *nl = xstrdup(listen), *nu = xstrdup(upstream);
+		char *nl = strdup(listen), *nu = strdup(upstream);
+		if (!nl || !nu) {
+			free(nl);
+			free(nu);
+			json_decref(j);
+			return reply_err(out, 500, "out of memory");
+		}
 		free(p->listen);
 		free(p->upstream);
 		p->listen = nl;
@@ -417,7 +388,7 @@ static int proxy_update(struct fault *f, struct fproxy *p, const char *body, siz
 	json_decref(j);
 	if (r < 0)
 		return reply_err(out, 500, e.msg);
-	put_proxy(&out->body, p);
+	fault__put_proxy(&out->body, p);
 	return reply_ok(out, 200);
 }
 
@@ -443,7 +414,7 @@ static int toxic_create(struct fault *f, struct fproxy *p, const char *body, siz
 	enum proxy_toxic_type type;
 	int d;
 	size_t k;
-	char name[PROXY_TOXIC_NAME_MAX];
+	char name[PROXY_TOXIC_NAME_MAX], *sdup = NULL;
 	int r = fault__json_load(body, n, &j, &e);
 	if (r == 0)
 		r = fault__toxic_in(j, &in, &e);
@@ -469,15 +440,17 @@ static int toxic_create(struct fault *f, struct fproxy *p, const char *body, siz
 		r = reply_err(out, 400, e.msg);
 	else if (p->n_tox[dir] >= PROXY_TOXICS_MAX)
 		r = reply_err(out, 400, "too many toxics in this direction");
+	else if (!(sdup = strdup(stream)))
+		r = reply_err(out, 500, "out of memory");
 	else {
 		struct ftoxic *ft = &p->tox[dir][p->n_tox[dir]++];
 		memcpy(t.name, name, sizeof name);
 		t.type = type;
 		ft->t = t;
-		ft->stream = xstrdup(stream);
+		ft->stream = sdup;
 		ft->dir = dir;
 		push_chain(f, p, dir);
-		put_toxic(&out->body, ft);
+		fault__put_toxic(&out->body, ft);
 		r = reply_ok(out, 200);
 	}
 	json_decref(j);
@@ -504,7 +477,7 @@ static int toxic_update(struct fault *f, struct fproxy *p, struct ftoxic *t, con
 	if (in.has_toxicity)
 		t->t.toxicity = in.toxicity;
 	push_chain(f, p, t->dir);
-	put_toxic(&out->body, t);
+	fault__put_toxic(&out->body, t);
 	json_decref(j);
 	return reply_ok(out, 200);
 }
@@ -616,7 +589,7 @@ static int route(struct fault *f, const char *m, const char *path, const char *b
 		return reply_err(out, 404, "proxy not found");
 	if (ns == 2) {
 		if (is(m, "GET")) {
-			put_proxy(&out->body, p);
+			fault__put_proxy(&out->body, p);
 			return reply_ok(out, 200);
 		}
 		if (is(m, "DELETE")) {
@@ -627,7 +600,7 @@ static int route(struct fault *f, const char *m, const char *path, const char *b
 	}
 	if (ns == 3) {
 		if (is(m, "GET")) {
-			put_toxics(&out->body, p);
+			fault__put_toxics(&out->body, p);
 			return reply_ok(out, 200);
 		}
 		return toxic_create(f, p, body, n, out);
@@ -638,7 +611,7 @@ static int route(struct fault *f, const char *m, const char *path, const char *b
 	if (!t)
 		return reply_err(out, 404, "toxic not found");
 	if (is(m, "GET")) {
-		put_toxic(&out->body, t);
+		fault__put_toxic(&out->body, t);
 		return reply_ok(out, 200);
 	}
 	if (is(m, "DELETE")) {
