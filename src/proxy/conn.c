@@ -212,8 +212,14 @@ void proxy__accept(struct loop *lp, struct lproxy *p)
 {
 	for (int i = 0; i < 64; i++) {
 		int fd = accept4(p->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0)
-			return; /* EAGAIN, or EMFILE and friends: try again on the next event */
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				/* out of descriptors: a level-triggered listener would spin; pause it */
+				epoll_ctl(lp->ep, EPOLL_CTL_DEL, p->lfd, NULL);
+				proxy__timer_arm(lp, &p->pause, time_mono_ns() + 100 * 1000000LL);
+			}
+			return;
+		}
 		if (p->n_conns >= lp->eng->o.max_conns || !p->ups || p->ups->n == 0) {
 			p->st.conns_refused_limit += p->n_conns >= lp->eng->o.max_conns;
 			close(fd);

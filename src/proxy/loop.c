@@ -109,7 +109,7 @@ static void timers_run(struct loop *lp)
  * sleep wakes on time: so a far deadline is slept towards in one step up to TIMER_MARGIN
  * before it, then approached in TIMER_STEP naps. That is what keeps a latency toxic's p99
  * within a millisecond on a busy virtual machine; coarse_timers turns it off. */
-#define TIMER_MARGIN (5 * 1000000LL)
+#define TIMER_MARGIN (10 * 1000000LL)
 #define TIMER_STEP (200 * 1000LL)
 
 static void tfd_rearm(struct loop *lp)
@@ -219,6 +219,14 @@ static void listener_set(struct loop *lp, struct lproxy *p, int fd)
 	proxy__ep_set(lp, fd, &p->ltag, EPOLLIN, &reg, &cur);
 }
 
+static void pause_fire(struct loop *lp, struct timer *t)
+{
+	struct lproxy *p = container_of(t, struct lproxy, pause);
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &p->ltag };
+	if (p->lfd >= 0)
+		epoll_ctl(lp->ep, EPOLL_CTL_ADD, p->lfd, &ev);
+}
+
 static void close_all(struct loop *lp, struct lproxy *p)
 {
 	while (p->conns)
@@ -256,6 +264,7 @@ static void cmd_run(struct loop *lp, struct cmd *c)
 			abort(); /* the caller's state would silently diverge from the loop's */
 		p->id = c->id;
 		p->lfd = -1;
+		proxy__timer_init(&p->pause, pause_fire);
 		take_upset(p, c);
 		lp->px[lp->n_px++] = p;
 		if (c->fd >= 0)
@@ -271,6 +280,7 @@ static void cmd_run(struct loop *lp, struct cmd *c)
 			close(p->lfd);
 			p->lfd = -1;
 		}
+		proxy__timer_stop(lp, &p->pause);
 		close_all(lp, p);
 		if (c->kind == CMD_REMOVE) {
 			for (size_t i = 0; i < lp->n_px; i++)

@@ -119,6 +119,7 @@ struct lproxy {
 	int64_t id;
 	int lfd;
 	struct ep_tag ltag;
+	struct timer pause; /* listener paused (out of descriptors) until it fires */
 	struct upset *ups;
 	struct conn *conns; /* owned list */
 	size_t n_conns;

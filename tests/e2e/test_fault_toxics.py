@@ -370,3 +370,45 @@ def test_two_loop_threads_serve_many_connections(echo):
         assert all(rtt(c) >= 0.02 for c in conns[:8])  # every loop took the chain
     finally:
         stop_server(s)
+
+
+def test_out_of_descriptors_does_not_spin_and_recovers(echo):
+    """With the descriptor limit reached, the listener pauses instead of spinning on EMFILE,
+    and serves again once connections close."""
+    import resource
+    import subprocess as sp
+    from faultkit import BIN, Server
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+    p = sp.Popen([BIN, "fault", "serve", "--listen", "127.0.0.1:0"], stdout=sp.PIPE,
+                 stderr=sp.PIPE, text=True, preexec_fn=limit)
+    s = Server(p, p.stdout.readline().strip().rsplit(" ", 1)[1])
+    try:
+        px = s.api.proxy("p", echo.addr)
+        conns = []
+        for i in range(40):  # each proxied connection holds 2 sockets (+ pipes once used)
+            c = connect(px["listen"])
+            conns.append(c)
+        for c in conns[:8]:
+            c.sendall(b"a")
+        ticks = lambda: sum(int(x) for x in open(f"/proc/{p.pid}/stat").read().split()[13:15])  # noqa: E731
+        t0 = ticks()
+        time.sleep(0.5)  # measuring idle CPU over a fixed window is the point here
+        assert ticks() - t0 < 20, "the loop spins while out of descriptors"
+        for c in conns:
+            c.close()
+
+        def works():
+            try:
+                c = connect(px["listen"], timeout=1)
+                c.settimeout(1)
+                c.sendall(b"z")
+                ok = c.recv(1) == b"z"
+                c.close()
+                return ok
+            except OSError:
+                return False
+        wait_for(works, 10, "the proxy to serve again")
+    finally:
+        stop_server(s)
