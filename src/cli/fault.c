@@ -17,6 +17,7 @@ static const char help[] =
 	"\n"
 	"SYNOPSIS\n"
 	"    cairn fault serve [--listen ADDR] [--threads N] [--seed N] [--config FILE]\n"
+	"                      [--proxy-metrics]\n"
 	"    cairn fault list [--addr ADDR] [--json]\n"
 	"    cairn fault inspect PROXY\n"
 	"    cairn fault create PROXY -l LISTEN -u UPSTREAM [--disabled]\n"
@@ -48,6 +49,8 @@ static const char help[] =
 	"    --threads N        serve: proxy event-loop threads (default 1)\n"
 	"    --seed N           serve: seed of the toxicity and jitter random numbers\n"
 	"    --config FILE      serve: proxies to create at start, in /populate's JSON format\n"
+	"    --proxy-metrics    serve: GET /metrics answers bytes received and sent per proxy\n"
+	"                       and direction (Prometheus text, Toxiproxy's metric names)\n"
 	"    -l, --listen ADDR  create: the proxy's listen address (HOST:PORT, port 0 for any)\n"
 	"    -u, --upstream ADDR  create: where connections go; toxic add: upstream stream\n"
 	"    -d, --downstream   toxic add: the downstream stream (the default)\n"
@@ -82,7 +85,7 @@ const struct cli_command cli_cmd_fault = {
 };
 
 static int serve(const struct cli_ctx *ctx, const char *listen, int threads, uint64_t seed,
-		 const char *config)
+		 const char *config, bool proxy_metrics)
 {
 	struct proxy_engine_opts o = { .threads = threads, .seed = seed };
 	struct proxy_engine *eng = NULL;
@@ -111,6 +114,7 @@ static int serve(const struct cli_ctx *ctx, const char *listen, int threads, uin
 		err_set(&e, ENOMEM, "out of memory");
 		return cli_fail(ctx, &e);
 	}
+	fault_set_metrics(f, proxy_metrics);
 	if (config && fault_load_config(f, config, &e) < 0) {
 		rc = cli_fail(ctx, &e);
 		goto out;
@@ -140,11 +144,13 @@ static int run_serve(int argc, char **argv)
 					      { "listen", required_argument, NULL, 'l' },
 					      { "threads", required_argument, NULL, 'T' },
 					      { "seed", required_argument, NULL, 's' },
+					      { "proxy-metrics", no_argument, NULL, 'M' },
 					      { NULL, 0, NULL, 0 } };
 	struct cli_ctx ctx = { .cmd = cli_cmd_fault.name };
 	const char *listen = "127.0.0.1:8474";
 	long threads = 1;
 	unsigned long long seed = 0;
+	bool proxy_metrics = false;
 	char *end;
 	int c;
 
@@ -160,6 +166,9 @@ static int run_serve(int argc, char **argv)
 			break;
 		case 'l':
 			listen = optarg;
+			break;
+		case 'M':
+			proxy_metrics = true;
 			break;
 		case 'T':
 			threads = strtol(optarg, &end, 10);
@@ -178,7 +187,7 @@ static int run_serve(int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage(&cli_cmd_fault, "serve takes no argument ('%s')", argv[optind]);
-	return serve(&ctx, listen, (int)threads, seed, ctx.config_path);
+	return serve(&ctx, listen, (int)threads, seed, ctx.config_path, proxy_metrics);
 }
 
 static int run(int argc, char **argv)

@@ -86,6 +86,8 @@ static void on_request(struct evhttp_request *req, void *arg)
 		evhttp_add_header(oh, "Content-Type", rep.status == 200 && !strncmp(buf_str(&rep.body), "{\"version\"", 10)
 							      ? "application/json;charset=utf-8"
 							      : "application/json");
+	else if (rep.status == 200) /* /metrics */
+		evhttp_add_header(oh, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
 	else if (rep.status != 204 && rep.status != 405) {
 		evhttp_add_header(oh, "Content-Type", "text/plain; charset=utf-8");
 		evhttp_add_header(oh, "X-Content-Type-Options", "nosniff");

@@ -278,6 +278,14 @@ static void count_bytes(struct link *l, size_t n)
 	proxy__label_add(c->p, c->ups->v[c->up_ent].label, l->dir == PROXY_UPSTREAM ? 3 : 4, n);
 }
 
+static void count_sent(struct link *l, size_t n)
+{
+	if (l->dir == PROXY_UPSTREAM)
+		l->c->p->st.bytes_sent_up += n;
+	else
+		l->c->p->st.bytes_sent_down += n;
+}
+
 /* Writes what is due. Returns false if the connection closed. */
 static bool link_flush(struct loop *lp, struct link *l)
 {
@@ -290,6 +298,7 @@ static bool link_flush(struct loop *lp, struct link *l)
 				   SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
 		if (n > 0) {
 			l->pipe_bytes -= (size_t)n;
+			count_sent(l, (size_t)n);
 			continue;
 		}
 		if (n < 0 && errno == EAGAIN) {
@@ -324,6 +333,7 @@ static bool link_flush(struct loop *lp, struct link *l)
 				}
 				e->off += (uint32_t)n;
 				l->q.bytes -= (size_t)n;
+				count_sent(l, (size_t)n);
 			}
 		} else if (e->kind == EV_EOF) {
 			shutdown(dfd, SHUT_WR);

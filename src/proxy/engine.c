@@ -283,6 +283,8 @@ int proxy_engine_stats(struct proxy_engine *eng, int64_t id, struct proxy_stats 
 		out->conns_refused_limit += s->conns_refused_limit;
 		out->bytes_up += s->bytes_up;
 		out->bytes_down += s->bytes_down;
+		out->bytes_sent_up += s->bytes_sent_up;
+		out->bytes_sent_down += s->bytes_sent_down;
 		for (size_t k = 0; k < s->n_labels; k++) {
 			size_t j = 0;
 			while (j < out->n_labels && strcmp(out->labels[j].label, s->labels[k].label))

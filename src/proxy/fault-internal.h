@@ -7,6 +7,7 @@
 #include "proxy/proxy.h"
 
 #include <jansson.h>
+#include <pthread.h>
 
 #define FAULT_BODY_MAX (1 << 20)
 
@@ -44,6 +45,17 @@ struct fproxy {
 	struct ftoxic tox[2][PROXY_TOXICS_MAX];
 	size_t n_tox[2];
 };
+
+/* The fault layer; one lock serialises API requests. */
+struct fault {
+	struct proxy_engine *eng; /* borrowed */
+	pthread_mutex_t mu;
+	struct fproxy **v; /* owned, sorted by name (Go's map keys are marshalled sorted) */
+	size_t n, cap;
+	bool metrics;
+};
+
+int fault__metrics(struct fault *f, struct fault_reply *out);
 
 void fault__put_toxic(struct buf *b, const struct ftoxic *t);
 void fault__put_toxics(struct buf *b, const struct fproxy *p);

@@ -8,12 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct fault {
-	struct proxy_engine *eng; /* borrowed */
-	pthread_mutex_t mu;
-	struct fproxy **v; /* owned, sorted by name (Go's map keys are marshalled sorted) */
-	size_t n, cap;
-};
 
 #define FAULT_PROXIES_MAX 4096
 
@@ -509,6 +503,11 @@ static int reset(struct fault *f, struct fault_reply *out)
 	return reply_ok(out, 204);
 }
 
+void fault_set_metrics(struct fault *f, bool on)
+{
+	f->metrics = on;
+}
+
 /* ---- routing (gorilla/mux: {name} is one path segment) ---- */
 
 static size_t split(const char *path, char segs[4][PROXY_TOXIC_NAME_MAX * 2])
@@ -566,6 +565,8 @@ static int route(struct fault *f, const char *m, const char *path, const char *b
 		buf_adds(&out->body, "{\"version\": \"" FAULT_VERSION "\"}\n");
 		return reply_ok(out, 200);
 	}
+	if (ns == 1 && !strcmp(seg[0], "metrics") && f->metrics)
+		return is(m, "GET") ? fault__metrics(f, out) : bad_method(out);
 	if (ns == 1 && !strcmp(seg[0], "reset"))
 		return is(m, "POST") ? reset(f, out) : bad_method(out);
 	if (ns == 1 && !strcmp(seg[0], "populate"))

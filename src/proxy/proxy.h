@@ -94,7 +94,8 @@ struct proxy_label_stats {
 };
 struct proxy_stats {
 	uint64_t conns_total, conns_active, conns_refused_limit;
-	uint64_t bytes_up, bytes_down;
+	uint64_t bytes_up, bytes_down;           /* received from the client / the upstream */
+	uint64_t bytes_sent_up, bytes_sent_down; /* written to the upstream / the client */
 	size_t n_labels;
 	struct proxy_label_stats labels[8];
 };
@@ -118,6 +119,8 @@ int proxy_engine_set_protocol(struct proxy_engine *eng, int64_t id, const struct
 struct fault;
 struct fault *fault_new(struct proxy_engine *eng);
 void fault_free(struct fault *f);
+/* Serve GET /metrics (Prometheus text; toxiproxy-server -proxy-metrics). Off by default. */
+void fault_set_metrics(struct fault *f, bool on);
 
 /* One API request: method, path (no query), body (may be NULL). Fills out_body (JSON, or text
  * for 404/405) and returns the HTTP status. Thread-safe (one lock per fault). */

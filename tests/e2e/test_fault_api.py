@@ -391,3 +391,22 @@ def test_populate_empty_and_bad_bodies(fault):
     assert fault.api.json("POST", "/populate", [], want=201) == {"proxies": []}
     st, text, _ = fault.api.call("POST", "/populate", {"name": "x"})
     assert st == 400 and json.loads(text)["proxies"] is None
+
+
+def test_metrics_with_proxy_metrics_flag(echo):
+    from faultkit import start_server, stop_server
+    s = start_server("--proxy-metrics")
+    try:
+        p = s.api.proxy("m", echo.addr)
+        c = connect(p["listen"])
+        c.sendall(b"hello")
+        assert recv_exact(c, 5) == b"hello"
+        st, text, h = s.api.call("GET", "/metrics")
+        assert st == 200 and h["Content-Type"].startswith("text/plain")
+        lab = f'listener="{p["listen"]}",proxy="m",upstream="{echo.addr}"'
+        for metric in ("received", "sent"):
+            assert f"# TYPE toxiproxy_proxy_{metric}_bytes_total counter" in text
+            for d in ("upstream", "downstream"):
+                assert f'toxiproxy_proxy_{metric}_bytes_total{{direction="{d}",{lab}}} 5' in text, text
+    finally:
+        stop_server(s)
