@@ -114,6 +114,25 @@ struct proxy_protocol {
 };
 int proxy_engine_set_protocol(struct proxy_engine *eng, int64_t id, const struct proxy_protocol *p);
 
+/* ---- HTTP/1.1 observer (http.c): a protocol module counting per release ---------------- */
+
+#define PROXY_HTTP_BUCKETS 100 /* bucket i: latencies up to 2^(i/4) us (~33 s at the top) */
+struct proxy_http_stats {
+	char label[PROXY_TOXIC_NAME_MAX];
+	uint64_t requests, parse_errors;
+	uint64_t status[6]; /* [1]..[5]: 1xx..5xx responses; [0]: any other code */
+	uint64_t hist[PROXY_HTTP_BUCKETS]; /* request start to response end */
+};
+struct proxy_http;
+struct proxy_http *proxy_http_new(void);
+void proxy_http_free(struct proxy_http *h); /* after every proxy using it is gone */
+/* The module's callbacks, for proxy_engine_set_protocol. */
+void proxy_http_protocol(struct proxy_http *h, struct proxy_protocol *out);
+/* Counters of one label (-1 when it has seen no response). */
+int proxy_http_stats(struct proxy_http *h, const char *label, struct proxy_http_stats *out);
+double proxy_http_percentile_us(const struct proxy_http_stats *s, double p);
+double proxy_http_bucket_us(int i);
+
 /* ---- the Toxiproxy-compatible fault layer (fault.c) -------------------------------------- */
 
 struct fault;
