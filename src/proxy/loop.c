@@ -109,7 +109,7 @@ static void timers_run(struct loop *lp)
  * sleep wakes on time: so a far deadline is slept towards in one step up to TIMER_MARGIN
  * before it, then approached in TIMER_STEP naps. That is what keeps a latency toxic's p99
  * within a millisecond on a busy virtual machine; coarse_timers turns it off. */
-#define TIMER_MARGIN (10 * 1000000LL)
+#define TIMER_MARGIN (20 * 1000000LL)
 #define TIMER_STEP (200 * 1000LL)
 
 static void tfd_rearm(struct loop *lp)
