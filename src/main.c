@@ -23,6 +23,7 @@ const struct cli_command *const cli_commands[] = {
 	&cli_cmd_stop,
 	&cli_cmd_unlock,
 	&cli_cmd_agent,
+	&cli_cmd_fault,
 	NULL,
 };
 

@@ -236,5 +236,36 @@ int net_unix_connect(const char *path, int *out_fd, struct err *e);
 int net_loopback_free_port(int *out_port, struct err *e);
 /* Connects to ipv4:port within timeout_ms and closes again: 0 when something accepted. */
 int net_tcp_connect_timeout(const char *ipv4, int port, int64_t timeout_ms, struct err *e);
+/* ---- network addresses and sockets (net-tcp.c) --------------------------------------------- */
+
+#include <sys/socket.h>
+
+#define NET_ADDR_STRLEN 64 /* "[ffff:...:ffff]:65535" and NUL */
+#define NET_ADDR_MAX 8     /* addresses kept per resolved name */
+
+struct net_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+/* "host:port", "[v6]:port" or ":port" (empty host) into host and port; -EINVAL when malformed
+ * or too long for the buffers. */
+int net_split_hostport(const char *s, char *host, size_t hostn, char *port, size_t portn);
+/* Resolves a TCP "host:port" (blocking getaddrinfo; IPv4 first) into up to max addresses. An
+ * empty host with `passive` means every interface. */
+int net_resolve_tcp(const char *addr, bool passive, struct net_addr *out, size_t max,
+		    size_t *out_n, struct err *e);
+/* "127.0.0.1:80" / "[::1]:80" as Go prints net.Addr. */
+void net_addr_str(const struct sockaddr *sa, char *out, size_t n);
+int net_local_addr_str(int fd, char *out, size_t n);
+int net_set_nonblock(int fd);
+void net_set_nodelay(int fd);
+/* A non-blocking, close-on-exec listening socket on a (SO_REUSEADDR, and SO_REUSEPORT when
+ * asked). Returns the fd; errors read like Go's ("listen tcp ADDR: bind: ..."). */
+int net_listen_on(const struct net_addr *a, bool reuseport, int backlog, struct err *e);
+/* Starts a non-blocking connect; returns the fd (connect may still be in progress) or -errno. */
+int net_connect_start(const struct net_addr *a);
+/* A blocking connect with a timeout, for clients and tests. */
+int net_dial_tcp(const char *addr, int timeout_ms, struct err *e);
 
 #endif

@@ -1,0 +1,185 @@
+#!/usr/bin/python3
+"""bench/faults: cairn's fault proxy against a direct connection and socat, same upstreams,
+same clients (bench/faults/peers.py, separate processes): throughput, added round-trip latency
+and connections per second, with no toxic and with a 0 ms latency toxic (the buffered path),
+for 1 and 2 loop threads; then the latency toxic's accuracy. Prints tables, writes
+$BENCH_OUT/faults.json, and with --check exits 1 when a goal is missed:
+pass-through throughput >= 0.9x direct; latency toxic p99 error <= 1 ms."""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+PY = "/usr/bin/python3"
+PEERS = [PY, str(HERE / "peers.py")]
+procs = []
+
+
+def spawn(argv, ready=True):
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    procs.append(p)
+    if not ready:
+        return p, None
+    line = p.stdout.readline().strip()
+    if not line:
+        raise SystemExit(f"bench/faults: {argv[0]} did not start")
+    return p, line.split()[-1]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def client(*args):
+    out = subprocess.run(PEERS + list(map(str, args)), capture_output=True, text=True, timeout=600)
+    if out.returncode:
+        raise SystemExit(f"bench/faults: peers {args}: {out.stderr}")
+    return json.loads(out.stdout)
+
+
+def api(base, method, path, body=None):
+    req = urllib.request.Request(base + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode())
+    with urllib.request.urlopen(req, timeout=30) as r:
+        t = r.read()
+        return json.loads(t) if t else None
+
+
+def pct(v, p):
+    s = sorted(v)
+    return s[max(0, min(len(s) - 1, int(round(p / 100 * (len(s) - 1)))))]
+
+
+def socat(upstream):
+    port = free_port()
+    p, _ = spawn(["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr",
+                  f"TCP:{upstream}"], ready=False)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return f"127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.02)
+    raise SystemExit("bench/faults: socat did not start")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bytes", default="1G", help="per throughput run (default 1G)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--pings", type=int, default=2000)
+    ap.add_argument("--cps-seconds", type=float, default=2.0)
+    ap.add_argument("--check", action="store_true")
+    a = ap.parse_args()
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    nbytes = int(a.bytes[:-1]) * mult[a.bytes[-1]] if a.bytes[-1] in mult else int(a.bytes)
+    cairn = os.environ.get("CAIRN_BIN", str(ROOT / "build" / "cairn"))
+    have_socat = shutil.which("socat") is not None
+
+    _, sink_port = spawn(PEERS + ["sink", "0"])
+    _, echo_port = spawn(PEERS + ["echo", "0"])
+    sink, echo = f"127.0.0.1:{sink_port}", f"127.0.0.1:{echo_port}"
+    targets = {"direct": (sink, echo)}
+    apis = {}
+    for threads in (1, 2):
+        _, addr = spawn([cairn, "fault", "serve", "--listen", "127.0.0.1:0",
+                         "--threads", str(threads)])
+        base = "http://" + addr
+        apis[threads] = base
+        for name, toxic in (("", None), ("+lat0", 0)):
+            ps = api(base, "POST", "/proxies", {"name": "s" + name, "listen": "127.0.0.1:0",
+                                                 "upstream": sink})
+            pe = api(base, "POST", "/proxies", {"name": "e" + name, "listen": "127.0.0.1:0",
+                                                 "upstream": echo})
+            if toxic is not None:
+                for p in ("s" + name, "e" + name):
+                    api(base, "POST", f"/proxies/{p}/toxics",
+                        {"type": "latency", "attributes": {"latency": toxic}})
+            targets[f"cairn t{threads}{name}"] = (ps["listen"], pe["listen"])
+    if have_socat:
+        targets["socat"] = (socat(sink), socat(echo))
+
+    rows = {}
+    for name, (s_addr, e_addr) in targets.items():
+        mbps = [nbytes / client("send", s_addr, nbytes)["seconds"] / 1e6 for _ in range(a.runs)]
+        rtt = client("ping", e_addr, a.pings)["rtt_us"]
+        c = client("cps", e_addr, a.cps_seconds)
+        rows[name] = {"MBps": statistics.median(mbps), "rtt_p50_us": pct(rtt, 50),
+                      "rtt_p99_us": pct(rtt, 99), "conns_per_s": c["conns"] / c["seconds"]}
+        print(f"  measured {name}", file=sys.stderr)
+    d = rows["direct"]
+    print(f"\nthroughput, round trip and connection rate ({a.bytes} x {a.runs} runs, "
+          f"{a.pings} pings, {a.cps_seconds:g} s of connects; medians)")
+    print(f"{'path':<18} {'MB/s':>8} {'x direct':>9} {'rtt p50':>9} {'+p50':>7} {'rtt p99':>9} "
+          f"{'+p99':>7} {'conn/s':>8} {'x direct':>9}")
+    for name, r in rows.items():
+        print(f"{name:<18} {r['MBps']:>8.0f} {r['MBps'] / d['MBps']:>8.2f}x "
+              f"{r['rtt_p50_us']:>7.0f}us {r['rtt_p50_us'] - d['rtt_p50_us']:>5.0f}us "
+              f"{r['rtt_p99_us']:>7.0f}us {r['rtt_p99_us'] - d['rtt_p99_us']:>5.0f}us "
+              f"{r['conns_per_s']:>8.0f} {r['conns_per_s'] / d['conns_per_s']:>8.2f}x")
+
+    # latency toxic accuracy: configured vs measured added round trip (twin with 0 ms)
+    base = apis[1]
+    acc = []
+    for ms in (1, 5, 10, 50, 100):
+        api(base, "POST", "/proxies/e/toxics", {"type": "latency", "name": "acc",
+                                                "attributes": {"latency": ms}})
+        n = max(100, min(a.pings, int(20000 / ms)))
+        tox = client("ping", targets["cairn t1"][1], n)["rtt_us"]
+        zero = client("ping", targets["cairn t1+lat0"][1], n)["rtt_us"]
+        api(base, "DELETE", "/proxies/e/toxics/acc")
+        e50 = (pct(tox, 50) - pct(zero, 50)) / 1000 - ms
+        e99 = (pct(tox, 99) - pct(zero, 99)) / 1000 - ms
+        acc.append({"latency_ms": ms, "samples": n, "p50_error_ms": e50, "p99_error_ms": e99,
+                    "min_ms": min(tox) / 1000})
+    print("\nlatency toxic accuracy (added round trip vs a 0 ms twin; error = measured - configured)")
+    print(f"{'configured':>10} {'samples':>8} {'p50 err':>9} {'p99 err':>9} {'min rtt':>9}")
+    for r in acc:
+        print(f"{r['latency_ms']:>8}ms {r['samples']:>8} {r['p50_error_ms']:>7.3f}ms "
+              f"{r['p99_error_ms']:>7.3f}ms {r['min_ms']:>7.3f}ms")
+
+    ratio = rows["cairn t1"]["MBps"] / d["MBps"]
+    worst99 = max(abs(r["p99_error_ms"]) for r in acc)
+    goals = {"passthrough_vs_direct": {"value": ratio, "goal": ">= 0.9", "met": ratio >= 0.9},
+             "latency_p99_error_ms": {"value": worst99, "goal": "<= 1", "met": worst99 <= 1}}
+    print("\ngoals: pass-through %.2fx direct (>= 0.9x: %s); worst latency p99 error %.3f ms "
+          "(<= 1 ms: %s)" % (ratio, "met" if goals["passthrough_vs_direct"]["met"] else "MISSED",
+                              worst99, "met" if goals["latency_p99_error_ms"]["met"] else "MISSED"))
+    if not have_socat:
+        print("socat is not installed (bench/install-deps): its row is missing")
+    print(f"machine: {os.cpu_count()} CPUs, load {open('/proc/loadavg').read().split()[0]}; "
+          "every peer is a Python process, so the direct row is Python's own ceiling")
+    out = Path(os.environ.get("BENCH_OUT", ROOT / "bench" / "out"))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "faults.json").write_text(json.dumps({"rows": rows, "accuracy": acc, "goals": goals},
+                                                indent=2))
+    return 0 if not a.check or all(g["met"] for g in goals.values()) else 1
+
+
+if __name__ == "__main__":
+    try:
+        rc = main()
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    sys.exit(rc)

@@ -1,0 +1,170 @@
+/* proxy: the TCP proxy engine — epoll loops (1..N threads, SO_REUSEPORT listeners), splice(2)
+ * for pass-through bytes, a buffered path with per-connection toxics, atomic upstream switches
+ * with drain, and the Toxiproxy-compatible fault layer and HTTP API on top. Every call from
+ * another thread goes through a command queue into the loops; none blocks the data path. */
+#ifndef CAIRN_PROXY_H
+#define CAIRN_PROXY_H
+
+#include "base/base.h"
+
+/* ---- toxics ------------------------------------------------------------------------------ */
+
+enum proxy_toxic_type {
+	TOXIC_NOOP,
+	TOXIC_LATENCY,    /* a0 latency ms, a1 jitter ms */
+	TOXIC_BANDWIDTH,  /* a0 rate KB/s (1 KB = 1000 B); 0 stalls */
+	TOXIC_SLOW_CLOSE, /* a0 delay ms */
+	TOXIC_TIMEOUT,    /* a0 timeout ms (0: drop forever) */
+	TOXIC_RESET_PEER, /* a0 timeout ms */
+	TOXIC_SLICER,     /* a0 average_size B, a1 size_variation B, a2 delay us */
+	TOXIC_LIMIT_DATA, /* a0 bytes */
+	TOXIC__COUNT
+};
+
+enum proxy_dir { PROXY_UPSTREAM = 0, PROXY_DOWNSTREAM = 1 }; /* client→server, server→client */
+
+#define PROXY_TOXIC_NAME_MAX 128
+#define PROXY_TOXICS_MAX 32 /* per direction of one proxy */
+
+struct proxy_toxic {
+	char name[PROXY_TOXIC_NAME_MAX]; /* unique per proxy; state survives updates by name */
+	enum proxy_toxic_type type;
+	float toxicity; /* probability, rolled per connection-direction */
+	int64_t a[3];   /* attributes, see the enum */
+};
+
+const char *proxy_toxic_type_name(enum proxy_toxic_type t);
+int proxy_toxic_type_parse(const char *s, enum proxy_toxic_type *out);
+/* Attribute names of a type in a[] order, NULL-terminated. */
+const char *const *proxy_toxic_attr_names(enum proxy_toxic_type t);
+
+/* ---- the engine -------------------------------------------------------------------------- */
+
+struct proxy_engine;
+
+struct proxy_engine_opts {
+	int threads;              /* loop threads; >1 uses SO_REUSEPORT listeners (default 1) */
+	size_t max_conns;         /* per proxy and loop; more are accepted and closed (10000) */
+	size_t max_buffered;      /* queued bytes per connection direction before reads stop (1 MiB) */
+	int64_t drain_timeout_ms; /* connections on a replaced upstream set close after (30 s) */
+	int64_t connect_timeout_ms; /* per upstream connect attempt (5 s) */
+	uint64_t seed;            /* toxicity and jitter RNG (0: from the clock) */
+	bool no_splice;           /* always the buffered path (for benchmarks) */
+	bool coarse_timers;       /* sleep straight to deadlines (no final short naps): less CPU,
+				   * but wake-ups may be late by milliseconds on a busy machine */
+};
+
+int proxy_engine_new(const struct proxy_engine_opts *o, struct proxy_engine **out, struct err *e);
+/* Stops the loops, closes every listener and connection. NULL is a no-op. */
+void proxy_engine_free(struct proxy_engine *eng);
+
+struct proxy_upstream {
+	const char *addr;  /* "host:port", resolved when set (a failed lookup refuses connections) */
+	const char *label; /* release id or any tag for counters; may be NULL */
+};
+
+/* A proxy: listens on `listen` ("host:port", port 0 for any), forwards round-robin to the
+ * upstreams (skipping one that refuses for that connection). Binds in the caller's thread, so
+ * bind errors come back here; the bound address goes to out_addr. `enabled == false` creates
+ * it without a listener. Returns a proxy id (> 0). */
+int64_t proxy_engine_add(struct proxy_engine *eng, const char *listen,
+			 const struct proxy_upstream *ups, size_t n_ups, bool enabled,
+			 char out_addr[NET_ADDR_STRLEN], struct err *e);
+/* Closes the listener and every connection of the proxy. */
+int proxy_engine_remove(struct proxy_engine *eng, int64_t id);
+/* New connections go to the new set; connections in flight stay on theirs until they end or
+ * the drain timeout passes. */
+int proxy_engine_set_upstreams(struct proxy_engine *eng, int64_t id, const struct proxy_upstream *ups,
+			       size_t n_ups, struct err *e);
+/* Disable: listener closed (new clients refused), every connection closed. Enable re-listens
+ * on `listen` (the bound address to out_addr). */
+int proxy_engine_disable(struct proxy_engine *eng, int64_t id);
+int proxy_engine_enable(struct proxy_engine *eng, int64_t id, const char *listen,
+			char out_addr[NET_ADDR_STRLEN], struct err *e);
+/* Replaces one direction's chain. Live connections take the new chain at once: state of a toxic
+ * kept by name, toxicity re-rolled for every toxic of that direction (Toxiproxy restarts
+ * them all); a removed `timeout` toxic closes the connections it sat on. */
+int proxy_engine_set_toxics(struct proxy_engine *eng, int64_t id, enum proxy_dir dir,
+			    const struct proxy_toxic *chain, size_t n);
+
+/* Counters of one upstream label, summed over loops. */
+struct proxy_label_stats {
+	char label[PROXY_TOXIC_NAME_MAX];
+	uint64_t conns_total, conns_active, connect_failures, bytes_up, bytes_down;
+};
+struct proxy_stats {
+	uint64_t conns_total, conns_active, conns_refused_limit;
+	uint64_t bytes_up, bytes_down;           /* received from the client / the upstream */
+	uint64_t bytes_sent_up, bytes_sent_down; /* written to the upstream / the client */
+	size_t n_labels;
+	struct proxy_label_stats labels[8];
+};
+int proxy_engine_stats(struct proxy_engine *eng, int64_t id, struct proxy_stats *out);
+
+/* ---- protocol modules -------------------------------------------------------------------- */
+
+/* A protocol module sits on a connection's buffered path (the HTTP/1.1 mode of the rollout
+ * proxy is one): it sees every chunk in each direction before the toxics, and may ask to close
+ * the connection by returning < 0. Set per proxy with proxy_engine_set_protocol. */
+struct proxy_protocol {
+	void *(*conn_open)(void *mod, const char *label);
+	int (*on_bytes)(void *conn_state, enum proxy_dir dir, const char *p, size_t n);
+	void (*conn_close)(void *conn_state);
+	void *mod;
+};
+int proxy_engine_set_protocol(struct proxy_engine *eng, int64_t id, const struct proxy_protocol *p);
+
+/* ---- HTTP/1.1 observer (http.c): a protocol module counting per release ---------------- */
+
+#define PROXY_HTTP_BUCKETS 100 /* bucket i: latencies up to 2^(i/4) us (~33 s at the top) */
+struct proxy_http_stats {
+	char label[PROXY_TOXIC_NAME_MAX];
+	uint64_t requests, parse_errors;
+	uint64_t status[6]; /* [1]..[5]: 1xx..5xx responses; [0]: any other code */
+	uint64_t hist[PROXY_HTTP_BUCKETS]; /* request start to response end */
+};
+struct proxy_http;
+struct proxy_http *proxy_http_new(void);
+void proxy_http_free(struct proxy_http *h); /* after every proxy using it is gone */
+/* The module's callbacks, for proxy_engine_set_protocol. */
+void proxy_http_protocol(struct proxy_http *h, struct proxy_protocol *out);
+/* Counters of one label (-1 when it has seen no response). */
+int proxy_http_stats(struct proxy_http *h, const char *label, struct proxy_http_stats *out);
+double proxy_http_percentile_us(const struct proxy_http_stats *s, double p);
+double proxy_http_bucket_us(int i);
+
+/* ---- the Toxiproxy-compatible fault layer (fault.c) -------------------------------------- */
+
+struct fault;
+struct fault *fault_new(struct proxy_engine *eng);
+void fault_free(struct fault *f);
+/* Serve GET /metrics (Prometheus text; toxiproxy-server -proxy-metrics). Off by default. */
+void fault_set_metrics(struct fault *f, bool on);
+
+/* One API request: method, path (no query), body (may be NULL). Fills out_body (JSON, or text
+ * for 404/405) and returns the HTTP status. Thread-safe (one lock per fault). */
+struct fault_reply {
+	int status;
+	struct buf body;
+	bool json_type; /* Content-Type application/json (else text/plain, as Go's http.Error) */
+};
+void fault_handle(struct fault *f, const char *method, const char *path, const char *body,
+		  size_t body_len, struct fault_reply *out);
+/* Loads a populate-format JSON file (toxiproxy-server -config). */
+int fault_load_config(struct fault *f, const char *path, struct err *e);
+
+/* ---- the HTTP API server (api.c) --------------------------------------------------------- */
+
+struct fault_api;
+/* Binds `listen` and serves in a thread of its own. */
+int fault_api_start(struct fault *f, const char *listen, struct fault_api **out, char out_addr[NET_ADDR_STRLEN],
+		    struct err *e);
+void fault_api_stop(struct fault_api *api);
+
+/* JSON body parsers of the API, exposed for the fuzz target. They return 0 or -CAIRN_EINPUT
+ * with the API's error text in e. */
+int fault__parse_any(const char *body, size_t n, struct err *e);
+
+#define FAULT_VERSION "2.12.0"
+
+#endif
