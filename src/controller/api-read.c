@@ -134,6 +134,28 @@ static int add_app_name(void *ctx, const struct store_release *r)
 	return 0;
 }
 
+/* The worker's first step for every app task: the writer database must be open (500 with a
+ * message when not), and for task_app_get the app's row is read into a. */
+static bool task_db_open(struct task *t)
+{
+	if (t->srv->wr)
+		return true;
+	t->status = 500;
+	err_set(&t->err, EIO, "the state database is not open");
+	return false;
+}
+
+static int task_app_get(struct task *t, struct store_app *a)
+{
+	if (!task_db_open(t))
+		return -EIO;
+	if (store_jobs(t->srv->wr)->app_get(t->srv->wr, t->app, a, &t->err) < 0) {
+		t->status = 500;
+		return -EIO;
+	}
+	return 0;
+}
+
 static void list_apps(struct server *srv, struct evhttp_request *req)
 {
 	struct err e;
@@ -163,12 +185,8 @@ static void stop_work(struct task *t)
 	struct server *srv = t->srv;
 	struct store_app a;
 	struct config *cfg = NULL;
-	if (!srv->wr || store_jobs(srv->wr)->app_get(srv->wr, t->app, &a, &t->err) < 0) {
-		t->status = 500;
-		if (!srv->wr)
-			err_set(&t->err, EIO, "the state database is not open");
+	if (task_app_get(t, &a) < 0)
 		return;
-	}
 	t->answer = json_pack("{s:s,s:[],s:[]}", "app", t->app, "cancelled_jobs", "hosts");
 	store_jobs(srv->wr)->list(srv->wr, t->app, 1u << JOB_QUEUED, 0, cancel_queued, t, &t->err);
 	runners_cancel_app(srv, t->app);
@@ -199,11 +217,8 @@ static void lease_work(struct task *t)
 	struct server *srv = t->srv;
 	struct store_lease l;
 	int had;
-	if (!srv->wr) {
-		t->status = 500;
-		err_set(&t->err, EIO, "the state database is not open");
+	if (!task_db_open(t))
 		return;
-	}
 	had = store_jobs(srv->wr)->lease_get(srv->wr, t->app, &l, &t->err);
 	int r = store_jobs(srv->wr)->lease_release(srv->wr, t->app, NULL, &t->err);
 	if (r < 0 || had < 0) {
@@ -229,12 +244,8 @@ static void instances_work(struct task *t)
 	struct server *srv = t->srv;
 	struct store_app a;
 	struct config *cfg = NULL;
-	if (!srv->wr || store_jobs(srv->wr)->app_get(srv->wr, t->app, &a, &t->err) < 0) {
-		t->status = 500;
-		if (!srv->wr)
-			err_set(&t->err, EIO, "the state database is not open");
+	if (task_app_get(t, &a) < 0)
 		return;
-	}
 	if (a.current[0] && plan_load(srv->o.state_dir, a.current, &cfg, &t->err) < 0)
 		cfg = NULL;
 	t->answer = json_pack("{s:s,s:s?,s:[]}", "app", t->app, "current",
