@@ -133,6 +133,79 @@ int proxy_http_stats(struct proxy_http *h, const char *label, struct proxy_http_
 double proxy_http_percentile_us(const struct proxy_http_stats *s, double p);
 double proxy_http_bucket_us(int i);
 
+/* ---- the HTTP/1.1 reverse proxy (hproxy*.c) --------------------------------------------------
+ * The rollout proxy of an HTTP app: unlike the engine above (bytes per connection), it routes
+ * per request. Each request picks an upstream of the set current when its head arrived, so a
+ * switch moves the very next request of a keep-alive client; a request in flight finishes on
+ * the upstream that took it. Upstream connections are kept alive in per-thread pools. Request
+ * heads are parsed (libhttp-parser) and rewritten only to add X-Forwarded-For/-Proto/-Host and to
+ * set Connection for the upstream hop; bodies (Content-Length or chunked) and responses pass
+ * through unchanged; after a 101 the connection becomes a byte tunnel (WebSocket). Pipelined
+ * requests are answered in order, one at a time. Answers it makes itself: 400 bad request
+ * bytes, 408 slow request head, 413 body over the limit, 431 head over the limit, 502 upstream
+ * refused/closed, 503 stopped or no upstream, 504 upstream slow to answer; each JSON
+ * {"error":{"code":…,"message":…}} with Connection: close. Counters per label (release) in a
+ * sliding window of one-second slots plus totals since the label first appeared; answers the
+ * proxy made itself for a routed request (502/504) count against that request's label. */
+
+struct hproxy;
+
+struct hproxy_opts {
+	int threads;                       /* loop threads, SO_REUSEPORT listeners (default 1) */
+	size_t max_header_bytes;           /* request head limit → 431 (default 64 KiB) */
+	int64_t max_body_bytes;            /* request body limit → 413 (default 64 MiB; <0: none) */
+	int64_t header_timeout_ms;         /* the whole request head within → 408 (default 10 s) */
+	int64_t idle_timeout_ms;           /* keep-alive client idle between requests (default 60 s) */
+	int64_t connect_timeout_ms;        /* upstream connect → next upstream, then 502 (5 s) */
+	int64_t upstream_timeout_ms;       /* request sent → response head → 504 (default 60 s);
+					    * also the longest silence inside a response body */
+	int64_t drain_timeout_ms;          /* requests in flight when stopped/freed (default 30 s) */
+	size_t pool_max;                   /* idle keep-alive conns per upstream and thread (64) */
+	size_t max_conns;                  /* client connections per thread (default 10000) */
+	int64_t window_ms;                 /* sliding window of the counters (default 60 s) */
+	bool no_forwarded;                 /* do not add X-Forwarded-* (default: add them) */
+};
+
+/* Binds `listen` ("host:port", port 0 for any) in the caller's thread (errors come back here,
+ * the bound address to out_addr) and starts the loops. An empty upstream set answers 503. */
+int hproxy_new(const struct hproxy_opts *o, const char *listen, char out_addr[NET_ADDR_STRLEN],
+	       struct hproxy **out, struct err *e);
+/* Closes the listener, gives requests in flight up to drain_timeout_ms, then closes all. */
+void hproxy_free(struct hproxy *h);
+/* Atomically replaces the upstream set (each entry's label names its release). The next request
+ * of every connection goes to the new set; idle pooled connections to upstreams no longer in
+ * the set are closed. Returns once every loop has taken the new set (the switch is complete). */
+int hproxy_set_upstreams(struct hproxy *h, const struct proxy_upstream *ups, size_t n,
+			 struct err *e);
+/* Emergency stop (true): every request, new or pipelined, gets 503 with Connection: close;
+ * requests in flight are cut (their client connection closed); the listener keeps answering so
+ * users see 503 rather than a refused connection. false serves again. Returns once applied. */
+void hproxy_set_stopped(struct hproxy *h, bool stopped);
+
+/* Counters of one label over the last `window_ms` (rounded up to whole one-second slots,
+ * at most opts.window_ms), or since the label first appeared when window_ms == 0. Fills `out`
+ * (label, requests, status classes, latency histogram: request head received → response end);
+ * returns -1 when the label has no counters. */
+int hproxy_stats(struct hproxy *h, const char *label, int64_t window_ms,
+		 struct proxy_http_stats *out);
+/* Labels with counters, at most `max`; returns how many were written. */
+size_t hproxy_labels(struct hproxy *h, char (*out)[PROXY_TOXIC_NAME_MAX], size_t max);
+
+/* The request-head parser/rewriter of the proxy, exposed for the fuzz target and unit tests:
+ * parses one request head from p[0..n) (n may include body bytes after it). Returns the head's
+ * length (> 0), 0 when more bytes are needed, or a negative HTTP status (-400, -431) for a head
+ * that must be refused. On success appends to `out` the head to send upstream (X-Forwarded-For
+ * = existing value + ", " + client_ip, X-Forwarded-Proto, X-Forwarded-Host when absent;
+ * hop-by-hop Connection/Keep-Alive/Proxy-Connection replaced by "Connection: keep-alive", or
+ * kept as "Connection: upgrade" with Upgrade) and fills *info. */
+struct hproxy_req_info {
+	int method;             /* enum http_method of libhttp-parser */
+	int64_t content_length; /* -1 none */
+	bool chunked, keep_alive, upgrade, expect_continue;
+};
+int hproxy_parse_head(const char *p, size_t n, size_t max_header_bytes, const char *client_ip,
+		      struct buf *out, struct hproxy_req_info *info);
+
 /* ---- the Toxiproxy-compatible fault layer (fault.c) -------------------------------------- */
 
 struct fault;
