@@ -93,6 +93,16 @@ struct probe_req {
 };
 int agent_parse_probe(const char *body, size_t n, struct probe_req *out, struct err *e);
 int agent_parse_timeout(const char *body, size_t n, int64_t def_ms, int64_t *out_ms, struct err *e);
+#define AGENT_PROXY_UPS_MAX 64
+#define PROXY_LABEL_MAX 128 /* = PROXY_TOXIC_NAME_MAX */
+struct proxy_req {
+	char listen[NET_ADDR_STRLEN]; /* "host:port" (port 0: any) */
+	bool http;                    /* "mode": "http" (default) or "tcp" */
+	bool stopped;                 /* emergency stop: 503 (http) / refused (tcp) */
+	json_t *upstreams;            /* owned: [{"addr": "host:port", "release": label}] */
+};
+void proxy_req_done(struct proxy_req *r);
+int agent_parse_proxy(const char *body, size_t n, struct proxy_req *out, struct err *e);
 bool agent_name_ok(const char *s);
 int agent_signal_parse(const char *name);
 const char *agent_signal_name(int sig);
@@ -167,6 +177,10 @@ struct agent {
 	int lock_fd;
 	struct stop_wait *stop_waits; /* owned: parked bulk stops (emergency, stop-all) */
 	struct logw_watch *logws;     /* owned: log writers still running */
+	struct app_proxy *proxies;    /* owned: one per app with a proxy (proxy.c) */
+	char *proxies_path;           /* owned: <state>/agent/proxies.json */
+	struct proxy_engine *eng;     /* owned, created on first use: TCP-mode proxies */
+	struct proxy_http *obs;       /* owned with eng: HTTP counters of engine proxies */
 	bool shutting_down;
 	unsigned save_hold;
 	bool save_dirty;
@@ -231,12 +245,21 @@ char *agent_log_path(const char *state_dir, const char *app, const char *iid);
 /* The last `tail` lines of an instance's log (and its rotated predecessor) as JSON objects. */
 int agent_log_tail(const char *path, size_t tail, json_t **out, struct err *e);
 
+/* proxy.c: the apps' proxies (mode http: hproxy; tcp: the engine) */
+int agent_proxies_load(struct agent *ag, struct err *e); /* re-creates <state>/agent/proxies.json */
+void agent_proxies_free(struct agent *ag);
+/* GET/PUT/DELETE /v1/apps/{app}/proxy */
+void agent_proxy_route(struct agent *ag, struct evhttp_request *req, const char *app);
+/* Emergency stop of the app's traffic (503 or refused), persisted. Returns whether it had one. */
+bool agent_proxy_stop_traffic(struct agent *ag, const char *app);
+
 /* server.c */
 void agent_reply_json(struct evhttp_request *req, int status, json_t *body); /* steals body */
 void agent_reply_err(struct evhttp_request *req, const struct err *e);
 void agent_reply_error(struct evhttp_request *req, int status, const char *code, const char *fmt,
 		       ...) __attribute__((format(printf, 4, 5)));
 /* api.c */
+char *agent__body_of(struct evhttp_request *req, size_t *out_n); /* NUL-terminated copy */
 void agent_api_route(struct agent *ag, struct evhttp_request *req);
 void agent_api_instance_gone(struct agent *ag, struct instance *in);
 void agent_api_shutdown(struct agent *ag);

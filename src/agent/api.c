@@ -28,7 +28,7 @@ struct stop_wait { /* a bulk stop (emergency or stop-all) parked until done or t
 	struct event *timer;	      /* owned */
 };
 
-static char *body_of(struct evhttp_request *req, size_t *out_n)
+char *agent__body_of(struct evhttp_request *req, size_t *out_n)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	size_t n = evbuffer_get_length(in);
@@ -305,7 +305,7 @@ static void handle_probe(struct agent *ag, struct evhttp_request *req, struct in
 	struct probe_job *j = calloc(1, sizeof(*j));
 	struct err e = {0};
 	size_t n = 0;
-	char *body = body_of(req, &n);
+	char *body = agent__body_of(req, &n);
 
 	if (!j || !body) {
 		free(j);
@@ -357,7 +357,7 @@ static void handle_start(struct agent *ag, struct evhttp_request *req, const cha
 	struct start_req rq = {0};
 	struct err e = {0};
 	size_t n = 0;
-	char *body = body_of(req, &n), *dir = NULL;
+	char *body = agent__body_of(req, &n), *dir = NULL;
 	json_t *arr = NULL;
 
 	if (!body) {
@@ -510,7 +510,7 @@ void agent_api_route(struct agent *ag, struct evhttp_request *req)
 	}
 	if (n == 3 && seg_is(segs, n, 1, "agent") && seg_is(segs, n, 2, "stop-all") && post) {
 		size_t bn = 0;
-		char *body = body_of(req, &bn);
+		char *body = agent__body_of(req, &bn);
 		int64_t t = 0;
 		if (!body || agent_parse_timeout(body, bn, 60000, &t, &e) < 0) {
 			free(body);
@@ -541,7 +541,7 @@ void agent_api_route(struct agent *ag, struct evhttp_request *req)
 	}
 	if (n == 4 && seg_is(segs, n, 3, "stop") && post) {
 		size_t bn = 0;
-		char *body = body_of(req, &bn);
+		char *body = agent__body_of(req, &bn);
 		int64_t t = 0;
 		if (!body || agent_parse_timeout(body, bn, 2000, &t, &e) < 0) {
 			free(body);
@@ -551,7 +551,12 @@ void agent_api_route(struct agent *ag, struct evhttp_request *req)
 			return;
 		}
 		free(body);
+		agent_proxy_stop_traffic(ag, app); /* users get 503 before the processes die */
 		bulk_stop(ag, req, app, true, t);
+		return;
+	}
+	if (n == 4 && seg_is(segs, n, 3, "proxy")) {
+		agent_proxy_route(ag, req, app);
 		return;
 	}
 	if (!seg_is(segs, n, 3, "instances"))

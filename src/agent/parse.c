@@ -284,3 +284,95 @@ int agent_parse_timeout(const char *body, size_t n, int64_t def_ms, int64_t *out
 	json_decref(o);
 	return rc;
 }
+
+void proxy_req_done(struct proxy_req *r)
+{
+	json_decref(r->upstreams);
+	r->upstreams = NULL;
+}
+
+static int addr_ok(const char *what, const char *s, bool port0_ok, struct err *e)
+{
+	char host[NET_ADDR_STRLEN], port[16];
+	char *end;
+	if (!s || strlen(s) >= NET_ADDR_STRLEN ||
+	    net_split_hostport(s, host, sizeof(host), port, sizeof(port)) < 0 || !host[0])
+		return err_set(e, CAIRN_EINPUT, "%s must be \"HOST:PORT\" (e.g. 127.0.0.1:8080)", what);
+	long p = strtol(port, &end, 10);
+	if (*end || end == port || p < (port0_ok ? 0 : 1) || p > 65535)
+		return err_set(e, CAIRN_EINPUT, "%s: port %.16s is not %d..65535", what, port,
+			       port0_ok ? 0 : 1);
+	return 0;
+}
+
+int agent_parse_proxy(const char *body, size_t n, struct proxy_req *out, struct err *e)
+{
+	static const char *const known[] = {"listen", "mode", "upstreams", "stopped", NULL};
+	static const char *const known_up[] = {"addr", "release", NULL};
+	struct proxy_req r = {.http = true};
+	json_t *o = NULL, *v, *u;
+	size_t i;
+	int rc;
+
+	if ((rc = parse_object(body, n, &o, e)) < 0)
+		return rc;
+	if ((rc = check_keys(o, known, e)) < 0)
+		goto fail;
+	v = json_object_get(o, "listen");
+	if ((rc = addr_ok("\"listen\"", json_string_value(v), true, e)) < 0)
+		goto fail;
+	snprintf(r.listen, sizeof(r.listen), "%s", json_string_value(v));
+	v = json_object_get(o, "mode");
+	if (v && !json_is_null(v)) {
+		const char *m = json_string_value(v);
+		if (!m || (strcmp(m, "http") && strcmp(m, "tcp"))) {
+			rc = err_set(e, CAIRN_EINPUT, "\"mode\" must be \"http\" or \"tcp\"");
+			goto fail;
+		}
+		r.http = !strcmp(m, "http");
+	}
+	v = json_object_get(o, "stopped");
+	if (v && !json_is_null(v)) {
+		if (!json_is_boolean(v)) {
+			rc = err_set(e, CAIRN_EINPUT, "\"stopped\" must be true or false");
+			goto fail;
+		}
+		r.stopped = json_is_true(v);
+	}
+	v = json_object_get(o, "upstreams");
+	if (v && !json_is_null(v) && (!json_is_array(v) || json_array_size(v) > AGENT_PROXY_UPS_MAX)) {
+		rc = err_set(e, CAIRN_EINPUT, "\"upstreams\" must be an array of at most %d "
+			     "{\"addr\": \"HOST:PORT\", \"release\": ID} objects", AGENT_PROXY_UPS_MAX);
+		goto fail;
+	}
+	r.upstreams = json_array();
+	json_array_foreach(v, i, u)
+	{
+		const char *rel;
+		if (!json_is_object(u) || (rc = check_keys(u, known_up, e)) < 0) {
+			if (!json_is_object(u))
+				rc = err_set(e, CAIRN_EINPUT, "\"upstreams\"[%zu] must be an object", i);
+			goto fail;
+		}
+		if ((rc = addr_ok("\"upstreams\"[].addr", json_string_value(json_object_get(u, "addr")),
+				  false, e)) < 0)
+			goto fail;
+		rel = json_string_value(json_object_get(u, "release"));
+		if (rel && (strlen(rel) >= PROXY_LABEL_MAX || !*rel)) {
+			rc = err_set(e, CAIRN_EINPUT, "\"upstreams\"[%zu].release must be 1 to %d "
+				     "characters", i, PROXY_LABEL_MAX - 1);
+			goto fail;
+		}
+		json_array_append_new(r.upstreams,
+				      json_pack("{s:s,s:s}", "addr",
+						json_string_value(json_object_get(u, "addr")), "release",
+						rel ? rel : ""));
+	}
+	json_decref(o);
+	*out = r;
+	return 0;
+fail:
+	json_decref(r.upstreams);
+	json_decref(o);
+	return rc;
+}

@@ -237,6 +237,7 @@ static void agent_done(struct agent *ag)
 		instance_free(in);
 	}
 	agent__logws_free(ag);
+	agent_proxies_free(ag);
 	if (ag->base)
 		event_base_free(ag->base);
 	objstore_free(ag->os);
@@ -294,7 +295,7 @@ int agent_run(const struct agent_opts *o, struct err *e)
 	sigs[1] = evsignal_new(ag.base, SIGINT, on_signal, &ag);
 	event_add(sigs[0], NULL);
 	event_add(sigs[1], NULL);
-	if ((r = agent_load_and_adopt(&ag, e)) < 0)
+	if ((r = agent_load_and_adopt(&ag, e)) < 0 || (r = agent_proxies_load(&ag, e)) < 0)
 		goto done;
 	log_info("agent", "listening on %s (pid %d)", ag.sock_path, (int)getpid());
 	if (o->on_ready)

@@ -84,6 +84,8 @@ struct config {
 		double max_error_rate; /* fraction 0..1; default 0.01 ("1%") */
 		int64_t max_p99_ms;    /* default 0 = no absolute bound */
 		double max_p99_ratio;  /* default 0 = no ratio bound */
+		int min_requests;      /* a gate judges only this many requests or more (20);
+					* with fewer, the bake says "too little traffic" */
 		bool auto_rollback;    /* default true */
 	} rollout;
 };

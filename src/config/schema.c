@@ -340,8 +340,9 @@ static int parse_health(struct cfg_parse *p, struct config *c, const struct cnod
 static int parse_rollout(struct cfg_parse *p, struct config *c, const struct cnode *n)
 {
 	static const char *const keys[] = {"parallel", "bake", "gates", "auto_rollback", NULL};
-	static const char *const gate_keys[] = {"max_error_rate", "max_p99", "max_p99_ratio", NULL};
-	const struct cnode *v[4], *g[3];
+	static const char *const gate_keys[] = {"max_error_rate", "max_p99", "max_p99_ratio",
+						"min_requests", NULL};
+	const struct cnode *v[4], *g[4];
 	int r = config__fields(p, n, "rollout", keys, v);
 
 	if (r == 0 && v[0])
@@ -364,6 +365,9 @@ static int parse_rollout(struct cfg_parse *p, struct config *c, const struct cno
 		    p, g[2],
 		    "rollout.gates.max_p99_ratio must be at least 1 (new p99 at most "
 		    "RATIO × the old one), or 0 for no bound");
+	if (r == 0 && g[3])
+		r = config__int(p, g[3], "rollout.gates.min_requests", 1, 1000000000,
+				&c->rollout.min_requests);
 	if (r == 0 && v[3])
 		r = config__bool(p, v[3], "rollout.auto_rollback", &c->rollout.auto_rollback);
 	return r;
@@ -383,6 +387,7 @@ static int set_defaults(struct cfg_parse *p, struct config *c)
 	c->rollout.parallel = 1;
 	c->rollout.bake_ms = 30000;
 	c->rollout.max_error_rate = 0.01;
+	c->rollout.min_requests = 20;
 	c->rollout.auto_rollback = true;
 	return config__set_str(p, &c->listen_host, "127.0.0.1");
 }

@@ -58,6 +58,10 @@ struct executor_ops {
 	/* The app's instances on the host as the agent reports them (a new JSON array). */
 	int (*instances)(struct executor *x, const char *app, const char *host, json_t **out,
 			 struct err *e);
+	/* Adds what a failed step leaves behind on the host (the new instances' last log lines)
+	 * to its detail object. May be NULL. */
+	void (*evidence)(struct executor *x, const struct exec_job *j, const char *host,
+			 json_t *detail);
 	/* Emergency stop of every instance of the app on the host. */
 	int (*stop)(struct executor *x, const char *app, const char *host, struct buf *detail,
 		    struct err *e);
@@ -68,6 +72,20 @@ struct executor {
 };
 
 struct executor *exec_agent_new(const char *state_dir);
+/* exec-agent.c, for exec-traffic.c: one agent call; the app's instances of `release` (or, with
+ * `other`, of any other release) that are not stopped or failed. */
+int exec__agent_call(struct executor *x, const char *host, const char *method, const char *path,
+		     json_t *body, int64_t timeout_ms, json_t **out, struct err *e);
+int exec__instances(struct executor *x, const struct exec_job *j, const char *host,
+		    const char *release, bool other, json_t **out, struct err *e);
+/* exec-traffic.c: the host's proxy of the app pointed at the running instances of `release`
+ * ("" empties an existing proxy; none is created) — *out_proxy the agent's answer or NULL. */
+int traffic_point(struct executor *x, const struct exec_job *j, const char *host,
+		  const char *release, json_t **out_proxy, struct err *e);
+int traffic_bake(struct executor *x, const struct exec_job *j, const char *host,
+		 struct buf *detail, struct err *e);
+void traffic_evidence(struct executor *x, const struct exec_job *j, const char *host,
+		      json_t *detail);
 #ifdef CAIRN_TEST_HOOKS
 /* CAIRN_TEST_EXECUTOR=log: records each step in CAIRN_TEST_EXEC_LOG (tests only). */
 struct executor *exec_log_new(void);

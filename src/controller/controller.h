@@ -42,6 +42,34 @@ int deploy_step_parse(const char *name, enum deploy_step *out);
 /* Steps that may run again after a crash interrupted them (no effect beyond the first run). */
 bool deploy_step_rerunnable(enum deploy_step st);
 
+/* ---- bake gates (gates.c): pure — traffic counters in, a verdict out ----------------------- */
+
+#define GATE_BUCKETS 100 /* = PROXY_HTTP_BUCKETS: bucket i holds latencies up to 2^(i/4) us */
+struct gate_traffic {
+	uint64_t requests, errors; /* errors: 5xx answers (the proxy's own 502/504 included) */
+	uint64_t hist[GATE_BUCKETS];
+};
+struct gate_limits {
+	double max_error_rate; /* fraction; the gate fails above it */
+	int64_t max_p99_ms;    /* 0: none */
+	double max_p99_ratio;  /* 0: none */
+	int min_requests;      /* fewer requests than this: not judged */
+};
+enum gate_verdict {
+	GATE_PASS,      /* every gate judged and passed */
+	GATE_FAIL,      /* a gate failed: why says which, with the numbers */
+	GATE_WAIT,      /* not final and not enough to judge yet */
+	GATE_TOO_LITTLE /* final, and too little traffic to judge some gate: why says which */
+};
+/* Judges the new release's traffic since the switch against the limits and the previous
+ * release's traffic (baseline; NULL or empty when there was none). Not final: only a clear
+ * failure ends the bake early (error rate over the limit with min_requests seen; p99 over a
+ * limit with 5 × min_requests seen); final: every gate is judged. */
+enum gate_verdict gate_judge(const struct gate_traffic *new_tr, const struct gate_traffic *base,
+			     const struct gate_limits *lim, bool final, char *why, size_t why_n);
+/* p (0..100) percentile of a histogram in milliseconds (0 when empty). */
+double gate_percentile_ms(const uint64_t hist[GATE_BUCKETS], double p);
+
 /* ---- API input (body.c): every byte here comes from outside --------------------------------- */
 
 #define API_BODY_MAX (1024 * 1024)

@@ -89,7 +89,8 @@ static int health(struct agent_exec *ax, const struct exec_job *j, const char *h
 		json_decref(insts);
 		return err_set(e, CAIRN_ECHECK, "no instance of the release runs on %s", host);
 	}
-	int64_t deadline = time_mono_ns() / 1000000 + cfg->health.start_deadline_ms;
+	int64_t t0 = time_mono_ns() / 1000000, deadline = t0 + cfg->health.start_deadline_ms;
+	char last[256] = "no probe answered yet";
 	json_array_foreach(insts, i, v)
 	{
 		const char *iid = json_string_value(json_object_get(v, "id"));
@@ -102,10 +103,14 @@ static int health(struct agent_exec *ax, const struct exec_job *j, const char *h
 				r = err_set(e, ECANCELED, "stopped while probing %s", iid);
 				goto out;
 			}
-			if (time_mono_ns() / 1000000 > deadline) {
+			int64_t now = time_mono_ns() / 1000000;
+			if (now > deadline) {
 				r = err_set(e, CAIRN_ECHECK,
-					    "instance %s on %s was not healthy within start_deadline (%lld ms)",
-					    iid, host, (long long)cfg->health.start_deadline_ms);
+					    "instance %s on %s was not healthy after %.1f s (start_deadline "
+					    "%.1f s, %d good probes in a row needed); last probe: %s",
+					    iid, host, (double)(now - t0) / 1000.0,
+					    (double)cfg->health.start_deadline_ms / 1000.0,
+					    cfg->health.healthy_after, last);
 				goto out;
 			}
 			json_t *body = json_pack("{s:s?,s:I}", "http", cfg->health.http, "timeout_ms",
@@ -114,6 +119,15 @@ static int health(struct agent_exec *ax, const struct exec_job *j, const char *h
 					    cfg->health.timeout_ms + CTL_AGENT_CALL_MS, &ans, e)) < 0)
 				goto out;
 			ok_in_row = json_is_true(json_object_get(ans, "ok")) ? ok_in_row + 1 : 0;
+			if (!ok_in_row) {
+				json_t *st = json_object_get(ans, "status");
+				if (json_is_integer(st))
+					snprintf(last, sizeof(last), "answered HTTP %lld",
+						 (long long)json_integer_value(st));
+				else
+					snprintf(last, sizeof(last), "%.200s",
+						 json_string_value(json_object_get(ans, "error")) ?: "not ok");
+			}
 			json_decref(ans);
 			if (ok_in_row < cfg->health.healthy_after)
 				sleep_ms(cfg->health.interval_ms);
@@ -178,35 +192,26 @@ static int acceptance(struct agent_exec *ax, const struct exec_job *j, const cha
 	return r;
 }
 
-/* The upstream set of a release on a host, recorded for the proxy (switch). */
-static int record_upstreams(struct agent_exec *ax, const struct exec_job *j, const char *host,
-			    const char *release, struct buf *detail, struct err *e)
+/* Points the host's proxy at `release` and records the upstream set for `cairn status`. */
+static int switch_to(struct agent_exec *ax, const struct exec_job *j, const char *host,
+		     const char *release, struct buf *detail, struct err *e)
 {
-	json_t *insts, *v, *ups = json_array();
-	size_t i;
-	int r = release[0] ? instances(ax, j, host, release, false, &insts, e) : 0;
-	if (r < 0) {
-		json_decref(ups);
+	json_t *proxy = NULL;
+	int r = traffic_point(&ax->base, j, host, release, &proxy, e);
+	if (r < 0)
 		return r;
-	}
-	if (release[0]) {
-		json_array_foreach(insts, i, v)
-		{
-			char addr[64];
-			snprintf(addr, sizeof(addr), "127.0.0.1:%lld",
-				 (long long)json_integer_value(json_object_get(v, "port")));
-			json_array_append_new(ups, json_pack("{s:s,s:s}", "addr", addr, "release", release));
-		}
-		json_decref(insts);
-	}
-	json_t *rec = json_pack("{s:s,s:s,s:o,s:s}", "host", host, "release", release, "upstreams", ups,
-				"proxy", "none yet: the upstream set is recorded, no traffic moves");
-	char *txt = json_dumps(rec, JSON_COMPACT);
+	json_t *rec = json_pack("{s:s,s:s,s:s?,s:s?,s:O?,s:I}", "host", host, "release", release,
+				"listen", json_string_value(json_object_get(proxy, "listen")),
+				"mode", json_string_value(json_object_get(proxy, "mode")),
+				"upstreams", json_object_get(proxy, "upstreams"), "switch_us",
+				(json_int_t)json_integer_value(json_object_get(proxy, "switch_us")));
+	json_decref(proxy);
+	char *txt = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
 	json_decref(rec);
 	if (!txt)
 		return err_set(e, ENOMEM, "out of memory");
 	r = store_jobs(j->st)->app_set_upstreams(j->st, j->app, txt, e);
-	if (r == 0)
+	if (r == 0 && strlen(txt) < STORE_DETAIL_MAX - 1)
 		buf_adds(detail, txt);
 	free(txt);
 	return r;
@@ -286,10 +291,9 @@ static int ax_step(struct executor *x, const struct exec_job *j, const char *hos
 	case STEP_ACCEPT:
 		return acceptance(ax, j, host, detail, e);
 	case STEP_SWITCH:
-		return record_upstreams(ax, j, host, j->release, detail, e);
+		return switch_to(ax, j, host, j->release, detail, e);
 	case STEP_BAKE:
-		buf_addf(detail, "{\"skipped\":\"no proxy on %s yet: no traffic to watch\"}", host);
-		return 0;
+		return traffic_bake(x, j, host, detail, e);
 	case STEP_CLEANUP:
 		if ((r = stop_where(ax, j, host, j->release, true, &n, e)) == 0)
 			buf_addf(detail, "{\"stopped\":%zu}", n);
@@ -299,19 +303,57 @@ static int ax_step(struct executor *x, const struct exec_job *j, const char *hos
 	}
 }
 
+/* Brings the previous release back on a host where none of its instances runs any more:
+ * activate (verified), start, health — the same steps as a deploy, never a build. */
+static int restart_previous(struct agent_exec *ax, const struct exec_job *j, const char *host,
+			    struct err *e)
+{
+	struct exec_job prev = *j;
+	struct config *pcfg = NULL;
+	struct buf d;
+	int r = plan_load(j->state_dir, j->from_release, &pcfg, e);
+	if (r < 0)
+		return r;
+	prev.release = j->from_release;
+	prev.cfg = pcfg;
+	buf_init(&d, STORE_DETAIL_MAX - 1);
+	for (int s = STEP_ACTIVATE; r == 0 && s <= STEP_HEALTH; s++) {
+		buf_reset(&d);
+		r = ax_step(&ax->base, &prev, host, (enum deploy_step)s, &d, e);
+	}
+	buf_done(&d);
+	config_free(pcfg);
+	if (r < 0)
+		err_prefix(e, "restarting the previous release on %s", host);
+	return r;
+}
+
 static int ax_rollback(struct executor *x, const struct exec_job *j, const char *host,
 		       struct buf *detail, struct err *e)
 {
 	struct agent_exec *ax = (struct agent_exec *)x;
 	struct buf ups;
-	size_t n = 0;
-	int r = stop_where(ax, j, host, j->release, false, &n, e);
-	if (r < 0)
-		return r;
+	json_t *old = NULL;
+	size_t n = 0, n_old = 0;
+	bool restarted = false;
+	int r = 0;
+	/* traffic first: the old instances are still warm, so users are back on them at once */
+	if (j->from_release[0]) {
+		if ((r = instances(ax, j, host, j->from_release, false, &old, e)) < 0)
+			return r;
+		n_old = json_array_size(old);
+		json_decref(old);
+		if (n_old == 0) {
+			if ((r = restart_previous(ax, j, host, e)) < 0)
+				return r;
+			restarted = true;
+		}
+	}
 	buf_init(&ups, STORE_DETAIL_MAX);
-	r = record_upstreams(ax, j, host, j->from_release, &ups, e);
-	if (r == 0)
-		buf_addf(detail, "{\"stopped_new\":%zu,\"upstreams\":%s}", n, buf_str(&ups));
+	if ((r = switch_to(ax, j, host, j->from_release, &ups, e)) == 0 &&
+	    (r = stop_where(ax, j, host, j->release, false, &n, e)) == 0)
+		buf_addf(detail, "{\"stopped_new\":%zu,\"restarted_previous\":%s,\"upstreams\":%s}", n,
+			 restarted ? "true" : "false", ups.len ? buf_str(&ups) : "null");
 	buf_done(&ups);
 	return r;
 }
@@ -390,6 +432,7 @@ static const struct executor_ops agent_ops = {
 	.step = ax_step,
 	.rollback = ax_rollback,
 	.reconcile = ax_reconcile,
+	.evidence = traffic_evidence,
 	.instances = ax_instances,
 	.stop = ax_stop,
 	.free = ax_free,
@@ -403,4 +446,16 @@ struct executor *exec_agent_new(const char *state_dir)
 	ax->base.ops = &agent_ops;
 	ax->sock = fs_join(state_dir, "agent.sock");
 	return &ax->base;
+}
+
+int exec__agent_call(struct executor *x, const char *host, const char *method, const char *path,
+		     json_t *body, int64_t timeout_ms, json_t **out, struct err *e)
+{
+	return agent_call((struct agent_exec *)x, host, method, path, body, timeout_ms, out, e);
+}
+
+int exec__instances(struct executor *x, const struct exec_job *j, const char *host,
+		    const char *release, bool other, json_t **out, struct err *e)
+{
+	return instances((struct agent_exec *)x, j, host, release, other, out, e);
 }

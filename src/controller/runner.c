@@ -94,6 +94,7 @@ struct jobrun {
 	struct config *cfg;
 	struct rec *recs; /* [host * (STEP_COUNT + 1) + step] */
 	char error[STORE_DETAIL_MAX];
+	int failed_step; /* the step whose failure ended the job, -1 none */
 };
 
 static int host_index(const struct jobrun *jr, const char *host)
@@ -216,10 +217,25 @@ static int run_step(struct jobrun *jr, const struct exec_job *xj, size_t h, int 
 		return 1;
 	}
 	if (r < 0) {
-		json_t *dj = json_pack("{s:s}", "error", e.msg);
-		char *txt = dj ? json_dumps(dj, JSON_COMPACT) : NULL;
+		/* what the step found (gate numbers) + the error + the new instances' last lines */
+		json_t *dj = d.len ? json_loads(buf_str(&d), 0, NULL) : NULL;
+		if (!json_is_object(dj)) {
+			json_decref(dj);
+			dj = json_object();
+		}
+		json_object_set_new(dj, "error", json_string(e.msg));
+		if (x->ops->evidence && s >= STEP_START && s != STEP_ROLLBACK)
+			x->ops->evidence(x, xj, host, dj);
+		char *txt = json_dumps(dj, JSON_COMPACT);
+		if (txt && strlen(txt) >= STORE_DETAIL_MAX) { /* too long: the logs go first */
+			free(txt);
+			json_object_del(dj, "logs");
+			txt = json_dumps(dj, JSON_COMPACT);
+		}
 		json_decref(dj);
 		snprintf(jr->error, sizeof(jr->error), "%s on %s: %s", step_label(s), host, e.msg);
+		if (s != STEP_ROLLBACK)
+			jr->failed_step = s;
 		J->step_end(jr->st, jr->job.id, host, step_label(s), attempt, false, txt, &e);
 		free(txt);
 	} else if (J->step_end(jr->st, jr->job.id, host, step_label(s), attempt, true,
@@ -257,6 +273,7 @@ static void run_job(struct runner *rn, struct store *st, struct store_job *job)
 	jr.rn = rn;
 	jr.st = st;
 	jr.job = *job;
+	jr.failed_step = -1;
 	if (plan_load(rn->srv->o.state_dir, job->release, &jr.cfg, &e) < 0) {
 		finish_job(&jr, JOB_FAILED, e.msg);
 		return;
@@ -292,6 +309,13 @@ static void run_job(struct runner *rn, struct store *st, struct store_job *job)
 	}
 	if (atomic_load(&rn->lease_lost) || atomic_load(&rn->shutdown))
 		goto out;
+	/* the release itself failed a check (not the host, not a stop): it is bad */
+	if (!atomic_load(&rn->cancel) && !atomic_load(&rn->abort) &&
+	    (jr.failed_step == STEP_START || jr.failed_step == STEP_HEALTH ||
+	     jr.failed_step == STEP_ACCEPT || jr.failed_step == STEP_BAKE) &&
+	    store_release_set_state(st, job->release, RELEASE_BAD, &e) < 0)
+		log_warn("controller", "job %lld: marking %.19s bad: %s", (long long)job->id,
+			 job->release, e.msg);
 	if (atomic_load(&rn->cancel))
 		finish_job(&jr, JOB_CANCELLED, why);
 	else if (undone && job->from_release[0] && jr.cfg->rollout.auto_rollback)

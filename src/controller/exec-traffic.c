@@ -1,0 +1,255 @@
+/* controller exec-traffic: the steps of a deploy that move and watch user traffic through a
+ * host's proxy — switch (point the proxy at a release's instances), bake (watch the new
+ * release's live traffic and instances against the gates, failing at once on a clear breach),
+ * switch back on rollback, and the evidence a failed step leaves (the new instances' last log
+ * lines). The proxy itself lives in the host's agent (docs/agent.md, /v1/apps/{app}/proxy). */
+#include "controller/controller-internal.h"
+
+#include "config/config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BAKE_POLL_MS 100
+#define EVIDENCE_LINES 8
+#define EVIDENCE_LINE_MAX 200
+
+static void nap_ms(int64_t ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/* GET the app's proxy on the host: 1 and *out, or 0 when it has none. */
+static int proxy_get(struct executor *x, const struct exec_job *j, const char *host,
+		     json_t **out, struct err *e)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "/v1/apps/%s/proxy", j->app);
+	int r = exec__agent_call(x, host, "GET", path, NULL, 0, out, e);
+	if (r == -CAIRN_ENOTFOUND) {
+		*e = (struct err){0};
+		*out = NULL;
+		return 0;
+	}
+	return r < 0 ? r : 1;
+}
+
+int traffic_point(struct executor *x, const struct exec_job *j, const char *host,
+		  const char *release, json_t **out_proxy, struct err *e)
+{
+	const struct config *cfg = j->cfg;
+	json_t *insts = NULL, *v, *ups = json_array(), *ans = NULL;
+	char path[256], listen[NET_ADDR_STRLEN + 8];
+	size_t i;
+	int r = 0;
+
+	*out_proxy = NULL;
+	if (release[0] && (r = exec__instances(x, j, host, release, false, &insts, e)) < 0)
+		goto out;
+	json_array_foreach(insts, i, v)
+	{
+		char addr[64];
+		const char *st = json_string_value(json_object_get(v, "state"));
+		if (st && strcmp(st, "running") && strcmp(st, "starting"))
+			continue;
+		snprintf(addr, sizeof(addr), "127.0.0.1:%lld",
+			 (long long)json_integer_value(json_object_get(v, "port")));
+		json_array_append_new(ups, json_pack("{s:s,s:s}", "addr", addr, "release", release));
+	}
+	if (!release[0]) { /* nothing to point at: only an existing proxy is emptied */
+		json_t *cur = NULL;
+		if ((r = proxy_get(x, j, host, &cur, e)) <= 0)
+			goto out;
+		json_decref(cur);
+	}
+	if (strchr(cfg->listen_host, ':'))
+		snprintf(listen, sizeof(listen), "[%s]:%d", cfg->listen_host, cfg->listen_port);
+	else
+		snprintf(listen, sizeof(listen), "%s:%d", cfg->listen_host, cfg->listen_port);
+	snprintf(path, sizeof(path), "/v1/apps/%s/proxy", j->app);
+	json_t *body = json_pack("{s:s,s:s,s:O,s:b}", "listen", listen, "mode",
+				 cfg->health.http ? "http" : "tcp", "upstreams", ups, "stopped", 0);
+	if ((r = exec__agent_call(x, host, "PUT", path, body, 0, &ans, e)) == 0)
+		*out_proxy = ans;
+out:
+	json_decref(insts);
+	json_decref(ups);
+	return r;
+}
+
+/* The counters of one release in a proxy answer ("total" or "window"); zeros when absent. */
+static void traffic_of(json_t *proxy, const char *release, const char *which,
+		       struct gate_traffic *out)
+{
+	json_t *v, *rel = NULL;
+	size_t i;
+	memset(out, 0, sizeof(*out));
+	json_array_foreach(json_object_get(proxy, "releases"), i, v)
+		if (!strcmp(json_string_value(json_object_get(v, "release")) ?: "", release))
+			rel = json_object_get(v, which);
+	if (!rel)
+		return;
+	out->requests = (uint64_t)json_integer_value(json_object_get(rel, "requests"));
+	out->errors = (uint64_t)json_integer_value(
+	    json_object_get(json_object_get(rel, "status"), "5xx"));
+	json_array_foreach(json_object_get(rel, "hist"), i, v)
+		if (i < GATE_BUCKETS)
+			out->hist[i] = (uint64_t)json_integer_value(v);
+}
+
+static void traffic_sub(struct gate_traffic *a, const struct gate_traffic *b)
+{
+	a->requests = a->requests > b->requests ? a->requests - b->requests : 0;
+	a->errors = a->errors > b->errors ? a->errors - b->errors : 0;
+	for (int i = 0; i < GATE_BUCKETS; i++)
+		a->hist[i] = a->hist[i] > b->hist[i] ? a->hist[i] - b->hist[i] : 0;
+}
+
+/* A new instance that is gone, not running, or restarted since the bake began. */
+static int crash_check(json_t *before, json_t *now, char *why, size_t n)
+{
+	json_t *b, *c;
+	size_t i, k;
+	json_array_foreach(before, i, b)
+	{
+		const char *id = json_string_value(json_object_get(b, "id"));
+		json_t *found = NULL;
+		json_array_foreach(now, k, c)
+			if (!strcmp(json_string_value(json_object_get(c, "id")) ?: "", id ?: ""))
+				found = c;
+		const char *st = found ? json_string_value(json_object_get(found, "state")) : "gone";
+		json_int_t r0 = json_integer_value(json_object_get(b, "restarts"));
+		json_int_t r1 = found ? json_integer_value(json_object_get(found, "restarts")) : r0;
+		if (!found || strcmp(st ?: "", "running") || r1 > r0) {
+			const char *le = found ? json_string_value(json_object_get(found, "last_exit"))
+					       : NULL;
+			snprintf(why, n, "crash gate: instance %s of the new release %s during the bake "
+				 "(state %s, %lld restarts%s%s)", id ?: "?",
+				 r1 > r0 ? "exited" : "stopped running", st ?: "?", (long long)r1,
+				 le ? "; last exit: " : "", le ? le : "");
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static json_t *traffic_json(const struct gate_traffic *t)
+{
+	return json_pack("{s:I,s:I,s:f,s:f}", "requests", (json_int_t)t->requests, "errors_5xx",
+			 (json_int_t)t->errors, "p50_ms", gate_percentile_ms(t->hist, 50), "p99_ms",
+			 gate_percentile_ms(t->hist, 99));
+}
+
+static void bake_detail(struct buf *detail, const char *verdict, const char *why, int64_t ms,
+			const struct gate_traffic *nt, const struct gate_traffic *base)
+{
+	json_t *d = json_pack("{s:s,s:s,s:I,s:o,s:o}", "verdict", verdict, "reason", why, "baked_ms",
+			      (json_int_t)ms, "new", traffic_json(nt), "previous", traffic_json(base));
+	char *txt = d ? json_dumps(d, JSON_COMPACT) : NULL;
+	json_decref(d);
+	if (txt)
+		buf_adds(detail, txt);
+	free(txt);
+}
+
+int traffic_bake(struct executor *x, const struct exec_job *j, const char *host,
+		 struct buf *detail, struct err *e)
+{
+	const struct config *cfg = j->cfg;
+	struct gate_limits lim = { cfg->rollout.max_error_rate, cfg->rollout.max_p99_ms,
+				   cfg->rollout.max_p99_ratio, cfg->rollout.min_requests };
+	struct gate_traffic snap, base, nt;
+	json_t *proxy = NULL, *insts0 = NULL, *insts = NULL;
+	char why[512];
+	int r;
+
+	if ((r = proxy_get(x, j, host, &proxy, e)) < 0)
+		return r;
+	if (r == 0)
+		return err_set(e, CAIRN_ECHECK, "no proxy of %s on %s to watch: the switch did not "
+			       "happen", j->app, host);
+	traffic_of(proxy, j->release, "total", &snap);
+	traffic_of(proxy, j->from_release, "window", &base);
+	json_decref(proxy);
+	proxy = NULL;
+	if ((r = exec__instances(x, j, host, j->release, false, &insts0, e)) < 0)
+		return r;
+	int64_t t0 = time_mono_ns() / 1000000, now = t0;
+	for (;;) {
+		bool final = now - t0 >= cfg->rollout.bake_ms;
+		if (atomic_load(j->abort)) {
+			r = err_set(e, ECANCELED, "stopped during the bake on %s", host);
+			break;
+		}
+		if ((r = proxy_get(x, j, host, &proxy, e)) < 0 ||
+		    (r = exec__instances(x, j, host, j->release, false, &insts, e)) < 0)
+			break;
+		traffic_of(proxy, j->release, "total", &nt);
+		traffic_sub(&nt, &snap);
+		json_decref(proxy);
+		proxy = NULL;
+		if (crash_check(insts0, insts, why, sizeof(why))) {
+			bake_detail(detail, "fail", why, now - t0, &nt, &base);
+			r = err_set(e, CAIRN_ECHECK, "%s", why);
+			break;
+		}
+		json_decref(insts);
+		insts = NULL;
+		enum gate_verdict v = gate_judge(&nt, &base, &lim, final, why, sizeof(why));
+		if (v == GATE_FAIL) {
+			bake_detail(detail, "fail", why, now - t0, &nt, &base);
+			r = err_set(e, CAIRN_ECHECK, "%s", why);
+			break;
+		}
+		if (v != GATE_WAIT) {
+			bake_detail(detail, v == GATE_PASS ? "pass" : "too_little_traffic", why, now - t0,
+				    &nt, &base);
+			if (v == GATE_TOO_LITTLE)
+				log_warn("controller", "job %lld, bake on %s: %s", (long long)j->id, host,
+					 why);
+			r = 0;
+			break;
+		}
+		int64_t left = t0 + cfg->rollout.bake_ms - now;
+		nap_ms(left > 0 && left < BAKE_POLL_MS ? left : BAKE_POLL_MS);
+		now = time_mono_ns() / 1000000;
+	}
+	json_decref(proxy);
+	json_decref(insts);
+	json_decref(insts0);
+	return r;
+}
+
+void traffic_evidence(struct executor *x, const struct exec_job *j, const char *host, json_t *detail)
+{
+	json_t *insts = NULL, *v, *logs = json_array();
+	size_t i, k;
+	struct err e;
+	if (exec__instances(x, j, host, j->release, false, &insts, &e) < 0) {
+		json_decref(logs);
+		return;
+	}
+	json_array_foreach(insts, i, v)
+	{
+		char path[256];
+		json_t *ans = NULL, *ln, *lines = json_array();
+		const char *id = json_string_value(json_object_get(v, "id"));
+		if (i >= 2 || !id)
+			break;
+		snprintf(path, sizeof(path), "/v1/apps/%s/instances/%s/logs?tail=%d", j->app, id,
+			 EVIDENCE_LINES);
+		if (exec__agent_call(x, host, "GET", path, NULL, 5000, &ans, &e) == 0)
+			json_array_foreach(json_object_get(ans, "lines"), k, ln)
+			{
+				const char *s = json_string_value(json_object_get(ln, "line")) ?: "";
+				json_array_append_new(lines, json_stringn(s, strnlen(s, EVIDENCE_LINE_MAX)));
+			}
+		json_decref(ans);
+		json_array_append_new(logs, json_pack("{s:s,s:o}", "instance", id, "last_lines", lines));
+	}
+	json_decref(insts);
+	json_object_set_new(detail, "logs", logs);
+}
