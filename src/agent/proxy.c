@@ -161,7 +161,9 @@ static json_t *traffic_json(struct agent *ag, struct app_proxy *p, int64_t windo
 			}
 			if (proxy_engine_stats(ag->eng, p->eng_id, &ps) == 0)
 				for (size_t k = 0; k < ps.n_labels; k++)
-					if (!strcmp(ps.labels[k].label, labels[i]))
+					if (!strcmp(ps.labels[k].label, labels[i])) {
+						json_object_set_new(o, "active",
+								    json_integer((json_int_t)ps.labels[k].conns_active));
 						json_object_set_new(
 						    o, "tcp",
 						    json_pack("{s:I,s:I,s:I,s:I,s:I}", "conns",
@@ -172,6 +174,7 @@ static json_t *traffic_json(struct agent *ag, struct app_proxy *p, int64_t windo
 							      "bytes_up", (json_int_t)ps.labels[k].bytes_up,
 							      "bytes_down",
 							      (json_int_t)ps.labels[k].bytes_down));
+					}
 		}
 		json_array_append_new(arr, o);
 	}

@@ -24,6 +24,7 @@ struct config;
 #define CTL_STEP_GRACE_MS 30000         /* past the deadline, a wedged step gets this long */
 #define CTL_API_TIMEOUT_S 30            /* evhttp read/write timeout per connection */
 #define CTL_AGENT_CALL_MS 20000         /* one agent request */
+#define CTL_DRAIN_MS 30000             /* requests in flight to instances about to stop */
 #define CTL_AGENT_START_MS 10000        /* `cairn agent --daemon` must be listening by then */
 #define CTL_IDEM_TTL_MS (24LL * 3600 * 1000) /* published: keys kept 24 h */
 #define CTL_IDEM_PURGE_AFTER_MS (72LL * 3600 * 1000) /* purged after 72 h (margin over 24 h) */
@@ -84,6 +85,10 @@ int traffic_point(struct executor *x, const struct exec_job *j, const char *host
 		  const char *release, json_t **out_proxy, struct err *e);
 int traffic_bake(struct executor *x, const struct exec_job *j, const char *host,
 		 struct buf *detail, struct err *e);
+/* Waits until the proxy has nothing in flight to `release` (with `other`: to any other
+ * release), at most timeout_ms (then logs and returns 0: the stop goes ahead). */
+int traffic_drain(struct executor *x, const struct exec_job *j, const char *host,
+		  const char *release, bool other, int64_t timeout_ms, struct err *e);
 void traffic_evidence(struct executor *x, const struct exec_job *j, const char *host,
 		      json_t *detail);
 #ifdef CAIRN_TEST_HOOKS

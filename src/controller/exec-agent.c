@@ -295,7 +295,8 @@ static int ax_step(struct executor *x, const struct exec_job *j, const char *hos
 	case STEP_BAKE:
 		return traffic_bake(x, j, host, detail, e);
 	case STEP_CLEANUP:
-		if ((r = stop_where(ax, j, host, j->release, true, &n, e)) == 0)
+		if ((r = traffic_drain(x, j, host, j->release, true, CTL_DRAIN_MS, e)) == 0 &&
+		    (r = stop_where(ax, j, host, j->release, true, &n, e)) == 0)
 			buf_addf(detail, "{\"stopped\":%zu}", n);
 		return r;
 	default:
@@ -351,6 +352,7 @@ static int ax_rollback(struct executor *x, const struct exec_job *j, const char 
 	}
 	buf_init(&ups, STORE_DETAIL_MAX);
 	if ((r = switch_to(ax, j, host, j->from_release, &ups, e)) == 0 &&
+	    (r = traffic_drain(x, j, host, j->release, false, CTL_DRAIN_MS, e)) == 0 &&
 	    (r = stop_where(ax, j, host, j->release, false, &n, e)) == 0)
 		buf_addf(detail, "{\"stopped_new\":%zu,\"restarted_previous\":%s,\"upstreams\":%s}", n,
 			 restarted ? "true" : "false", ups.len ? buf_str(&ups) : "null");

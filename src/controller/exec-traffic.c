@@ -155,6 +155,36 @@ static void bake_detail(struct buf *detail, const char *verdict, const char *why
 	free(txt);
 }
 
+int traffic_drain(struct executor *x, const struct exec_job *j, const char *host,
+		  const char *release, bool other, int64_t timeout_ms, struct err *e)
+{
+	int64_t t0 = time_mono_ns() / 1000000;
+	for (;;) {
+		json_t *proxy = NULL, *v;
+		size_t i;
+		json_int_t active = 0;
+		int r = proxy_get(x, j, host, &proxy, e);
+		if (r <= 0)
+			return r;
+		json_array_foreach(json_object_get(proxy, "releases"), i, v)
+		{
+			const char *rel = json_string_value(json_object_get(v, "release")) ?: "";
+			if ((strcmp(rel, release) == 0) != other)
+				active += json_integer_value(json_object_get(v, "active"));
+		}
+		json_decref(proxy);
+		if (active == 0)
+			return 0;
+		if (time_mono_ns() / 1000000 - t0 >= timeout_ms) {
+			log_warn("controller", "job %lld on %s: %lld requests still in flight after %lld ms "
+				 "of drain; stopping anyway", (long long)j->id, host, (long long)active,
+				 (long long)timeout_ms);
+			return 0;
+		}
+		nap_ms(20);
+	}
+}
+
 int traffic_bake(struct executor *x, const struct exec_job *j, const char *host,
 		 struct buf *detail, struct err *e)
 {

@@ -1,0 +1,203 @@
+"""Gated zero-downtime rollouts (issue 3), with the real controller, the real agent and its
+proxy, real app processes and a bounded load client: a good deploy under load loses nothing,
+a release that fails acceptance never sees a user request, the bake gates (errors, latency,
+crash) roll back by themselves with their reason recorded, a release that never becomes healthy
+fails at start_deadline, an emergency stop ends traffic and processes, an agent restart keeps
+instances and proxy, and no process outlives its test."""
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from ctlutil import wait_for
+from rolloutlib import Fleet, Load, state_pids
+
+
+@pytest.fixture
+def fleet(cairn, tmp_path):
+    f = Fleet(cairn, tmp_path)
+    yield f
+    f.teardown()
+    assert state_pids(cairn.state) == []
+
+
+def steps_of(job):
+    return {(s["host"], s["step"]): s for s in job.get("steps", [])}
+
+
+def test_good_deploy_under_load_loses_nothing(fleet):
+    fleet.variant("v1")
+    fleet.variant("v2")
+    fleet.ctl.start()
+    fleet.deploy("v1")
+    with Load(fleet.port) as load:
+        load.wait_count(50)
+        p = fleet.deploy("v2")
+        load.wait_count(len(load.results) + 50)
+    assert fleet.job(p)["state"] == "succeeded"
+    assert load.failures() == [], load.failures()[:5]
+    seen = load.by_release()
+    assert seen.get(fleet.ids["v1"], 0) > 0 and seen.get(fleet.ids["v2"], 0) > 0, seen
+    # after the switch every request went to v2
+    last_v1 = max(r[0] for r in load.results if r[2] == fleet.ids["v1"])
+    first_v2 = min(r[0] for r in load.results if r[2] == fleet.ids["v2"])
+    assert last_v1 <= first_v2 + 1.0
+    assert fleet.live("v1") == [] and len(fleet.live("v2")) == 2
+    st = fleet.cairn.json("status", cwd=fleet.dir)
+    assert st["current"] == fleet.ids["v2"]
+
+
+def reached(fleet, name):
+    """Requests the app's own instances of `name` logged (from the agent's log files)."""
+    n = 0
+    for f in (fleet.cairn.state / "logs" / "knobs").glob("*.log*"):
+        text = f.read_text(errors="replace")
+        if f"release={fleet.ids[name]}" in text:
+            n += sum(1 for ln in text.splitlines() if " req /api" in ln and ln.endswith(" load"))
+    return n
+
+
+def test_acceptance_failure_no_user_request_reaches_the_new_release(fleet):
+    fleet.variant("v1")
+    fleet.variant("bad", mode="err500")
+    fleet.ctl.start()
+    fleet.deploy("v1")
+    with Load(fleet.port) as load:
+        load.wait_count(30)
+        p = fleet.deploy("bad", check=1)
+        load.wait_count(len(load.results) + 30)
+    job = fleet.job(p)
+    assert job["state"] == "rolled_back", job
+    assert "acceptance 'api'" in job["error"] and "answered 500" in job["error"]
+    assert load.failures() == []
+    assert load.by_release().get(fleet.ids["bad"], 0) == 0
+    assert reached(fleet, "bad") == 0
+    assert fleet.live("bad") == [] and len(fleet.live("v1")) == 2
+    rel = {r["id"]: r for r in fleet.cairn.json("releases", cwd=fleet.dir)["releases"]}
+    assert rel[fleet.ids["bad"]]["state"] == "bad"
+    st = fleet.cairn.json("status", cwd=fleet.dir)
+    assert st["current"] == fleet.ids["v1"]
+
+
+def bake_step(job):
+    return [s for s in job["steps"] if s["step"] == "bake"][-1]
+
+
+def test_error_gate_rolls_back_within_the_bake(fleet):
+    fleet.variant("v1")
+    fleet.variant("bad", mode="err500", acceptance=False, bake="20s")
+    fleet.ctl.start()
+    fleet.deploy("v1")
+    with Load(fleet.port) as load:
+        load.wait_count(30)
+        p = fleet.deploy("bad", check=1)
+        n = len(load.results)
+        load.wait_count(n + 30)
+    job = fleet.job(p)
+    assert job["state"] == "rolled_back"
+    assert "error gate" in job["error"], job["error"]
+    b = bake_step(job)
+    assert b["state"] == "failed" and b["detail"]["verdict"] == "fail"
+    assert b["detail"]["new"]["errors_5xx"] >= 20
+    assert b["detail"]["baked_ms"] < 20000  # it did not wait for the bake to end
+    assert any("req /api" in ln for lg in b["detail"]["logs"] for ln in lg["last_lines"])
+    bad = [r for r in load.results if r[1] != 200]
+    assert bad and all(r[2] == fleet.ids["bad"] for r in bad)
+    # after the rollback users are on v1 again
+    assert all(r[1] == 200 for r in load.results[n:][-20:])
+    assert fleet.live("bad") == [] and len(fleet.live("v1")) == 2
+
+
+def test_latency_gate_rolls_back_a_slower_release(fleet):
+    # story 000: the performance bar. v1 answers in >= 8 ms, the variant in >= 40 ms (5x);
+    # the variant's own cairn.yml sets the bar at a p99 of 30 ms
+    fleet.variant("v1", delay_ms=8)
+    fleet.variant("slow", mode="slow", delay_ms=8, slow_factor=5, p99="30ms", ratio=2,
+                  min_requests=40, bake="6s")
+    fleet.ctl.start()
+    fleet.deploy("v1")
+    with Load(fleet.port, threads=3) as load:
+        load.wait_count(120)
+        p = fleet.deploy("slow", check=1)
+    job = fleet.job(p)
+    assert job["state"] == "rolled_back"
+    assert "latency gate: p99" in job["error"], job["error"]
+    assert load.failures() == []
+    assert fleet.live("slow") == [] and len(fleet.live("v1")) == 2
+
+
+def test_crash_after_start_rolls_back(fleet):
+    fleet.variant("v1")
+    fleet.variant("crashy", mode="crash_after", crash_after_s=3, bake="8s")
+    fleet.ctl.start()
+    fleet.deploy("v1")
+    with Load(fleet.port) as load:
+        load.wait_count(30)
+        p = fleet.deploy("crashy", check=1)
+        load.wait_count(len(load.results) + 30)
+    job = fleet.job(p)
+    assert job["state"] == "rolled_back"
+    assert "crash gate" in job["error"] or "error gate" in job["error"], job["error"]
+    assert fleet.live("crashy") == [] and len(fleet.live("v1")) == 2
+    logs = bake_step(job)["detail"].get("logs", [])
+    assert any("crashing on purpose" in ln for lg in logs for ln in lg["last_lines"]), logs
+
+
+def test_never_healthy_fails_at_start_deadline(fleet):
+    fleet.variant("v1")
+    fleet.variant("sick", mode="never_healthy", deadline="3s")
+    fleet.ctl.start()
+    fleet.deploy("v1")
+    p = fleet.deploy("sick", check=1)
+    job = fleet.job(p)
+    assert job["state"] == "rolled_back"
+    err = job["error"]
+    assert "not healthy after 3." in err and "start_deadline 3.0 s" in err and "HTTP 500" in err, err
+    assert fleet.live("sick") == [] and len(fleet.live("v1")) == 2
+
+
+def test_emergency_stop_ends_traffic_and_processes(fleet):
+    fleet.variant("v1")
+    fleet.ctl.start()
+    fleet.deploy("v1")
+    pids = [i["pid"] for i in fleet.live("v1")]
+    with Load(fleet.port) as load:
+        load.wait_count(30)
+        t0 = time.monotonic()
+        p = fleet.cairn.run("stop", "--emergency", "knobs", "--json", cwd=fleet.dir, check=0)
+        took = time.monotonic() - t0
+        n = len(load.results)
+        load.wait_count(n + 20)
+    ans = json.loads(p.stdout)
+    assert ans, p.stdout
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}") or \
+            open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+    after = load.results[n:]
+    assert after and all(r[1] == 503 or "Refused" in str(r[1]) or "Reset" in str(r[1])
+                         for r in after), after[:5]
+    assert fleet.live("v1") == []
+    print(f"emergency stop took {took:.3f} s")
+
+
+def test_agent_restart_keeps_instances_and_proxy(fleet):
+    fleet.variant("v1")
+    fleet.ctl.start()
+    fleet.deploy("v1")
+    before = {i["id"]: i["pid"] for i in fleet.live("v1")}
+    agent = json.loads(fleet.cairn.run("agent", "status", "--json", check=0).stdout)["pid"]
+    os.kill(agent, signal.SIGKILL)
+    wait_for(lambda: not os.path.exists(f"/proc/{agent}") or
+             open(f"/proc/{agent}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
+             what="agent gone")
+    for pid in before.values():
+        assert os.path.exists(f"/proc/{pid}")
+    fleet.cairn.run("agent", "--daemon", check=0)
+    after = {i["id"]: i["pid"] for i in fleet.live("v1")}
+    assert after == before
+    assert fleet.proxy()["upstreams"] and fleet.proxy()["stopped"] is False
+    with Load(fleet.port) as load:
+        load.wait_count(20)
+    assert load.failures() == [] and set(load.by_release()) == {fleet.ids["v1"]}
