@@ -1,6 +1,6 @@
 /* fuzz_agent_api: the agent API's request-body parsers on arbitrary bytes must never crash or
  * leak; what they accept must hold their documented bounds. The first byte picks the parser
- * (start, probe, timeout), the rest is the body. */
+ * (start, probe, timeout, proxy), the rest is the body. */
 #include "agent/agent-internal.h"
 
 #include <stdlib.h>
@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	body = (const char *)data + 1;
 	n = size - 1;
-	switch (data[0] % 3) {
+	switch (data[0] % 4) {
 	case 0: {
 		struct start_req r;
 		if (agent_parse_start(body, n, &r, &e) == 0) {
@@ -37,6 +37,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (p.timeout_ms < 1 || p.timeout_ms > 60000 || (p.http && p.http[0] != '/'))
 				abort();
 			free(p.http);
+		}
+		break;
+	}
+	case 3: {
+		struct proxy_req p;
+		if (agent_parse_proxy(body, n, &p, &e) == 0) {
+			if (!p.listen[0] || !json_is_array(p.upstreams) ||
+			    json_array_size(p.upstreams) > AGENT_PROXY_UPS_MAX)
+				abort();
+			proxy_req_done(&p);
+		} else if (!e.msg[0]) {
+			abort();
 		}
 		break;
 	}

@@ -269,6 +269,50 @@ static void test_parse_start(void **state)
 	assert_false(agent_name_ok("-a"));
 }
 
+static int proxy_err(const char *body, const char *want)
+{
+	struct proxy_req r;
+	struct err e = {0};
+	int rc = agent_parse_proxy(body, strlen(body), &r, &e);
+	if (rc == 0) {
+		proxy_req_done(&r);
+		return 0;
+	}
+	if (!strstr(e.msg, want))
+		fail_msg("%s: got \"%s\", wanted \"%s\"", body, e.msg, want);
+	return rc;
+}
+
+static void test_parse_proxy(void **state)
+{
+	(void)state;
+	struct proxy_req r;
+	struct err e = {0};
+	const char *ok = "{\"listen\":\"127.0.0.1:8080\",\"mode\":\"tcp\",\"stopped\":true,"
+			 "\"upstreams\":[{\"addr\":\"127.0.0.1:9001\",\"release\":\"sha256:ab\"},"
+			 "{\"addr\":\"[::1]:9002\"}]}";
+	assert_int_equal(agent_parse_proxy(ok, strlen(ok), &r, &e), 0);
+	assert_string_equal(r.listen, "127.0.0.1:8080");
+	assert_false(r.http);
+	assert_true(r.stopped);
+	assert_int_equal(json_array_size(r.upstreams), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(r.upstreams, 1), "release")), "");
+	proxy_req_done(&r);
+	assert_int_equal(agent_parse_proxy("{\"listen\":\"127.0.0.1:0\"}", 24, &r, &e), 0);
+	assert_true(r.http && !r.stopped && json_array_size(r.upstreams) == 0);
+	proxy_req_done(&r);
+	assert_true(proxy_err("{}", "\"listen\" must be \"HOST:PORT\"") < 0);
+	assert_true(proxy_err("{\"listen\":\"127.0.0.1:70000\"}", "port 70000") < 0);
+	assert_true(proxy_err("{\"listen\":\"x:1\",\"mode\":\"udp\"}", "\"mode\" must be") < 0);
+	assert_true(proxy_err("{\"listen\":\"x:1\",\"stopped\":1}", "\"stopped\" must be") < 0);
+	assert_true(proxy_err("{\"listen\":\"x:1\",\"upstreams\":{}}", "must be an array") < 0);
+	assert_true(proxy_err("{\"listen\":\"x:1\",\"upstreams\":[1]}", "[0] must be an object") < 0);
+	assert_true(proxy_err("{\"listen\":\"x:1\",\"upstreams\":[{\"addr\":\"h:0\"}]}", "port 0") < 0);
+	assert_true(proxy_err("{\"listen\":\"x:1\",\"upstreams\":[{\"addr\":\"h:1\",\"x\":1}]}",
+			      "unknown field \"x\"") < 0);
+	assert_true(proxy_err("{\"listen\":\"x:1\",\"extra\":1}", "unknown field") < 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -280,6 +324,7 @@ int main(void)
 		cmocka_unit_test(test_log_rotation),
 		cmocka_unit_test(test_log_long_line_is_cut),
 		cmocka_unit_test(test_parse_start),
+		cmocka_unit_test(test_parse_proxy),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
