@@ -161,10 +161,37 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 				       json_string_value(json_object_get(in, "started_at")) ?: "?",
 				       cur && rel && strcmp(rel, cur) ? "   (not the current release)" : "");
 			}
+			json_t *px = json_object_get(h, "proxy"), *t;
+			if (px) {
+				printf("  proxy %s (%s): %zu upstreams%s\n",
+				       json_string_value(json_object_get(px, "listen")) ?: "?",
+				       json_string_value(json_object_get(px, "mode")) ?: "?",
+				       json_array_size(json_object_get(px, "upstreams")),
+				       json_is_true(json_object_get(px, "stopped"))
+					   ? "   STOPPED (emergency): users get 503 / refused"
+					   : "");
+			}
+			json_array_foreach(json_object_get(px, "releases"), k, t)
+			{
+				const char *rel = json_string_value(json_object_get(t, "release"));
+				json_t *tot = json_object_get(t, "total"), *sc = json_object_get(tot, "status");
+				if (!tot)
+					continue;
+				printf("  traffic %-14.12s %lld requests: %lld 2xx %lld 3xx %lld 4xx %lld "
+				       "5xx, p50 %.1f ms, p99 %.1f ms\n",
+				       rel && strlen(rel) > 7 ? rel + 7 : "?",
+				       (long long)json_integer_value(json_object_get(tot, "requests")),
+				       (long long)json_integer_value(json_object_get(sc, "2xx")),
+				       (long long)json_integer_value(json_object_get(sc, "3xx")),
+				       (long long)json_integer_value(json_object_get(sc, "4xx")),
+				       (long long)json_integer_value(json_object_get(sc, "5xx")),
+				       json_real_value(json_object_get(tot, "p50_ms")),
+				       json_real_value(json_object_get(tot, "p99_ms")));
+			}
 		}
 		json_t *ups = json_object_get(ans, "upstreams");
-		if (ups) {
-			char *t = json_dumps(ups, JSON_COMPACT);
+		if (ups && !json_array_size(json_object_get(ans, "hosts"))) {
+			char *t = json_dumps(ups, JSON_COMPACT); /* no host answered: what was recorded */
 			printf("upstreams:  %s\n", t ? t : "");
 			free(t);
 		}

@@ -261,6 +261,19 @@ static void instances_work(struct task *t)
 			json_object_set_new(h, "instances", arr);
 		else
 			json_object_set_new(h, "error", json_string(e.msg));
+		json_t *px = NULL;
+		if (r >= 0 && srv->exec->ops->proxy &&
+		    srv->exec->ops->proxy(srv->exec, t->app, host, &px, &e) == 0 && px) {
+			json_t *v;
+			size_t k;
+			/* the counters a person reads; the histograms stay with the agent */
+			json_array_foreach(json_object_get(px, "releases"), k, v)
+			{
+				json_object_del(json_object_get(v, "total"), "hist");
+				json_object_del(v, "window");
+			}
+			json_object_set_new(h, "proxy", px);
+		}
 		json_array_append_new(json_object_get(t->answer, "hosts"), h);
 	}
 	config_free(cfg);

@@ -63,6 +63,10 @@ struct executor_ops {
 	 * to its detail object. May be NULL. */
 	void (*evidence)(struct executor *x, const struct exec_job *j, const char *host,
 			 json_t *detail);
+	/* The app's proxy on the host (listen, mode, stopped, upstreams, per-release traffic), or
+	 * *out = NULL when it has none. May be NULL (executors without proxies). */
+	int (*proxy)(struct executor *x, const char *app, const char *host, json_t **out,
+		     struct err *e);
 	/* Emergency stop of every instance of the app on the host. */
 	int (*stop)(struct executor *x, const char *app, const char *host, struct buf *detail,
 		    struct err *e);

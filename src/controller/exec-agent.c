@@ -422,6 +422,20 @@ static int ax_instances(struct executor *x, const char *app, const char *host, j
 	return r;
 }
 
+static int ax_proxy(struct executor *x, const char *app, const char *host, json_t **out,
+		    struct err *e)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "/v1/apps/%s/proxy", app);
+	int r = agent_call((struct agent_exec *)x, host, "GET", path, NULL, 5000, out, e);
+	if (r == -CAIRN_ENOTFOUND) {
+		*e = (struct err){0};
+		*out = NULL;
+		return 0;
+	}
+	return r;
+}
+
 static void ax_free(struct executor *x)
 {
 	struct agent_exec *ax = (struct agent_exec *)x;
@@ -435,6 +449,7 @@ static const struct executor_ops agent_ops = {
 	.rollback = ax_rollback,
 	.reconcile = ax_reconcile,
 	.evidence = traffic_evidence,
+	.proxy = ax_proxy,
 	.instances = ax_instances,
 	.stop = ax_stop,
 	.free = ax_free,
