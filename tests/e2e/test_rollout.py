@@ -201,3 +201,50 @@ def test_agent_restart_keeps_instances_and_proxy(fleet):
     with Load(fleet.port) as load:
         load.wait_count(20)
     assert load.failures() == [] and set(load.by_release()) == {fleet.ids["v1"]}
+
+
+def starts(fleet, name):
+    """Process starts of `name`, counted from the app's own start lines in the agent's logs."""
+    n = 0
+    for f in (fleet.cairn.state / "logs" / "knobs").glob("*.log*"):
+        n += sum(1 for ln in f.read_text(errors="replace").splitlines()
+                 if f" start release={fleet.ids[name]} " in ln)
+    return n
+
+
+STEPS = ["ensure_objects", "activate", "start", "health", "accept", "switch", "bake", "cleanup"]
+
+
+@pytest.mark.skipif(not __import__("ctlutil").has_test_hooks(), reason="needs a -Dtest_hooks=true build")
+@pytest.mark.parametrize("step", STEPS)
+def test_controller_killed_after_each_step_under_load(fleet, step):
+    """Story 002's other half: kill -9 of the controller right after `step` is recorded, while
+    users keep requesting through the agent's proxy. They see no failure while the controller
+    is down; the restarted controller finishes the deploy without running any step twice."""
+    fleet.variant("v1")
+    fleet.variant("v2")
+    fleet.ctl.start()
+    fleet.deploy("v1")
+    fleet.ctl.stop()
+    fleet.ctl.start(env={"CAIRN_TEST_CRASH_AFTER": f"{step}:local"})
+    with Load(fleet.port) as load:
+        load.wait_count(20)
+        st, b, _ = fleet.ctl.request("POST", "/v1/apps/knobs/deploys", {"release": "v2"},
+                                     {"Idempotency-Key": f"crash-{step}"})
+        assert st == 202
+        assert fleet.ctl.proc.wait(timeout=120) == 137
+        n = len(load.results)
+        load.wait_count(n + 40)  # the controller is down: the proxy keeps routing
+        down = load.results[n:]
+        fleet.ctl.start()
+        j = fleet.ctl.wait_terminal(b["id"], timeout=180)
+        load.wait_count(len(load.results) + 20)
+    assert [r for r in down if r[1] != 200] == []
+    assert load.failures() == [], load.failures()[:5]
+    assert j["state"] == "succeeded", j
+    for name in STEPS:
+        runs = [s for s in j["steps"] if s["step"] == name]
+        assert len(runs) == 1 and runs[0]["state"] == "done", (name, j["steps"])
+    assert starts(fleet, "v2") == 2  # the start step ran once: two instances, never more
+    assert len(fleet.live("v2")) == 2 and fleet.live("v1") == []
+    assert {u["release"] for u in fleet.proxy()["upstreams"]} == {fleet.ids["v2"]}
