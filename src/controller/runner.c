@@ -95,6 +95,7 @@ struct jobrun {
 	struct rec *recs; /* [host * (STEP_COUNT + 1) + step] */
 	char error[STORE_DETAIL_MAX];
 	int failed_step; /* the step whose failure ended the job, -1 none */
+	atomic_bool *wave_stop; /* hosts of one wave (rollout.parallel): another host failed */
 };
 
 static int host_index(const struct jobrun *jr, const char *host)
@@ -192,6 +193,11 @@ static int run_step(struct jobrun *jr, const struct exec_job *xj, size_t h, int 
 			return -1;
 		}
 	}
+	if (s != STEP_ROLLBACK && jr->wave_stop && atomic_load(jr->wave_stop)) {
+		snprintf(jr->error, sizeof(jr->error), "%s on %s not run: another host of the wave failed",
+			 step_label(s), host);
+		return -1;
+	}
 	if (s != STEP_ROLLBACK && (atomic_load(&rn->abort) || atomic_load(&rn->cancel))) {
 		snprintf(jr->error, sizeof(jr->error), "%s before %s on %s",
 			 atomic_load(&rn->cancel) ? "stopped" : "job deadline passed", step_label(s), host);
@@ -234,7 +240,7 @@ static int run_step(struct jobrun *jr, const struct exec_job *xj, size_t h, int 
 		}
 		json_decref(dj);
 		snprintf(jr->error, sizeof(jr->error), "%s on %s: %s", step_label(s), host, e.msg);
-		if (s != STEP_ROLLBACK)
+		if (s != STEP_ROLLBACK && !(jr->wave_stop && atomic_load(jr->wave_stop)))
 			jr->failed_step = s;
 		J->step_end(jr->st, jr->job.id, host, step_label(s), attempt, false, txt, &e);
 		free(txt);
@@ -250,6 +256,109 @@ static int run_step(struct jobrun *jr, const struct exec_job *xj, size_t h, int 
 		test_hook_after_step(step_label(s), host);
 	}
 	return r < 0 ? -1 : 0;
+}
+
+/* ---- a wave of hosts in parallel ---------------------------------------------------------------- */
+
+struct hostrun {
+	pthread_t th;
+	struct jobrun jr; /* a copy: its own store connection, error and failed step */
+	struct exec_job xj;
+	size_t h;
+	int r;
+	atomic_bool done;
+	atomic_int *first_fail; /* index of the first host that failed, -1 none */
+};
+
+static bool host_touched(const struct jobrun *jr, size_t h)
+{
+	for (int s = 0; s < STEP_COUNT; s++)
+		if (jr->recs[h * (STEP_COUNT + 1) + s].state[0])
+			return true;
+	return false;
+}
+
+static void *host_main(void *arg)
+{
+	struct hostrun *hr = arg;
+	struct err e;
+	if (server_open_store(hr->jr.rn->srv, &hr->jr.st, &e) < 0) {
+		snprintf(hr->jr.error, sizeof(hr->jr.error), "opening the store: %s", e.msg);
+		hr->r = -1;
+	}
+	hr->xj.st = hr->jr.st;
+	for (int s = 0; hr->r == 0 && s < STEP_COUNT; s++)
+		hr->r = run_step(&hr->jr, &hr->xj, hr->h, s);
+	if (hr->r < 0) {
+		int none = -1;
+		atomic_compare_exchange_strong(hr->first_fail, &none, (int)hr->h);
+		atomic_store(hr->jr.wave_stop, true);
+		/* this host goes back at once, not after the others' steps end */
+		if (hr->jr.st && host_touched(&hr->jr, hr->h))
+			run_step(&hr->jr, &hr->xj, hr->h, STEP_ROLLBACK);
+	}
+	store_close(hr->jr.st);
+	atomic_store(&hr->done, true);
+	return NULL;
+}
+
+/* Runs hosts [from, to) at once. The first failure stops the others at their next step (or
+ * bake poll) and is the job's error. */
+static int run_wave(struct jobrun *jr, const struct exec_job *xj, size_t from, size_t to)
+{
+	struct runner *rn = jr->rn;
+	size_t n = to - from, started = 0;
+	struct hostrun *hrs = calloc(n, sizeof(*hrs));
+	atomic_bool stop = false;
+	atomic_int first_fail = -1;
+	int r = 0;
+	if (!hrs) {
+		snprintf(jr->error, sizeof(jr->error), "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		hrs[i].jr = *jr;
+		hrs[i].jr.st = NULL;
+		hrs[i].jr.wave_stop = &stop;
+		hrs[i].xj = *xj;
+		hrs[i].xj.abort = &stop;
+		hrs[i].h = from + i;
+		hrs[i].first_fail = &first_fail;
+		if (pthread_create(&hrs[i].th, NULL, host_main, &hrs[i]) != 0) {
+			atomic_store(&stop, true);
+			snprintf(jr->error, sizeof(jr->error), "cannot start a thread for host %s",
+				 jr->cfg->hosts[from + i].name);
+			r = -1;
+			break;
+		}
+		started++;
+	}
+	for (;;) { /* the keeper's abort and a stop reach the hosts' long steps through `stop` */
+		size_t done = 0;
+		for (size_t i = 0; i < started; i++)
+			done += atomic_load(&hrs[i].done);
+		if (done == started)
+			break;
+		if (atomic_load(&rn->abort) || atomic_load(&rn->cancel) || atomic_load(&rn->shutdown) ||
+		    atomic_load(&rn->lease_lost))
+			atomic_store(&stop, true);
+		struct timespec ts = {0, 20 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	for (size_t i = 0; i < started; i++) {
+		pthread_join(hrs[i].th, NULL);
+		if (hrs[i].r > 0 && r == 0)
+			r = 1;
+	}
+	int f = atomic_load(&first_fail);
+	if (f >= 0) {
+		struct hostrun *hr = &hrs[f - (int)from];
+		snprintf(jr->error, sizeof(jr->error), "%s", hr->jr.error);
+		jr->failed_step = hr->jr.failed_step;
+		r = -1;
+	}
+	free(hrs);
+	return r;
 }
 
 static void finish_job(struct jobrun *jr, enum job_state to, const char *error)
@@ -286,10 +395,17 @@ static void run_job(struct runner *rn, struct store *st, struct store_job *job)
 	struct exec_job xj = { job->id, job->app, job->release, job->from_release, jr.cfg,
 			       rn->srv->o.state_dir, st, &rn->abort };
 	int r = 0;
-	/* hosts one at a time (rollout.parallel > 1 runs them in turn as well) */
-	for (size_t h = 0; r == 0 && h < jr.cfg->n_hosts; h++)
+	/* rollout.parallel hosts at a time; a wave of one runs in this thread */
+	size_t par = jr.cfg->rollout.parallel > 1 ? (size_t)jr.cfg->rollout.parallel : 1;
+	for (size_t w = 0; r == 0 && w < jr.cfg->n_hosts; w += par) {
+		size_t end = w + par < jr.cfg->n_hosts ? w + par : jr.cfg->n_hosts;
+		if (end - w > 1) {
+			r = run_wave(&jr, &xj, w, end);
+			continue;
+		}
 		for (int s = 0; r == 0 && s < STEP_COUNT; s++)
-			r = run_step(&jr, &xj, h, s);
+			r = run_step(&jr, &xj, w, s);
+	}
 	if (r > 0)
 		goto out; /* lease lost: the new holder decides */
 	if (r == 0) {
