@@ -65,6 +65,7 @@ static void test_defaults(void **state)
 	assert_true(c->rollout.max_error_rate == 0.01);
 	assert_int_equal(c->rollout.max_p99_ms, 0);
 	assert_true(c->rollout.max_p99_ratio == 0);
+	assert_int_equal(c->rollout.min_requests, 20);
 	assert_true(c->rollout.auto_rollback);
 	config_free(c);
 }
@@ -145,7 +146,8 @@ static void test_values(void **state)
 	    "  - request: {path: /, headers: {X-Token: abc, accept: text/html}}\n"
 	    "  - request: {method: delete, path: /x?y=1}\n"
 	    "    expect: {status: 404}\n"
-	    "rollout: {parallel: 3, bake: 0, gates: {max_error_rate: 0.5%, max_p99_ratio: 1}, "
+	    "rollout: {parallel: 3, bake: 0, gates: {max_error_rate: 0.5%, max_p99_ratio: 1, "
+	    "min_requests: 5}, "
 	    "auto_rollback: false}\n");
 	(void)state;
 	assert_string_equal(c->app, "my-app.v2_x");
@@ -194,6 +196,7 @@ static void test_values(void **state)
 	assert_int_equal(c->rollout.bake_ms, 0);
 	assert_true(c->rollout.max_error_rate == 0.005);
 	assert_true(c->rollout.max_p99_ratio == 1.0);
+	assert_int_equal(c->rollout.min_requests, 5);
 	assert_false(c->rollout.auto_rollback);
 	config_free(c);
 }
@@ -550,6 +553,8 @@ static const struct error_case error_cases[] = {
      "must be between 0% and 100%", NULL, false},
     {"ratio_below_one", BASE "rollout: {gates: {max_p99_ratio: 0.5}}\n", 0, 5, 34,
      "max_p99_ratio must be at least 1", NULL, false},
+    {"min_requests_zero", BASE "rollout: {gates: {min_requests: 0}}\n", 0, 5, 33,
+     "rollout.gates.min_requests", NULL, false},
     {"type_map_for_list", "app: x\nrun:\n  command: {a: b}\nlisten: 1\n", 0, 3, 12,
      "run.command must be a list of strings (argv)", "found a mapping", false},
     {"type_list_for_map", "app: x\nrun: [a]\nlisten: 1\n", 0, 2, 6, "run must be a mapping of keys",
