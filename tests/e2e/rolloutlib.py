@@ -23,7 +23,7 @@ run:
 listen: {port}
 hosts: [local]
 instances: {instances}
-health: {{ http: /healthz, interval: 200ms, timeout: 1s, healthy_after: 2, start_deadline: {deadline} }}
+health: {{ {probe}interval: 200ms, timeout: 1s, healthy_after: 2, start_deadline: {deadline} }}
 {acceptance}
 rollout:
   bake: {bake}
@@ -97,12 +97,13 @@ class Fleet:
         cairn.state.mkdir(parents=True, exist_ok=True)
 
     def variant(self, name, mode="good", bake="2s", deadline="20s", acceptance=True, ratio=0,
-                p99="0", min_requests=20, instances=2, **knobs):
+                p99="0", min_requests=20, instances=2, tcp=False, **knobs):
         d = self.tmp / "src" / name
         shutil.copytree(KNOBS, d)
         (d / "knobs.json").write_text(json.dumps(dict(mode=mode, variant=name, **knobs)))
         (d / "cairn.yml").write_text(YML.format(
             port=self.port, instances=instances, deadline=deadline, bake=bake, ratio=ratio, p99=p99,
+            probe="" if tcp else "http: /healthz, ",
             min_requests=min_requests, acceptance=ACCEPT if acceptance else ""))
         p = self.cairn.run("build", "--tag", name, cwd=d, check=0)
         self.ids[name] = p.stdout.strip().splitlines()[-1]

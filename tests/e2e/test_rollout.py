@@ -248,3 +248,27 @@ def test_controller_killed_after_each_step_under_load(fleet, step):
     assert starts(fleet, "v2") == 2  # the start step ran once: two instances, never more
     assert len(fleet.live("v2")) == 2 and fleet.live("v1") == []
     assert {u["release"] for u in fleet.proxy()["upstreams"]} == {fleet.ids["v2"]}
+
+
+def test_tcp_mode_switches_and_emergency_stop_refuses(fleet):
+    """Without health.http the proxy runs in TCP mode: connections, not requests, are routed."""
+    fleet.variant("v1", tcp=True)
+    fleet.variant("v2", tcp=True)
+    fleet.ctl.start()
+    fleet.deploy("v1")
+    assert fleet.proxy()["mode"] == "tcp"
+    with Load(fleet.port) as load:
+        load.wait_count(30)
+        fleet.deploy("v2")
+        load.wait_count(len(load.results) + 30)
+    assert load.failures() == []
+    assert fleet.live("v1") == [] and len(fleet.live("v2")) == 2
+    assert load.results[-1][2] == fleet.ids["v2"]
+    fleet.cairn.run("stop", "--emergency", "knobs", cwd=fleet.dir, check=0)
+    import socket
+    s = socket.socket()
+    try:
+        assert s.connect_ex(("127.0.0.1", fleet.port)) != 0  # refused: nobody listens
+    finally:
+        s.close()
+    assert fleet.proxy()["stopped"] is True
