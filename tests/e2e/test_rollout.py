@@ -272,3 +272,27 @@ def test_tcp_mode_switches_and_emergency_stop_refuses(fleet):
     finally:
         s.close()
     assert fleet.proxy()["stopped"] is True
+
+
+def test_rollback_command_takes_the_same_path_under_load(fleet):
+    """`cairn rollback` after a good v2: v1 comes back from the store (no build), through
+    health, acceptance, switch and bake, while users keep getting answers."""
+    fleet.variant("v1")
+    fleet.variant("v2")
+    fleet.ctl.start()
+    fleet.deploy("v1")
+    fleet.deploy("v2")
+    builds_before = len(list((fleet.cairn.state / "objects").rglob("*")))
+    with Load(fleet.port) as load:
+        load.wait_count(30)
+        p = fleet.cairn.run("rollback", "--wait", "--json", cwd=fleet.dir, check=0, timeout=180)
+        load.wait_count(len(load.results) + 30)
+    job = fleet.job(p)
+    assert job["state"] == "succeeded" and job["kind"] == "rollback", job
+    assert job["release"] == fleet.ids["v1"]
+    assert [s["step"] for s in job["steps"]] == ["ensure_objects", "activate", "start", "health",
+                                                "accept", "switch", "bake", "cleanup"]
+    assert load.failures() == []
+    assert load.results[-1][2] == fleet.ids["v1"]
+    assert len(list((fleet.cairn.state / "objects").rglob("*"))) == builds_before
+    assert len(fleet.live("v1")) == 2 and fleet.live("v2") == []
