@@ -35,6 +35,30 @@ static void redraw(struct follow *f)
 	fflush(stdout);
 }
 
+/* What a finished step found, in a few words: " (2 healthy)", " (3 upstreams, 0.1 ms)", …. */
+static void summarise(const char *step, json_t *det, char *out, size_t n)
+{
+	if (!step || !det)
+		return;
+	if (!strcmp(step, "health") && json_object_get(det, "healthy"))
+		snprintf(out, n, " (%lld healthy)",
+			 (long long)json_integer_value(json_object_get(det, "healthy")));
+	else if (!strcmp(step, "accept") && json_object_get(det, "checks"))
+		snprintf(out, n, " (%lld checks × %lld instances)",
+			 (long long)json_integer_value(json_object_get(det, "checks")),
+			 (long long)json_integer_value(json_object_get(det, "instances")));
+	else if (!strcmp(step, "switch") && json_object_get(det, "upstreams"))
+		snprintf(out, n, " (%zu upstreams on %s, %.1f ms)",
+			 json_array_size(json_object_get(det, "upstreams")),
+			 json_string_value(json_object_get(det, "listen")) ?: "?",
+			 (double)json_integer_value(json_object_get(det, "switch_us")) / 1000.0);
+	else if (!strcmp(step, "bake") && json_is_string(json_object_get(det, "reason")))
+		snprintf(out, n, ": %s", json_string_value(json_object_get(det, "reason")));
+	else if (!strcmp(step, "cleanup") && json_object_get(det, "stopped"))
+		snprintf(out, n, " (%lld old instances stopped)",
+			 (long long)json_integer_value(json_object_get(det, "stopped")));
+}
+
 static void on_event(struct follow *f)
 {
 	json_t *d = json_loads(buf_str(&f->data), 0, NULL);
@@ -44,9 +68,13 @@ static void on_event(struct follow *f)
 		const char *host = json_string_value(json_object_get(d, "host"));
 		const char *step = json_string_value(json_object_get(d, "step"));
 		const char *state = json_string_value(json_object_get(d, "state"));
-		json_t *err = json_object_get(json_object_get(d, "detail"), "error");
-		char *msg = xasprintf("%s %s%s%s", step ? step : "?", state ? state : "?",
-				      err ? ": " : "", err ? json_string_value(err) : "");
+		json_t *det = json_object_get(d, "detail");
+		json_t *err = json_object_get(det, "error");
+		char more[256] = "";
+		if (!err && state && !strcmp(state, "done"))
+			summarise(step, det, more, sizeof(more));
+		char *msg = xasprintf("%s %s%s%s%s", step ? step : "?", state ? state : "?",
+				      err ? ": " : "", err ? json_string_value(err) : "", more);
 		if (f->tty) {
 			int i;
 			for (i = 0; i < f->n_hosts && strcmp(f->hosts[i], host ? host : ""); i++)
