@@ -48,7 +48,7 @@ static void summarise(const char *step, json_t *det, char *out, size_t n)
 			 (long long)json_integer_value(json_object_get(det, "checks")),
 			 (long long)json_integer_value(json_object_get(det, "instances")));
 	else if (!strcmp(step, "switch") && json_object_get(det, "upstreams"))
-		snprintf(out, n, " (%zu upstreams on %s, %.1f ms)",
+		snprintf(out, n, " (%zu upstreams on %s, %.2f ms)",
 			 json_array_size(json_object_get(det, "upstreams")),
 			 json_string_value(json_object_get(det, "listen")) ?: "?",
 			 (double)json_integer_value(json_object_get(det, "switch_us")) / 1000.0);

@@ -276,9 +276,9 @@ static int ax_step(struct executor *x, const struct exec_job *j, const char *hos
 					 (json_int_t)j->cfg->run.stop_timeout_ms, "stop_signal",
 					 config_signal_name(j->cfg->run.stop_signal) ?: "SIGTERM");
 		if ((r = agent_call(ax, host, "POST", path, body, 0, &ans, e)) == 0) {
-			char *txt = json_dumps(json_pack("{s:O}", "instances",
-							 json_object_get(ans, "instances")),
-					       JSON_COMPACT);
+			json_t *d = json_pack("{s:O}", "instances", json_object_get(ans, "instances"));
+			char *txt = d ? json_dumps(d, JSON_COMPACT) : NULL;
+			json_decref(d);
 			if (txt && strlen(txt) < STORE_DETAIL_MAX - 1)
 				buf_adds(detail, txt);
 			free(txt);

@@ -265,10 +265,11 @@ void traffic_evidence(struct executor *x, const struct exec_job *j, const char *
 	json_array_foreach(insts, i, v)
 	{
 		char path[256];
-		json_t *ans = NULL, *ln, *lines = json_array();
+		json_t *ans = NULL, *ln, *lines;
 		const char *id = json_string_value(json_object_get(v, "id"));
 		if (i >= 2 || !id)
 			break;
+		lines = json_array();
 		snprintf(path, sizeof(path), "/v1/apps/%s/instances/%s/logs?tail=%d", j->app, id,
 			 EVIDENCE_LINES);
 		if (exec__agent_call(x, host, "GET", path, NULL, 5000, &ans, &e) == 0)

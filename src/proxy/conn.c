@@ -53,7 +53,12 @@ void proxy__conn_close(struct loop *lp, struct conn *c, bool rst)
 			struct linger lg = { 1, 0 };
 			setsockopt(c->fd[s], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
 		}
-		close(c->fd[s]); /* also leaves the epoll set */
+		/* explicitly out of the epoll set: close() alone does not remove it while a forked
+		 * child (the agent spawns instances) still holds the descriptor until its exec, and
+		 * its events would then name this freed connection */
+		if (c->registered[s])
+			epoll_ctl(lp->ep, EPOLL_CTL_DEL, c->fd[s], NULL);
+		close(c->fd[s]);
 		c->fd[s] = -1;
 	}
 	link_done(lp, &c->link[0]);
