@@ -193,6 +193,9 @@ void api__submit(struct server *srv, struct evhttp_request *req, const struct ap
 void api_handle(struct server *srv, struct evhttp_request *req, const struct api_path *p);
 json_t *api_job_json(struct store *st, const struct store_job *j, bool with_steps);
 
+/* api-objects.c: object upload by digest and release registration (loop thread) */
+void api_objects_handle(struct server *srv, struct evhttp_request *req, const struct api_path *p);
+
 /* events.c: server-sent events */
 void events_subscribe(struct server *srv, struct evhttp_request *req);
 void events_broadcast(struct server *srv);

@@ -534,7 +534,8 @@ int controller_serve(const struct controller_opts *o, struct err *e)
 		r = err_set(e, ENOMEM, "cannot start the event loop");
 		goto out;
 	}
-	evhttp_set_max_body_size(srv.http, API_BODY_MAX);
+	/* the largest body any route takes (an object); each route checks its own bound */
+	evhttp_set_max_body_size(srv.http, API_OBJECT_MAX);
 	evhttp_set_max_headers_size(srv.http, API_HEADERS_MAX);
 	evhttp_set_timeout(srv.http, CTL_API_TIMEOUT_S);
 	evhttp_set_allowed_methods(srv.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
