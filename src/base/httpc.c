@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 
@@ -60,6 +61,7 @@ int httpc_do(const struct httpc *c, const struct httpc_req *rq, struct httpc_res
 	char *url, *auth = NULL;
 	CURL *h;
 	CURLcode rc;
+	FILE *upload = NULL;
 	int r = 0;
 
 	pthread_once(&curl_once, curl_init_once);
@@ -83,7 +85,21 @@ int httpc_do(const struct httpc *c, const struct httpc_req *rq, struct httpc_res
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, &s);
-	if (rq->body) {
+	if (rq->body_file) {
+		struct stat sb;
+		if (!(upload = fopen(rq->body_file, "rbe")) || fstat(fileno(upload), &sb) < 0) {
+			r = err_set(e, errno, "cannot read %s: %s", rq->body_file, strerror(errno));
+			if (upload)
+				fclose(upload);
+			curl_easy_cleanup(h);
+			free(url);
+			return r;
+		}
+		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(h, CURLOPT_READDATA, upload);
+		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)sb.st_size);
+		hdrs = curl_slist_append(hdrs, "Content-Type: application/octet-stream");
+	} else if (rq->body) {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, rq->body);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_n);
 		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
@@ -115,6 +131,8 @@ int httpc_do(const struct httpc *c, const struct httpc_req *rq, struct httpc_res
 	}
 	curl_slist_free_all(hdrs);
 	curl_easy_cleanup(h);
+	if (upload)
+		fclose(upload);
 	free(url);
 	free(auth);
 	return r;

@@ -23,6 +23,7 @@ struct httpc_req {
 	const char *const *headers; /* "Name: value" strings, NULL-terminated, or NULL */
 	const char *body;   /* may be NULL */
 	size_t body_n;
+	const char *body_file; /* instead of body: this file's bytes, streamed (octet-stream) */
 	httpc_chunk_cb on_chunk; /* stream the body here instead of into out_body */
 	void *ctx;
 };
