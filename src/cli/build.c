@@ -108,7 +108,7 @@ static int run_build(int argc, char **argv)
 	struct cli_ctx ctx = { .cmd = "build" };
 	struct cli_api_opts ao = { 0 };
 	struct cli_api api = { 0 };
-	struct cli_upload_result up;
+	struct cli_upload_result up = { 0 };
 	const char *tag = NULL, *unused_app = NULL;
 	char *cache = NULL;
 	bool remote;
