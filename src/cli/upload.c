@@ -223,8 +223,9 @@ static int register_release(struct cli_api *a, const char *id, const char *tag, 
 			      &status, &ans, code, e);
 	if (r < 0 && tag_optional && tag && *tag && !strcmp(code, "tag_taken")) {
 		snprintf(out->dropped_tag, sizeof(out->dropped_tag), "%s", tag);
-		r = cli_api_call(a, "POST", "/v1/releases", json_pack("{s:s}", "id", id), NULL, &status,
-				 &ans, e);
+		code[0] = '\0';
+		r = cli_api_call_code(a, "POST", "/v1/releases", json_pack("{s:s}", "id", id), NULL,
+				      &status, &ans, code, e);
 	}
 	if (r < 0) {
 		if (!strcmp(code, "tag_taken"))
