@@ -1,13 +1,15 @@
 /* controller/api-objects: object upload by digest — which objects are missing, PUT of one
  * object (its digest checked before it becomes visible) and registration of a release whose
  * manifest and objects are all present. The loop thread only parses and hands the request's
- * bytes over; hashing, disk and database work run on the store worker. */
+ * bytes over; hashing, disk and database work run on the store worker. Also here: the
+ * per-route body limits evhttp 2.1 has no hook for (see "body limits" below). */
 #include "controller/controller-internal.h"
 
 #include "release/release.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,6 +253,82 @@ static void release_work(struct task *t)
 out:
 	manifest_free(m);
 	objstore_free(os);
+}
+
+/* ---- body limits ---------------------------------------------------------------------------
+ * evhttp 2.1 compares a request's Content-Length with its connection's limit right after the
+ * headers and has no per-request hook before that (evhttp_set_newreqcb is 2.2). So the
+ * controller makes each connection's bufferevent itself (evhttp_set_bevcb) and watches its
+ * input: when a request line of an object route is at the front of the buffer, the limit is
+ * raised to API_OBJECT_MAX (only ever raised there: bytes at the front may be a body); when a
+ * request has been read (api_objects_next_limit, from on_request) the limit is set exactly
+ * for what waits next: API_DIGESTS_BODY_MAX, API_OBJECT_MAX, else API_BODY_MAX. Handlers
+ * check their own bound again after reading. evhttp passes the connection as its
+ * bufferevent's callback argument (every 2.x release), which is how it is found here. */
+
+static int64_t limit_for(const char *p, size_t n, bool *out_decided)
+{
+	static const struct {
+		const char *line;
+		int64_t max;
+	} routes[] = {
+		{ "PUT /v1/objects/", API_OBJECT_MAX },
+		{ "POST /v1/objects/missing ", API_DIGESTS_BODY_MAX },
+		{ "POST /v1/objects/missing?", API_DIGESTS_BODY_MAX },
+	};
+	bool maybe = false;
+	for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
+		size_t k = strlen(routes[i].line);
+		if (n >= k && !memcmp(p, routes[i].line, k)) {
+			*out_decided = true;
+			return routes[i].max;
+		}
+		maybe |= n < k && !memcmp(p, routes[i].line, n);
+	}
+	*out_decided = !maybe; /* a prefix of one of them: wait for more bytes */
+	return API_BODY_MAX;
+}
+
+static void set_limit(struct bufferevent *bev, bool raise_only)
+{
+	struct evhttp_connection *evcon = NULL;
+	char head[32];
+	bool decided;
+	bufferevent_getcb(bev, NULL, NULL, NULL, (void **)&evcon);
+	if (!evcon)
+		return;
+	ev_ssize_t n = evbuffer_copyout(bufferevent_get_input(bev), head, sizeof(head));
+	int64_t max = limit_for(head, n > 0 ? (size_t)n : 0, &decided);
+	if (!raise_only)
+		evhttp_connection_set_max_body_size(evcon, max);
+	else if (decided && max > API_BODY_MAX)
+		evhttp_connection_set_max_body_size(evcon, API_OBJECT_MAX);
+}
+
+static void on_input(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+	(void)b;
+	if (info->n_added)
+		set_limit(arg, true);
+}
+
+struct bufferevent *api_objects_bevcb(struct event_base *base, void *arg)
+{
+	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	(void)arg;
+	if (bev && !evbuffer_add_cb(bufferevent_get_input(bev), on_input, bev)) {
+		bufferevent_free(bev);
+		return NULL;
+	}
+	return bev;
+}
+
+void api_objects_next_limit(struct evhttp_request *req)
+{
+	struct evhttp_connection *c = evhttp_request_get_connection(req);
+	struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
+	if (bev)
+		set_limit(bev, false);
 }
 
 /* ---- answers and dispatch ------------------------------------------------------------------ */

@@ -265,3 +265,69 @@ def test_local_controller_build_is_unchanged(cairn, tmp_path):
     j = cairn.json("build", cwd=app, env={"CAIRN_ADDR": "", "XDG_CACHE_HOME": str(tmp_path / "c")})
     assert "upload" not in j and not (tmp_path / "c").exists()
     assert (cairn.state / "objects" / j["id"][7:9] / j["id"][9:]).is_file()
+
+
+def test_import_drops_a_tag_the_controller_gave_another_release(remote, cairn, tmp_path):
+    local = tmp_path / "local"
+    a1 = write_app(cairn.cwd / "one", FILES)
+    rid = cairn.run("build", "--tag", "rc1", "--state", local, cwd=a1, check=0,
+                    env={"CAIRN_ADDR": ""}).stdout.strip()
+    archive = tmp_path / "one.tar.zst"
+    cairn.run("export", rid, "-o", archive, "--state", local, check=0)
+    a2 = write_app(cairn.cwd / "two", dict(FILES, **{"app.py": b"print('other')\n"}))
+    other = remote.cli_json("build", "--tag", "rc1", cwd=a2)["id"]
+    p = remote.cli("import", archive)
+    assert "tag 'rc1' already names another release" in p.stderr
+    assert "uploaded 2 objects" in p.stderr  # the rest is shared with the other release
+    st, a = remote.http("GET", "/v1/apps/demo")
+    assert sorted((r["id"], r["tag"]) for r in a["releases"]) == sorted(
+        [(rid, None), (other, "rc1")])
+
+
+def read_response(f):
+    """(status, body) of one HTTP/1.1 response from a socket file; Content-Length framed."""
+    status = int(f.readline().split()[1])
+    length = 0
+    while True:
+        line = f.readline()
+        if line in (b"\r\n", b""):
+            break
+        k, _, v = line.decode().partition(":")
+        if k.lower() == "content-length":
+            length = int(v)
+    return status, f.read(length)
+
+
+def test_body_limits_are_per_route(remote):
+    big = os.urandom(3 * 1024 * 1024 + 17)  # over the 1 MiB limit of every JSON route
+    d = sha(big)
+    # one keep-alive connection: a GET, a big PUT, then a deploy body over 1 MiB is still 413
+    c = http.client.HTTPConnection("127.0.0.1", remote.port, timeout=30)
+    auth = {"Authorization": f"Bearer {remote.token}"}
+    c.request("GET", "/metrics", headers=auth)
+    assert c.getresponse().read() and True
+    c.request("PUT", f"/v1/objects/{d}", body=big, headers=auth)
+    r = c.getresponse()
+    assert r.status == 201 and json.loads(r.read())["size"] == len(big)
+    c.request("POST", "/v1/apps/demo/deploys", body=b"{" + b" " * (1024 * 1024 + 10) + b"}",
+              headers=auth)
+    r = c.getresponse()
+    assert r.status == 413
+    c.close()
+    assert remote.ctl_has(d)
+    # pipelined: the big PUT's request line waits behind a small one's body
+    small = b"small\n"
+    big2 = big[::-1]
+    s = socket.create_connection(("127.0.0.1", remote.port), timeout=30)
+    head = "PUT /v1/objects/{} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n" \
+           "Content-Length: {}\r\n\r\n"
+    s.sendall(head.format(sha(small), remote.token, len(small)).encode() + small +
+              head.format(sha(big2), remote.token, len(big2)).encode() + big2)
+    f = s.makefile("rb")
+    assert read_response(f)[0] == 201
+    st, body = read_response(f)
+    assert st == 201 and json.loads(body)["digest"] == sha(big2)
+    # an object over 256 MiB is refused from its Content-Length, before its body
+    s.sendall(head.format(d, remote.token, 256 * 1024 * 1024 + 1).encode())
+    assert read_response(f)[0] == 413
+    s.close()
