@@ -16,16 +16,14 @@
 #include <unistd.h>
 
 /* A task of this file: the server frees it as a struct task (first member); everything it owns
- * beyond that is released by the time its work() returns. */
+ * beyond that is released by the time its work() returns. Answers, errors included, are built
+ * by work() into t.answer (freed with the task). */
 struct obj_task {
 	struct task t;
 	struct evbuffer *body;  /* owned until work() ends: PUT's bytes */
 	struct api_digests dg;  /* owned until work() ends: missing-list request */
 	struct api_release_body rel;
 	char hex[HASH_HEX_LEN + 1];
-	char code[32];          /* error code of the answer ("" → from t.err) */
-	char missing[HASH_HEX_LEN + 1]; /* registration: the first missing digest */
-	char missing_path[256];         /* ... and the file that names it ("" for the manifest) */
 };
 
 static int open_objects(struct obj_task *ot, struct objstore **out)
@@ -36,10 +34,14 @@ static int open_objects(struct obj_task *ot, struct objstore **out)
 	return r;
 }
 
-static void fail(struct obj_task *ot, int status, const char *code)
+/* The error answer {"error":{"code","message"}} from t.err, with the status. */
+static json_t *fail(struct obj_task *ot, int status, const char *code)
 {
+	json_t *er = json_pack("{s:s,s:s}", "code", code, "message", ot->t.err.msg);
 	ot->t.status = status;
-	snprintf(ot->code, sizeof(ot->code), "%s", code);
+	json_decref(ot->t.answer);
+	ot->t.answer = er ? json_pack("{s:o}", "error", er) : NULL;
+	return er; /* borrowed, for extra fields; NULL when out of memory */
 }
 
 /* ---- POST /v1/objects/missing ------------------------------------------------------------ */
@@ -118,11 +120,11 @@ static void put_work(struct task *t)
 		goto out;
 	}
 	if (strcmp(got, ot->hex)) {
-		fail(ot, 422, "digest_mismatch");
 		err_set(&t->err, CAIRN_ECORRUPT,
 			"the %zu bytes sent hash to %s, not %s; nothing was stored (re-send the "
 			"object's exact bytes)",
 			n, got, ot->hex);
+		fail(ot, 422, "digest_mismatch");
 		goto out;
 	}
 	if (open_objects(ot, &os) < 0)
@@ -165,11 +167,10 @@ out:
 
 /* ---- POST /v1/releases --------------------------------------------------------------------- */
 
+/* 409 missing_object naming the digest (and the file that needs it; NULL: the manifest). */
 static void missing_fail(struct obj_task *ot, const char *hex, const char *path)
 {
-	fail(ot, 409, "missing_object");
-	snprintf(ot->missing, sizeof(ot->missing), "%s", hex);
-	snprintf(ot->missing_path, sizeof(ot->missing_path), "%s", path ? path : "");
+	json_t *er;
 	if (path)
 		err_set(&ot->t.err, CAIRN_ENOTFOUND,
 			"object %s (file %.200s) is not stored here; upload it first (PUT "
@@ -179,6 +180,11 @@ static void missing_fail(struct obj_task *ot, const char *hex, const char *path)
 		err_set(&ot->t.err, CAIRN_ENOTFOUND,
 			"the manifest %s is not stored here; upload it first (PUT /v1/objects/%s)", hex,
 			hex);
+	if ((er = fail(ot, 409, "missing_object"))) {
+		json_object_set_new(er, "digest", json_string(hex));
+		if (path)
+			json_object_set_new(er, "path", json_string(path));
+	}
 }
 
 static void release_work(struct task *t)
@@ -335,22 +341,13 @@ void api_objects_next_limit(struct evhttp_request *req)
 
 static void obj_done(struct task *t)
 {
-	struct obj_task *ot = (struct obj_task *)t;
 	if (!t->req)
 		return;
-	if (t->status < 400 && t->answer) {
+	if (t->answer && t->status > 0)
 		server_reply_json(t->req, t->status, json_incref(t->answer));
-		return;
-	}
-	int status = t->status >= 400 ? t->status : 500;
-	json_t *err = json_pack("{s:s,s:s}", "code", ot->code[0] ? ot->code : server_code_for(&t->err),
-				"message", t->err.msg);
-	if (err && ot->missing[0]) {
-		json_object_set_new(err, "digest", json_string(ot->missing));
-		if (ot->missing_path[0])
-			json_object_set_new(err, "path", json_string(ot->missing_path));
-	}
-	server_reply_json(t->req, status, err ? json_pack("{s:o}", "error", err) : NULL);
+	else
+		server_reply_error(t->req, t->status >= 400 ? t->status : 500,
+				   server_code_for(&t->err), "%s", t->err.msg);
 }
 
 static bool method_is(struct evhttp_request *req, enum evhttp_cmd_type m, const char *allow)
