@@ -40,4 +40,14 @@ struct httpc_resp {
 int httpc_do(const struct httpc *c, const struct httpc_req *rq, struct httpc_resp *out,
 	     struct err *e);
 
+/* A reusable connection (HTTP keep-alive) for many requests to one server from one thread at a
+ * time: a bulk client (object upload) makes one per worker instead of a connection per
+ * request. _new returns NULL when out of memory; _free(NULL) is a no-op. */
+struct httpc_session;
+struct httpc_session *httpc_session_new(void);
+void httpc_session_free(struct httpc_session *s);
+/* httpc_do on the session's connection (reconnecting when the server closed it). */
+int httpc_session_do(struct httpc_session *s, const struct httpc *c, const struct httpc_req *rq,
+		     struct httpc_resp *out, struct err *e);
+
 #endif

@@ -108,7 +108,7 @@ struct pool {
 	struct err err;
 };
 
-static int put_one(struct pool *p, const struct obj *o, struct err *e)
+static int put_one(struct pool *p, struct httpc_session *hs, const struct obj *o, struct err *e)
 {
 	char *file = objstore_path(p->os, o->hex), *path = xasprintf("/v1/objects/%s", o->hex);
 	struct httpc c = p->a->c;
@@ -119,7 +119,7 @@ static int put_one(struct pool *p, const struct obj *o, struct err *e)
 	/* a large object over a slow link: 30 s plus a second per MiB */
 	c.timeout_ms = CLI_API_TIMEOUT_MS + o->size / 1024;
 	buf_init(&resp.body, 64 * 1024);
-	r = httpc_do(&c, &rq, &resp, e);
+	r = hs ? httpc_session_do(hs, &c, &rq, &resp, e) : httpc_do(&c, &rq, &resp, e);
 	if (r == 0 && resp.status >= 400) {
 		json_t *j = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
 		json_t *er = json_object_get(j, "error");
@@ -157,6 +157,7 @@ static void progress(struct pool *p, bool last)
 static void *uploader(void *arg)
 {
 	struct pool *p = arg;
+	struct httpc_session *hs = httpc_session_new(); /* one connection per uploader */
 	for (;;) {
 		struct obj *o = NULL;
 		struct err e;
@@ -168,8 +169,8 @@ static void *uploader(void *arg)
 		}
 		pthread_mutex_unlock(&p->mu);
 		if (!o)
-			return NULL;
-		int r = put_one(p, o, &e);
+			break;
+		int r = put_one(p, hs, o, &e);
 		pthread_mutex_lock(&p->mu);
 		if (r < 0 && p->r == 0) {
 			p->r = r;
@@ -181,6 +182,8 @@ static void *uploader(void *arg)
 		}
 		pthread_mutex_unlock(&p->mu);
 	}
+	httpc_session_free(hs);
+	return NULL;
 }
 
 static int upload_missing(struct pool *p, struct err *e)

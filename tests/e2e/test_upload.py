@@ -309,8 +309,11 @@ def test_body_limits_are_per_route(remote):
     c.request("PUT", f"/v1/objects/{d}", body=big, headers=auth)
     r = c.getresponse()
     assert r.status == 201 and json.loads(r.read())["size"] == len(big)
-    c.request("POST", "/v1/apps/demo/deploys", body=b"{" + b" " * (1024 * 1024 + 10) + b"}",
-              headers=auth)
+    # only the headers: the answer must come from the Content-Length, before any body
+    c.putrequest("POST", "/v1/apps/demo/deploys")
+    c.putheader("Authorization", auth["Authorization"])
+    c.putheader("Content-Length", str(1024 * 1024 + 10))
+    c.endheaders()
     r = c.getresponse()
     assert r.status == 413
     c.close()
