@@ -112,7 +112,7 @@ static int put_one(struct pool *p, struct httpc_session *hs, const struct obj *o
 {
 	char *file = objstore_path(p->os, o->hex), *path = xasprintf("/v1/objects/%s", o->hex);
 	struct httpc c = p->a->c;
-	struct httpc_req rq = { .method = "PUT", .path = path, .body_file = file };
+	struct httpc_req rq = {.method = "PUT", .path = path, .body_file = file};
 	struct httpc_resp resp;
 	int r;
 
@@ -121,16 +121,18 @@ static int put_one(struct pool *p, struct httpc_session *hs, const struct obj *o
 	buf_init(&resp.body, 64 * 1024);
 	r = hs ? httpc_session_do(hs, &c, &rq, &resp, e) : httpc_do(&c, &rq, &resp, e);
 	if (r == 0 && resp.status >= 400) {
-		json_t *j = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
+		json_t *j =
+		    json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
 		json_t *er = json_object_get(j, "error");
 		const char *code = json_string_value(json_object_get(er, "code"));
 		const char *msg = json_string_value(json_object_get(er, "message"));
 		if (code && !strcmp(code, "digest_mismatch"))
-			r = err_set(e, CAIRN_ECORRUPT,
-				    "object %s (%s) in the local cache %s does not match its digest: %s; "
-				    "remove that directory and build again",
-				    o->hex, o->path[0] ? o->path : "the manifest",
-				    objstore_state_dir(p->os), msg ? msg : "");
+			r = err_set(
+			    e, CAIRN_ECORRUPT,
+			    "object %s (%s) in the local cache %s does not match its digest: %s; "
+			    "remove that directory and build again",
+			    o->hex, o->path[0] ? o->path : "the manifest",
+			    objstore_state_dir(p->os), msg ? msg : "");
 		else
 			r = err_set(e, resp.status == 413 ? E2BIG : CAIRN_ECHECK,
 				    "uploading %s (%s, %lld bytes) to %s: %s (%ld %s)", o->hex,
@@ -222,8 +224,8 @@ static int register_release(struct cli_api *a, const char *id, const char *tag, 
 	int r;
 
 	r = cli_api_call_code(a, "POST", "/v1/releases",
-			      json_pack("{s:s,s:s?}", "id", id, "tag", tag && *tag ? tag : NULL), NULL,
-			      &status, &ans, code, e);
+			      json_pack("{s:s,s:s?}", "id", id, "tag", tag && *tag ? tag : NULL),
+			      NULL, &status, &ans, code, e);
 	if (r < 0 && tag_optional && tag && *tag && !strcmp(code, "tag_taken")) {
 		snprintf(out->dropped_tag, sizeof(out->dropped_tag), "%s", tag);
 		code[0] = '\0';
@@ -234,8 +236,9 @@ static int register_release(struct cli_api *a, const char *id, const char *tag, 
 		if (!strcmp(code, "tag_taken"))
 			e->code = CAIRN_EINPUT; /* as for a local build: a usage error, exit 2 */
 		if (!strcmp(code, "missing_object"))
-			err_prefix(e, "the controller still lacks an object of %.19s (was it removed "
-				      "meanwhile?); run the command again",
+			err_prefix(e,
+				   "the controller still lacks an object of %.19s (was it removed "
+				   "meanwhile?); run the command again",
 				   id);
 		return r;
 	}
@@ -262,7 +265,8 @@ int cli_upload_release(struct cli_api *a, const struct cli_ctx *ctx, struct objs
 	v = collect(os, str_starts(id, "sha256:") ? id + 7 : id, m, &n);
 	if ((r = ask_missing(a, v, n, e)) < 0)
 		goto done;
-	struct pool p = { .a = a, .os = os, .v = v, .n = n, .tty = !ctx->json && isatty(STDERR_FILENO) };
+	struct pool p = {
+	    .a = a, .os = os, .v = v, .n = n, .tty = !ctx->json && isatty(STDERR_FILENO)};
 	for (size_t i = 0; i < n; i++) {
 		if (v[i].missing) {
 			p.total++;
@@ -274,8 +278,9 @@ int cli_upload_release(struct cli_api *a, const struct cli_ctx *ctx, struct objs
 	}
 	res.objects = n;
 	if (!ctx->json)
-		fprintf(stderr, "uploading %zu of %zu objects (%.1f MiB) to %s; %zu already there\n",
-			p.total, n, (double)p.total_bytes / 1048576.0, cli_api_where(a), res.skipped);
+		fprintf(
+		    stderr, "uploading %zu of %zu objects (%.1f MiB) to %s; %zu already there\n",
+		    p.total, n, (double)p.total_bytes / 1048576.0, cli_api_where(a), res.skipped);
 	if ((r = upload_missing(&p, e)) < 0)
 		goto done;
 	res.uploaded = p.total;

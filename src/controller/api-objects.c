@@ -20,8 +20,8 @@
  * by work() into t.answer (freed with the task). */
 struct obj_task {
 	struct task t;
-	struct evbuffer *body;  /* owned until work() ends: PUT's bytes */
-	struct api_digests dg;  /* owned until work() ends: missing-list request */
+	struct evbuffer *body; /* owned until work() ends: PUT's bytes */
+	struct api_digests dg; /* owned until work() ends: missing-list request */
 	struct api_release_body rel;
 	char hex[HASH_HEX_LEN + 1];
 };
@@ -56,9 +56,11 @@ static void missing_work(struct task *t)
 		goto out;
 	arr = json_array();
 	for (size_t i = 0; arr && i < ot->dg.n; i++)
-		if (!objstore_has(os, ot->dg.v[i]) && json_array_append_new(arr, json_string(ot->dg.v[i])))
+		if (!objstore_has(os, ot->dg.v[i]) &&
+		    json_array_append_new(arr, json_string(ot->dg.v[i])))
 			break;
-	t->answer = arr ? json_pack("{s:o,s:I}", "missing", arr, "asked", (json_int_t)ot->dg.n) : NULL;
+	t->answer =
+	    arr ? json_pack("{s:o,s:I}", "missing", arr, "asked", (json_int_t)ot->dg.n) : NULL;
 	t->status = 200;
 out:
 	objstore_free(os);
@@ -151,8 +153,8 @@ static void put_work(struct task *t)
 		tmp = NULL;
 	}
 	t->status = added ? 201 : 200;
-	t->answer = json_pack("{s:s,s:I,s:b}", "digest", ot->hex, "size", (json_int_t)n, "stored",
-			      added);
+	t->answer =
+	    json_pack("{s:s,s:I,s:b}", "digest", ot->hex, "size", (json_int_t)n, "stored", added);
 out:
 	if (fd >= 0)
 		close(fd);
@@ -178,8 +180,8 @@ static void missing_fail(struct obj_task *ot, const char *hex, const char *path)
 			hex, path, hex);
 	else
 		err_set(&ot->t.err, CAIRN_ENOTFOUND,
-			"the manifest %s is not stored here; upload it first (PUT /v1/objects/%s)", hex,
-			hex);
+			"the manifest %s is not stored here; upload it first (PUT /v1/objects/%s)",
+			hex, hex);
 	if ((er = fail(ot, 409, "missing_object"))) {
 		json_object_set_new(er, "digest", json_string(hex));
 		if (path)
@@ -254,8 +256,8 @@ static void release_work(struct task *t)
 	}
 	t->status = existed ? 200 : 201;
 	t->answer = json_pack("{s:s,s:s,s:s?,s:I,s:I,s:b}", "id", rel.id, "app", rel.app, "tag",
-			      old.tag[0] ? old.tag : NULL, "files", (json_int_t)rel.n_files, "bytes",
-			      (json_int_t)rel.bytes, "existed", existed);
+			      old.tag[0] ? old.tag : NULL, "files", (json_int_t)rel.n_files,
+			      "bytes", (json_int_t)rel.bytes, "existed", existed);
 out:
 	manifest_free(m);
 	objstore_free(os);
@@ -278,9 +280,9 @@ static int64_t limit_for(const char *p, size_t n, bool *out_decided)
 		const char *line;
 		int64_t max;
 	} routes[] = {
-		{ "PUT /v1/objects/", API_OBJECT_MAX },
-		{ "POST /v1/objects/missing ", API_DIGESTS_BODY_MAX },
-		{ "POST /v1/objects/missing?", API_DIGESTS_BODY_MAX },
+	    {"PUT /v1/objects/", API_OBJECT_MAX},
+	    {"POST /v1/objects/missing ", API_DIGESTS_BODY_MAX},
+	    {"POST /v1/objects/missing?", API_DIGESTS_BODY_MAX},
 	};
 	bool maybe = false;
 	for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
@@ -385,16 +387,18 @@ void api_objects_handle(struct server *srv, struct evhttp_request *req, const st
 			return;
 		break;
 	case ROUTE_RELEASES:
-		if (!method_is(req, EVHTTP_REQ_POST, "POST") || !(body = json_body(req, API_BODY_MAX, &n)))
+		if (!method_is(req, EVHTTP_REQ_POST, "POST") ||
+		    !(body = json_body(req, API_BODY_MAX, &n)))
 			return;
 		break;
 	default:
 		if (!method_is(req, EVHTTP_REQ_PUT, "PUT"))
 			return;
 		if (!p->hex[0]) {
-			server_reply_error(req, 400, "input",
-					   "an object's name is its SHA-256 digest: 64 lowercase hex "
-					   "characters");
+			server_reply_error(
+			    req, 400, "input",
+			    "an object's name is its SHA-256 digest: 64 lowercase hex "
+			    "characters");
 			return;
 		}
 		body = NULL;
@@ -405,11 +409,12 @@ void api_objects_handle(struct server *srv, struct evhttp_request *req, const st
 		return;
 	}
 	if (p->route == ROUTE_OBJECTS_MISSING || p->route == ROUTE_RELEASES) {
-		int r = p->route == ROUTE_RELEASES ? api_parse_release_body(body, n, &ot->rel, &ot->t.err)
-						   : api_parse_digests_body(body, n, &ot->dg, &ot->t.err);
+		int r = p->route == ROUTE_RELEASES
+			    ? api_parse_release_body(body, n, &ot->rel, &ot->t.err)
+			    : api_parse_digests_body(body, n, &ot->dg, &ot->t.err);
 		if (r < 0) {
-			server_reply_error(req, server_status_for(&ot->t.err), server_code_for(&ot->t.err),
-					   "%s", ot->t.err.msg);
+			server_reply_error(req, server_status_for(&ot->t.err),
+					   server_code_for(&ot->t.err), "%s", ot->t.err.msg);
 			free(ot);
 			return;
 		}

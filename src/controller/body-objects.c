@@ -20,8 +20,8 @@ static int load_object(const char *p, size_t n, size_t max, json_t **out, struct
 	if (n > max)
 		return err_set(e, E2BIG, "body is larger than %zu bytes", max);
 	if (!(root = json_loadb(p, n, JSON_REJECT_DUPLICATES, &je)))
-		return err_set(e, CAIRN_EINPUT, "body is not JSON: %s (line %d, column %d)", je.text,
-			       je.line, je.column);
+		return err_set(e, CAIRN_EINPUT, "body is not JSON: %s (line %d, column %d)",
+			       je.text, je.line, je.column);
 	if (!json_is_object(root)) {
 		json_decref(root);
 		return err_set(e, CAIRN_EINPUT, "body must be a JSON object");
@@ -41,16 +41,16 @@ static int only_keys(json_t *root, const char *const *keys, size_t n_keys, const
 		for (size_t i = 0; i < n_keys; i++)
 			known |= !strcmp(k, keys[i]);
 		if (!known)
-			return err_set(e, CAIRN_EINPUT, "body: unknown key \"%.64s\"; expected %s", k,
-				       expected);
+			return err_set(e, CAIRN_EINPUT, "body: unknown key \"%.64s\"; expected %s",
+				       k, expected);
 	}
 	return 0;
 }
 
 int api_parse_digests_body(const char *p, size_t n, struct api_digests *out, struct err *e)
 {
-	static const char *const keys[] = { "digests" };
-	struct api_digests d = { NULL, 0 };
+	static const char *const keys[] = {"digests"};
+	struct api_digests d = {NULL, 0};
 	json_t *root, *arr, *v;
 	size_t i;
 	int r;
@@ -61,7 +61,8 @@ int api_parse_digests_body(const char *p, size_t n, struct api_digests *out, str
 		goto fail;
 	arr = json_object_get(root, "digests");
 	if (!json_is_array(arr)) {
-		r = err_set(e, CAIRN_EINPUT, "body: \"digests\" must be an array of hex SHA-256 digests");
+		r = err_set(e, CAIRN_EINPUT,
+			    "body: \"digests\" must be an array of hex SHA-256 digests");
 		goto fail;
 	}
 	if (json_array_size(arr) > API_DIGESTS_MAX) {
@@ -114,7 +115,7 @@ static bool tag_ok(const char *s, size_t n)
 
 int api_parse_release_body(const char *p, size_t n, struct api_release_body *out, struct err *e)
 {
-	static const char *const keys[] = { "id", "tag" };
+	static const char *const keys[] = {"id", "tag"};
 	struct api_release_body b;
 	json_t *root, *v;
 	int r;
@@ -132,18 +133,20 @@ int api_parse_release_body(const char *p, size_t n, struct api_release_body *out
 		idn -= 7;
 	}
 	if (!id || !api_digest_ok(id, idn)) {
-		r = err_set(e, CAIRN_EINPUT,
-			    "body: \"id\" must be the release id (sha256:HEX, the manifest's digest)");
+		r = err_set(
+		    e, CAIRN_EINPUT,
+		    "body: \"id\" must be the release id (sha256:HEX, the manifest's digest)");
 		goto fail;
 	}
 	memcpy(b.hex, id, HASH_HEX_LEN);
 	if ((v = json_object_get(root, "tag")) && !json_is_null(v)) {
 		const char *t = json_string_value(v);
 		if (!t || !tag_ok(t, json_string_length(v))) {
-			r = err_set(e, CAIRN_EINPUT,
-				    "body: \"tag\" must be 1-%d characters without '/', ':', spaces or "
-				    "control characters",
-				    STORE_TAG_MAX);
+			r = err_set(
+			    e, CAIRN_EINPUT,
+			    "body: \"tag\" must be 1-%d characters without '/', ':', spaces or "
+			    "control characters",
+			    STORE_TAG_MAX);
 			goto fail;
 		}
 		memcpy(b.tag, t, json_string_length(v) + 1);

@@ -18,7 +18,7 @@
 
 static void digests_bad(const char *body, int code, const char *want)
 {
-	struct api_digests d = { NULL, 7 };
+	struct api_digests d = {NULL, 7};
 	struct err e;
 	assert_true(api_parse_digests_body(body, strlen(body), &d, &e) < 0);
 	assert_int_equal(e.code, code);
@@ -52,7 +52,8 @@ static void test_digests_body(void **state)
 	digests_bad("{\"digests\":[],\"more\":1}", CAIRN_EINPUT, "unknown key \"more\"");
 	digests_bad("{\"digests\":[],\"digests\":[]}", CAIRN_EINPUT, "not JSON");
 	digests_bad("{\"digests\":[1]}", CAIRN_EINPUT, "digests[0]");
-	digests_bad("{\"digests\":[\"" D1 "\",\"E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855\"]}",
+	digests_bad("{\"digests\":[\"" D1
+		    "\",\"E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855\"]}",
 		    CAIRN_EINPUT, "digests[1]");
 	digests_bad("{\"digests\":[\"" D1 "0\"]}", CAIRN_EINPUT, "digests[0]");
 	digests_bad("{\"digests\":[\"e3b0\\u0000\"]}", CAIRN_EINPUT, "not JSON");
@@ -103,19 +104,19 @@ static void test_release_body(void **state)
 	assert_string_equal(b.hex, D2);
 	assert_string_equal(b.tag, "");
 	static const char *const bad[] = {
-		"{}",
-		"{\"id\":\"sha256:\"}",
-		"{\"id\":\"sha256:" D1 "x\"}",
-		"{\"id\":\"sha512:" D1 "\"}",
-		"{\"id\":7}",
-		"{\"id\":\"" D1 "\",\"tag\":\"\"}",
-		"{\"id\":\"" D1 "\",\"tag\":\"a/b\"}",
-		"{\"id\":\"" D1 "\",\"tag\":\"a:b\"}",
-		"{\"id\":\"" D1 "\",\"tag\":\"a b\"}",
-		"{\"id\":\"" D1 "\",\"tag\":\"a\\u0000b\"}",
-		"{\"id\":\"" D1 "\",\"tag\":3}",
-		"{\"id\":\"" D1 "\",\"force\":true}",
-		"[\"" D1 "\"]",
+	    "{}",
+	    "{\"id\":\"sha256:\"}",
+	    "{\"id\":\"sha256:" D1 "x\"}",
+	    "{\"id\":\"sha512:" D1 "\"}",
+	    "{\"id\":7}",
+	    "{\"id\":\"" D1 "\",\"tag\":\"\"}",
+	    "{\"id\":\"" D1 "\",\"tag\":\"a/b\"}",
+	    "{\"id\":\"" D1 "\",\"tag\":\"a:b\"}",
+	    "{\"id\":\"" D1 "\",\"tag\":\"a b\"}",
+	    "{\"id\":\"" D1 "\",\"tag\":\"a\\u0000b\"}",
+	    "{\"id\":\"" D1 "\",\"tag\":3}",
+	    "{\"id\":\"" D1 "\",\"force\":true}",
+	    "[\"" D1 "\"]",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
 		if (api_parse_release_body(bad[i], strlen(bad[i]), &b, &e) == 0)
@@ -167,10 +168,10 @@ static void test_object_paths(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_digests_body),
-		cmocka_unit_test(test_digests_limits),
-		cmocka_unit_test(test_release_body),
-		cmocka_unit_test(test_object_paths),
+	    cmocka_unit_test(test_digests_body),
+	    cmocka_unit_test(test_digests_limits),
+	    cmocka_unit_test(test_release_body),
+	    cmocka_unit_test(test_object_paths),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
