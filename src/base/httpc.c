@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 
@@ -52,23 +53,19 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-int httpc_do(const struct httpc *c, const struct httpc_req *rq, struct httpc_resp *out,
-	     struct err *e)
+/* One request on handle h (fresh, or reset: its connection cache survives a reset). */
+static int do_on(CURL *h, const struct httpc *c, const struct httpc_req *rq,
+		 struct httpc_resp *out, struct err *e)
 {
 	struct curl_slist *hdrs = NULL;
 	struct sink s = { rq, out, false, false };
 	char *url, *auth = NULL;
-	CURL *h;
 	CURLcode rc;
+	FILE *upload = NULL;
 	int r = 0;
 
-	pthread_once(&curl_once, curl_init_once);
-	if (!(h = curl_easy_init()))
-		return err_set(e, ENOMEM, "cannot start an HTTP client");
-	if (asprintf(&url, "%s%s", c->base_url, rq->path) < 0) {
-		curl_easy_cleanup(h);
+	if (asprintf(&url, "%s%s", c->base_url, rq->path) < 0)
 		return err_set(e, ENOMEM, "out of memory");
-	}
 	out->status = 0;
 	out->location[0] = '\0';
 	curl_easy_setopt(h, CURLOPT_URL, url);
@@ -83,7 +80,20 @@ int httpc_do(const struct httpc *c, const struct httpc_req *rq, struct httpc_res
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, &s);
-	if (rq->body) {
+	if (rq->body_file) {
+		struct stat sb;
+		if (!(upload = fopen(rq->body_file, "rbe")) || fstat(fileno(upload), &sb) < 0) {
+			r = err_set(e, errno, "cannot read %s: %s", rq->body_file, strerror(errno));
+			if (upload)
+				fclose(upload);
+			free(url);
+			return r;
+		}
+		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(h, CURLOPT_READDATA, upload);
+		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)sb.st_size);
+		hdrs = curl_slist_append(hdrs, "Content-Type: application/octet-stream");
+	} else if (rq->body) {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, rq->body);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_n);
 		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
@@ -114,8 +124,52 @@ int httpc_do(const struct httpc *c, const struct httpc_req *rq, struct httpc_res
 				    curl_easy_strerror(rc));
 	}
 	curl_slist_free_all(hdrs);
-	curl_easy_cleanup(h);
+	if (upload)
+		fclose(upload);
 	free(url);
 	free(auth);
 	return r;
+}
+
+int httpc_do(const struct httpc *c, const struct httpc_req *rq, struct httpc_resp *out,
+	     struct err *e)
+{
+	CURL *h;
+	int r;
+	pthread_once(&curl_once, curl_init_once);
+	if (!(h = curl_easy_init()))
+		return err_set(e, ENOMEM, "cannot start an HTTP client");
+	r = do_on(h, c, rq, out, e);
+	curl_easy_cleanup(h);
+	return r;
+}
+
+struct httpc_session {
+	CURL *h; /* owned; keeps its connection between requests */
+};
+
+struct httpc_session *httpc_session_new(void)
+{
+	struct httpc_session *s = calloc(1, sizeof(*s));
+	pthread_once(&curl_once, curl_init_once);
+	if (s && !(s->h = curl_easy_init())) {
+		free(s);
+		s = NULL;
+	}
+	return s;
+}
+
+void httpc_session_free(struct httpc_session *s)
+{
+	if (!s)
+		return;
+	curl_easy_cleanup(s->h);
+	free(s);
+}
+
+int httpc_session_do(struct httpc_session *s, const struct httpc *c, const struct httpc_req *rq,
+		     struct httpc_resp *out, struct err *e)
+{
+	curl_easy_reset(s->h);
+	return do_on(s->h, c, rq, out, e);
 }

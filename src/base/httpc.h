@@ -23,6 +23,7 @@ struct httpc_req {
 	const char *const *headers; /* "Name: value" strings, NULL-terminated, or NULL */
 	const char *body;   /* may be NULL */
 	size_t body_n;
+	const char *body_file; /* instead of body: this file's bytes, streamed (octet-stream) */
 	httpc_chunk_cb on_chunk; /* stream the body here instead of into out_body */
 	void *ctx;
 };
@@ -38,5 +39,15 @@ struct httpc_resp {
  * timeout: -ETIMEDOUT, stopped by on_chunk: 0). */
 int httpc_do(const struct httpc *c, const struct httpc_req *rq, struct httpc_resp *out,
 	     struct err *e);
+
+/* A reusable connection (HTTP keep-alive) for many requests to one server from one thread at a
+ * time: a bulk client (object upload) makes one per worker instead of a connection per
+ * request. _new returns NULL when out of memory; _free(NULL) is a no-op. */
+struct httpc_session;
+struct httpc_session *httpc_session_new(void);
+void httpc_session_free(struct httpc_session *s);
+/* httpc_do on the session's connection (reconnecting when the server closed it). */
+int httpc_session_do(struct httpc_session *s, const struct httpc *c, const struct httpc_req *rq,
+		     struct httpc_resp *out, struct err *e);
 
 #endif

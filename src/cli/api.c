@@ -59,6 +59,13 @@ const char *cli_api_where(const struct cli_api *a)
 int cli_api_call(struct cli_api *a, const char *method, const char *path, json_t *body,
 		 const char *idem_key, long *out_status, json_t **out, struct err *e)
 {
+	return cli_api_call_code(a, method, path, body, idem_key, out_status, out, NULL, e);
+}
+
+int cli_api_call_code(struct cli_api *a, const char *method, const char *path, json_t *body,
+		      const char *idem_key, long *out_status, json_t **out,
+		      char out_code[CLI_API_CODE_MAX], struct err *e)
+{
 	char *txt = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	char *hk = idem_key ? xasprintf("Idempotency-Key: %s", idem_key) : NULL;
 	const char *hdrs[] = { hk, NULL };
@@ -94,6 +101,8 @@ int cli_api_call(struct cli_api *a, const char *method, const char *path, json_t
 											    : CAIRN_ECHECK;
 		r = err_set(e, c, "%s (%ld %s)", msg ? msg : "the controller refused the request",
 			    resp.status, code ? code : "error");
+		if (out_code)
+			snprintf(out_code, CLI_API_CODE_MAX, "%s", code ? code : "");
 		json_decref(j);
 		return r;
 	}
@@ -135,4 +144,10 @@ int cli_api_opt(struct cli_api_opts *o, const char **app, int c, const char *arg
 	default:
 		return 0;
 	}
+}
+
+bool cli_api_is_remote(const struct cli_api_opts *o)
+{
+	const char *addr = o->addr ? o->addr : getenv("CAIRN_ADDR");
+	return addr && *addr;
 }

@@ -77,6 +77,39 @@ const char *cli_api_where(const struct cli_api *a);
  * *out_status is set whenever an answer came. */
 int cli_api_call(struct cli_api *a, const char *method, const char *path, struct json_t *body,
 		 const char *idem_key, long *out_status, struct json_t **out, struct err *e);
+/* cli_api_call that also gives the error's code ("digest_mismatch", …) on a 4xx/5xx answer. */
+#define CLI_API_CODE_MAX 64
+int cli_api_call_code(struct cli_api *a, const char *method, const char *path,
+		      struct json_t *body, const char *idem_key, long *out_status,
+		      struct json_t **out, char out_code[CLI_API_CODE_MAX], struct err *e);
+/* Is the controller remote: --addr or CAIRN_ADDR set (TCP)? Then state on this machine is
+ * not the controller's, and builds upload their objects (upload.c). */
+bool cli_api_is_remote(const struct cli_api_opts *o);
+
+/* ---- upload (upload.c): a locally stored release to a remote controller ---- */
+
+/* Where builds for a remote controller keep their objects: --state DIR when given, else
+ * $XDG_CACHE_HOME/cairn, else ~/.cache/cairn (malloc'd). */
+char *cli_cache_dir(const struct cli_ctx *ctx);
+
+#define CLI_UPLOAD_PARALLEL 4       /* objects uploaded at once */
+#define CLI_UPLOAD_BATCH 100000     /* digests per missing-list request (the API's bound) */
+
+struct cli_upload_result {
+	size_t objects, uploaded, skipped; /* distinct objects of the release (+ its manifest) */
+	int64_t uploaded_bytes, skipped_bytes;
+	char tag[129];         /* the tag the release carries on the controller, "" none */
+	char dropped_tag[129]; /* with tag_optional: a taken tag the release was registered without */
+	bool existed;          /* the controller already had the release recorded */
+};
+/* Asks the controller which of the release's objects it lacks, uploads only those (at most
+ * CLI_UPLOAD_PARALLEL at once, progress on stderr unless --json) and registers the release
+ * with tag (may be NULL). With tag_optional a tag the controller refuses as taken is dropped
+ * (import's rule) instead of failing. */
+int cli_upload_release(struct cli_api *a, const struct cli_ctx *ctx, struct objstore *os,
+		       const char *id, const char *tag, bool tag_optional,
+		       struct cli_upload_result *out, struct err *e);
+
 /* --app, else the app of ./cairn.yml (or -c FILE). */
 int cli_app_name(const struct cli_ctx *ctx, const char *flag, char **out, struct err *e);
 

@@ -68,6 +68,7 @@ const struct cli_command cli_cmd_import = {
 	    "\n"
 	    "SYNOPSIS\n"
 	    "    cairn import FILE|- [--json] [--state DIR]\n"
+	    "    cairn import FILE|- --addr HOST:PORT [--token-file FILE] [--json]\n"
 	    "\n"
 	    "DESCRIPTION\n"
 	    "    Reads an archive written by 'cairn export' (from FILE, or standard input for\n"
@@ -84,15 +85,22 @@ const struct cli_command cli_cmd_import = {
 	    "    The archive's tag is kept unless it already names another release of the\n"
 	    "    app here: then the release is imported untagged, with a warning.\n"
 	    "\n"
+	    "    With a remote controller (--addr or CAIRN_ADDR) the archive is imported into\n"
+	    "    the local build cache (as for 'cairn build') and then uploaded: only the\n"
+	    "    objects the controller lacks are sent, and the release is registered there.\n"
+	    "\n"
 	    "OPTIONS\n"
 	    "    --json             print the result as JSON\n"
 	    "    --state DIR        state directory (default: CAIRN_STATE, then\n"
-	    "                       $XDG_STATE_HOME/cairn)\n"
+	    "                       $XDG_STATE_HOME/cairn); with --addr: the build cache\n"
+	    "    --addr HOST:PORT   a remote controller (default $CAIRN_ADDR): upload to it\n"
+	    "    --token-file FILE  its bearer token (default $CAIRN_TOKEN_FILE)\n"
 	    "    -h, --help         show this page\n"
 	    "\n"
 	    "EXIT STATUS\n"
 	    "    0  the release is stored\n"
-	    "    1  the archive could not be read or stored (I/O, disk full)\n"
+	    "    1  the archive could not be read or stored (I/O, disk full), or the\n"
+	    "       controller refused the upload or is unreachable\n"
 	    "    2  usage error, or the archive was refused (the message names the entry)\n"
 	    "\n"
 	    "EXAMPLES\n"
@@ -207,19 +215,27 @@ fail:
 
 static int run_import(int argc, char **argv)
 {
-	static const struct option opts[] = {CLI_COMMON_OPTS, {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {CLI_COMMON_OPTS,
+					     {"addr", required_argument, NULL, 'A'},
+					     {"token-file", required_argument, NULL, 'T'},
+					     {NULL, 0, NULL, 0}};
 	struct cli_ctx ctx = {.cmd = "import"};
+	struct cli_api_opts ao = {0};
+	struct cli_api api = {0};
+	struct cli_upload_result up = {0};
 	struct release_import_result res;
 	struct objstore *os = NULL;
 	struct store *st = NULL;
-	const char *path;
+	const char *path, *unused_app = NULL;
+	char *cache = NULL;
+	bool remote;
 	struct err e;
 	int c, fd, r, rc;
 
 	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1) {
 		if ((rc = cli_common_opt(&ctx, &cli_cmd_import, c, optarg)) >= 100)
 			return rc - 100;
-		if (rc == 0)
+		if (rc == 0 && !cli_api_opt(&ao, &unused_app, c, optarg))
 			return cli_usage(&cli_cmd_import, "unknown option");
 	}
 	if (optind != argc - 1)
@@ -236,17 +252,39 @@ static int run_import(int argc, char **argv)
 		err_set(&e, CAIRN_EINPUT, "cannot open %s: %s", path, strerror(errno));
 		return cli_fail(&ctx, &e);
 	}
-	if ((r = cli_open_state(&ctx, &os, &st, &e)) == 0)
+	if ((remote = cli_api_is_remote(&ao))) {
+		cache = cli_cache_dir(&ctx);
+		ctx.state_flag = cache;
+		r = cli_api_open(&ctx, &ao, &api, &e);
+	} else {
+		r = 0;
+	}
+	if (r == 0 && (r = cli_open_state(&ctx, &os, &st, &e)) == 0)
 		r = release_import_archive(os, st, fd, &res, &e);
 	if (fd != STDIN_FILENO)
 		close(fd);
+	if (r == 0 && remote) {
+		/* the archive's tag, whatever the cache's own database made of it */
+		const char *tag = res.tag[0] ? res.tag : res.dropped_tag;
+		if ((r = cli_upload_release(&api, &ctx, os, res.id, tag, true, &up, &e)) == 0) {
+			memcpy(res.tag, up.tag, sizeof(res.tag));
+			memcpy(res.dropped_tag, up.dropped_tag, sizeof(res.dropped_tag));
+			res.existed = up.existed;
+		}
+	}
 	store_close(st);
 	objstore_free(os);
+	free(cache);
 	if (r < 0) {
+		cli_api_done(&api);
 		if (e.code == CAIRN_EINPUT && strcmp(path, "-") != 0)
 			err_prefix(&e, "%s", path);
 		return cli_fail(&ctx, &e);
 	}
+	if (remote && !ctx.json)
+		fprintf(stderr, "uploaded %zu objects (%.1f MiB) to %s, skipped %zu already there\n",
+			up.uploaded, (double)up.uploaded_bytes / 1048576.0, cli_api_where(&api),
+			up.skipped);
 	if (ctx.json) {
 		json_t *w = json_array();
 		if (res.dropped_tag[0])
@@ -257,6 +295,15 @@ static int run_import(int argc, char **argv)
 			      "tag", res.tag[0] ? res.tag : NULL, "files", (json_int_t)res.n_files,
 			      "bytes", (json_int_t)res.bytes, "new_objects",
 			      (json_int_t)res.n_new_objects, "existed", res.existed, "warnings", w);
+		if (o && remote)
+			json_object_set_new(
+			    o, "upload",
+			    json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "to", cli_api_where(&api), "objects",
+				      (json_int_t)up.objects, "uploaded", (json_int_t)up.uploaded,
+				      "uploaded_bytes", (json_int_t)up.uploaded_bytes, "skipped",
+				      (json_int_t)up.skipped, "skipped_bytes",
+				      (json_int_t)up.skipped_bytes));
+		cli_api_done(&api);
 		json_dumpf(o, stdout, JSON_COMPACT);
 		fputc('\n', stdout);
 		json_decref(o);
@@ -270,5 +317,6 @@ static int run_import(int argc, char **argv)
 	printf("imported %s (%s, %zu files%s%s)%s\n", res.id, res.app, res.n_files,
 	       res.tag[0] ? ", tag " : "", res.tag,
 	       res.existed ? " — already stored, nothing changed" : "");
+	cli_api_done(&api);
 	return 0;
 }

@@ -435,6 +435,11 @@ void api_handle(struct server *srv, struct evhttp_request *req, const struct api
 		if (method_ok(req, "GET", EVHTTP_REQ_GET))
 			metrics(srv, req);
 		return;
+	case ROUTE_OBJECTS_MISSING:
+	case ROUTE_OBJECT:
+	case ROUTE_RELEASES:
+		api_objects_handle(srv, req, p);
+		return;
 	default:
 		server_reply_error(req, 404, "not_found", "no such endpoint; see docs/controller.md");
 	}

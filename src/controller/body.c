@@ -162,6 +162,9 @@ static const char *const route_names[ROUTE_COUNT] = {
 	[ROUTE_INSTANCES] = "instances",
 	[ROUTE_APPS] = "apps",       [ROUTE_JOB] = "job",         [ROUTE_JOBS] = "jobs",
 	[ROUTE_EVENTS] = "events",   [ROUTE_METRICS] = "metrics",
+	[ROUTE_OBJECTS_MISSING] = "objects_missing",
+	[ROUTE_OBJECT] = "object",
+	[ROUTE_RELEASES] = "releases",
 };
 
 const char *api_route_name(enum api_route r)
@@ -188,6 +191,20 @@ void api_match_path(const char *path, struct api_path *out)
 	}
 	if (slice_eq(p, "/v1/apps")) {
 		out->route = ROUTE_APPS;
+		return;
+	}
+	if (slice_eq(p, "/v1/releases")) {
+		out->route = ROUTE_RELEASES;
+		return;
+	}
+	if (slice_eq(p, "/v1/objects/missing")) {
+		out->route = ROUTE_OBJECTS_MISSING;
+		return;
+	}
+	if (slice_starts(p, "/v1/objects/") && n > 12) {
+		out->route = ROUTE_OBJECT;
+		if (api_digest_ok(path + 12, n - 12))
+			memcpy(out->hex, path + 12, HASH_HEX_LEN);
 		return;
 	}
 	if (slice_starts(p, "/v1/jobs/")) {

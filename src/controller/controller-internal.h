@@ -15,6 +15,7 @@ struct event_base;
 struct event;
 struct evhttp;
 struct evhttp_request;
+struct bufferevent;
 struct config;
 
 /* ---- timeouts (docs/timeouts.md is the table; keep both in step) ---------------------------- */
@@ -219,6 +220,13 @@ void api__submit(struct server *srv, struct evhttp_request *req, const struct ap
 /* api-read.c: route dispatch and the other handlers (loop thread) */
 void api_handle(struct server *srv, struct evhttp_request *req, const struct api_path *p);
 json_t *api_job_json(struct store *st, const struct store_job *j, bool with_steps);
+
+/* api-objects.c: object upload by digest and release registration (loop thread) */
+void api_objects_handle(struct server *srv, struct evhttp_request *req, const struct api_path *p);
+/* Per-route body limits: evhttp_set_bevcb's callback, and the limit for a connection's next
+ * request once one has been read (called first thing for every request). */
+struct bufferevent *api_objects_bevcb(struct event_base *base, void *arg);
+void api_objects_next_limit(struct evhttp_request *req);
 
 /* events.c: server-sent events */
 void events_subscribe(struct server *srv, struct evhttp_request *req);

@@ -110,13 +110,47 @@ enum api_route {
 	ROUTE_JOBS,     /* /v1/jobs */
 	ROUTE_EVENTS,   /* /v1/events */
 	ROUTE_METRICS,  /* /metrics */
+	ROUTE_OBJECTS_MISSING, /* /v1/objects/missing */
+	ROUTE_OBJECT,   /* /v1/objects/{hex} (hex "" when the name is not a digest) */
+	ROUTE_RELEASES, /* /v1/releases */
 	ROUTE_COUNT,
 };
 struct api_path {
 	enum api_route route;
 	char app[64];
 	int64_t job_id;
+	char hex[HASH_HEX_LEN + 1]; /* ROUTE_OBJECT: lowercase hex SHA-256, or "" */
 };
+/* ---- object upload by digest (body-objects.c; handlers in api-objects.c) -------------------
+ * The same shapes as the agent's object routes: POST /v1/objects/missing {"digests":[hex…]}
+ * → {"missing":[hex…]}, PUT /v1/objects/{hex} raw bytes, POST /v1/releases {"id","tag"}. */
+
+#define API_DIGESTS_MAX 100000 /* digests in one missing-list request */
+/* a missing-list body: API_DIGESTS_MAX quoted digests with separators, plus room for spaces */
+#define API_DIGESTS_BODY_MAX (API_DIGESTS_MAX * (HASH_HEX_LEN + 4) + 64 * 1024)
+/* largest object a PUT takes: evhttp 2.1 buffers a body whole before any handler runs, so this
+ * is also the server's body limit (each other route checks its own smaller one) */
+#define API_OBJECT_MAX (256LL * 1024 * 1024)
+
+struct api_digests {
+	char (*v)[HASH_HEX_LEN + 1]; /* owned array of n lowercase hex digests, in body order */
+	size_t n;
+};
+/* {"digests":[hex…]}: 0..API_DIGESTS_MAX lowercase hex SHA-256 strings, nothing else. On
+ * success *out is filled (free with api_digests_done); on failure it is untouched. */
+int api_parse_digests_body(const char *p, size_t n, struct api_digests *out, struct err *e);
+void api_digests_done(struct api_digests *d);
+
+struct api_release_body {
+	char hex[HASH_HEX_LEN + 1];   /* the manifest's digest ("sha256:" prefix accepted) */
+	char tag[STORE_TAG_MAX + 1];  /* "" for none */
+};
+/* {"id": "sha256:HEX" | "HEX", "tag": T?}; a tag is 1..128 characters without '/', ':',
+ * spaces or control characters (the rule of `cairn build --tag`). */
+int api_parse_release_body(const char *p, size_t n, struct api_release_body *out, struct err *e);
+/* Is s[0..n) a lowercase hex SHA-256? */
+bool api_digest_ok(const char *s, size_t n);
+
 /* Splits a request path (query string ignored). Unknown paths give ROUTE_NONE. */
 void api_match_path(const char *path, struct api_path *out);
 const char *api_route_name(enum api_route r);

@@ -283,6 +283,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 	const char *uri = evhttp_request_get_uri(req);
 
 	evhttp_request_set_on_complete_cb(req, on_request_complete, srv);
+	api_objects_next_limit(req);
 	if (!admit(srv, req)) {
 		server_reply_error(req, 503, "busy", "too many open connections (%d); retry later",
 				   CTL_CONN_MAX);
@@ -534,7 +535,8 @@ int controller_serve(const struct controller_opts *o, struct err *e)
 		r = err_set(e, ENOMEM, "cannot start the event loop");
 		goto out;
 	}
-	evhttp_set_max_body_size(srv.http, API_BODY_MAX);
+	evhttp_set_max_body_size(srv.http, API_BODY_MAX); /* object routes: api-objects.c */
+	evhttp_set_bevcb(srv.http, api_objects_bevcb, NULL);
 	evhttp_set_max_headers_size(srv.http, API_HEADERS_MAX);
 	evhttp_set_timeout(srv.http, CTL_API_TIMEOUT_S);
 	evhttp_set_allowed_methods(srv.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |

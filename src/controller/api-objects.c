@@ -1,0 +1,439 @@
+/* controller/api-objects: object upload by digest — which objects are missing, PUT of one
+ * object (its digest checked before it becomes visible) and registration of a release whose
+ * manifest and objects are all present. The loop thread only parses and hands the request's
+ * bytes over; hashing, disk and database work run on the store worker. Also here: the
+ * per-route body limits evhttp 2.1 has no hook for (see "body limits" below). */
+#include "controller/controller-internal.h"
+
+#include "release/release.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/http.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A task of this file: the server frees it as a struct task (first member); everything it owns
+ * beyond that is released by the time its work() returns. Answers, errors included, are built
+ * by work() into t.answer (freed with the task). */
+struct obj_task {
+	struct task t;
+	struct evbuffer *body; /* owned until work() ends: PUT's bytes */
+	struct api_digests dg; /* owned until work() ends: missing-list request */
+	struct api_release_body rel;
+	char hex[HASH_HEX_LEN + 1];
+};
+
+static int open_objects(struct obj_task *ot, struct objstore **out)
+{
+	int r = objstore_open(ot->t.srv->o.state_dir, out, &ot->t.err);
+	if (r < 0)
+		ot->t.status = 500;
+	return r;
+}
+
+/* The error answer {"error":{"code","message"}} from t.err, with the status. */
+static json_t *fail(struct obj_task *ot, int status, const char *code)
+{
+	json_t *er = json_pack("{s:s,s:s}", "code", code, "message", ot->t.err.msg);
+	ot->t.status = status;
+	json_decref(ot->t.answer);
+	ot->t.answer = er ? json_pack("{s:o}", "error", er) : NULL;
+	return er; /* borrowed, for extra fields; NULL when out of memory */
+}
+
+/* ---- POST /v1/objects/missing ------------------------------------------------------------ */
+
+static void missing_work(struct task *t)
+{
+	struct obj_task *ot = (struct obj_task *)t;
+	struct objstore *os = NULL;
+	json_t *arr;
+
+	if (open_objects(ot, &os) < 0)
+		goto out;
+	arr = json_array();
+	for (size_t i = 0; arr && i < ot->dg.n; i++)
+		if (!objstore_has(os, ot->dg.v[i]) &&
+		    json_array_append_new(arr, json_string(ot->dg.v[i])))
+			break;
+	t->answer =
+	    arr ? json_pack("{s:o,s:I}", "missing", arr, "asked", (json_int_t)ot->dg.n) : NULL;
+	t->status = 200;
+out:
+	objstore_free(os);
+	api_digests_done(&ot->dg);
+}
+
+/* ---- PUT /v1/objects/{hex} ---------------------------------------------------------------- */
+
+static int write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	while (n) {
+		ssize_t w = write(fd, c, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Hashes the buffer's chains (no copy) and, with fd >= 0, writes them. */
+static int pass_chains(struct evbuffer *b, int fd, char out_hex[HASH_HEX_LEN + 1])
+{
+	int n = evbuffer_peek(b, -1, NULL, NULL, 0), r = 0;
+	struct evbuffer_iovec *v = n > 0 ? calloc((size_t)n, sizeof(*v)) : NULL;
+	struct hasher *h = out_hex ? hasher_new() : NULL;
+
+	if (n > 0 && !v)
+		r = -ENOMEM;
+	else if (n > 0)
+		n = evbuffer_peek(b, -1, NULL, v, n);
+	for (int i = 0; r == 0 && i < n; i++) {
+		if (h)
+			hasher_update(h, v[i].iov_base, v[i].iov_len);
+		if (fd >= 0)
+			r = write_all(fd, v[i].iov_base, v[i].iov_len);
+	}
+	if (h)
+		hasher_final(h, out_hex);
+	free(v);
+	return r;
+}
+
+static void put_work(struct task *t)
+{
+	struct obj_task *ot = (struct obj_task *)t;
+	struct objstore *os = NULL;
+	char got[HASH_HEX_LEN + 1], *tmp = NULL;
+	size_t n = evbuffer_get_length(ot->body);
+	bool added = false;
+	int fd = -1, r;
+
+	if (pass_chains(ot->body, -1, got) < 0) {
+		t->status = 503;
+		err_set(&t->err, ENOMEM, "out of memory");
+		goto out;
+	}
+	if (strcmp(got, ot->hex)) {
+		err_set(&t->err, CAIRN_ECORRUPT,
+			"the %zu bytes sent hash to %s, not %s; nothing was stored (re-send the "
+			"object's exact bytes)",
+			n, got, ot->hex);
+		fail(ot, 422, "digest_mismatch");
+		goto out;
+	}
+	if (open_objects(ot, &os) < 0)
+		goto out;
+	if (!objstore_has(os, ot->hex)) {
+		if (objstore_tmp_open(os, &fd, &tmp, &t->err) < 0) {
+			t->status = 500;
+			goto out;
+		}
+		if ((r = pass_chains(ot->body, fd, NULL)) < 0 || close(fd) < 0) {
+			if (r == 0)
+				r = -errno;
+			fd = -1;
+			t->status = 500;
+			err_set(&t->err, -r, "cannot write object %s: %s", ot->hex, strerror(-r));
+			goto out;
+		}
+		fd = -1;
+		if (objstore_tmp_commit(os, tmp, ot->hex, &added, &t->err) < 0) {
+			t->status = 500;
+			goto out;
+		}
+		free(tmp);
+		tmp = NULL;
+	}
+	t->status = added ? 201 : 200;
+	t->answer =
+	    json_pack("{s:s,s:I,s:b}", "digest", ot->hex, "size", (json_int_t)n, "stored", added);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (tmp) {
+		unlink(tmp);
+		free(tmp);
+	}
+	objstore_free(os);
+	evbuffer_free(ot->body);
+	ot->body = NULL;
+}
+
+/* ---- POST /v1/releases --------------------------------------------------------------------- */
+
+/* 409 missing_object naming the digest (and the file that needs it; NULL: the manifest). */
+static void missing_fail(struct obj_task *ot, const char *hex, const char *path)
+{
+	json_t *er;
+	if (path)
+		err_set(&ot->t.err, CAIRN_ENOTFOUND,
+			"object %s (file %.200s) is not stored here; upload it first (PUT "
+			"/v1/objects/%s)",
+			hex, path, hex);
+	else
+		err_set(&ot->t.err, CAIRN_ENOTFOUND,
+			"the manifest %s is not stored here; upload it first (PUT /v1/objects/%s)",
+			hex, hex);
+	if ((er = fail(ot, 409, "missing_object"))) {
+		json_object_set_new(er, "digest", json_string(hex));
+		if (path)
+			json_object_set_new(er, "path", json_string(path));
+	}
+}
+
+static void release_work(struct task *t)
+{
+	struct obj_task *ot = (struct obj_task *)t;
+	struct store *st = t->srv->wr;
+	struct objstore *os = NULL;
+	struct manifest *m = NULL;
+	struct store_release rel, old;
+	struct err ge;
+	int r;
+
+	if (!st) {
+		t->status = 500;
+		err_set(&t->err, EIO, "the state database is not open; see the controller's log");
+		return;
+	}
+	if (open_objects(ot, &os) < 0)
+		return;
+	memset(&rel, 0, sizeof(rel));
+	snprintf(rel.id, sizeof(rel.id), "sha256:%s", ot->rel.hex);
+	if (!objstore_has(os, ot->rel.hex)) {
+		missing_fail(ot, ot->rel.hex, NULL);
+		goto out;
+	}
+	if (release_load(os, rel.id, &m, &t->err) < 0) {
+		fail(ot, 422, t->err.code == CAIRN_ECORRUPT ? "corrupt" : "input");
+		goto out;
+	}
+	for (size_t i = 0; i < m->n_entries; i++) {
+		const struct manifest_entry *en = &m->entries[i];
+		if (en->type != MANIFEST_FILE)
+			continue;
+		if (!objstore_has(os, en->digest)) {
+			missing_fail(ot, en->digest, en->path);
+			goto out;
+		}
+		rel.n_files++;
+		rel.bytes += en->size;
+	}
+	if ((r = objstore_sync(os)) < 0) {
+		t->status = 500;
+		err_set(&t->err, -r, "cannot make the objects durable: %s", strerror(-r));
+		goto out;
+	}
+	snprintf(rel.app, sizeof(rel.app), "%s", m->app);
+	snprintf(rel.tag, sizeof(rel.tag), "%s", ot->rel.tag);
+	rel.created_at = time_now_ns() / 1000000000;
+	rel.state = RELEASE_UNTESTED;
+	r = store_release_get(st, rel.id, &old, &ge);
+	if (r < 0 && ge.code != CAIRN_ENOTFOUND) {
+		t->err = ge;
+		t->status = 500;
+		goto out;
+	}
+	bool existed = r == 0;
+	if (store_release_put(st, &rel, &t->err) < 0) {
+		if (t->err.code == CAIRN_EINPUT)
+			fail(ot, 409, "tag_taken");
+		else
+			t->status = 500;
+		goto out;
+	}
+	if (store_release_get(st, rel.id, &old, &t->err) < 0) {
+		t->status = 500;
+		goto out;
+	}
+	t->status = existed ? 200 : 201;
+	t->answer = json_pack("{s:s,s:s,s:s?,s:I,s:I,s:b}", "id", rel.id, "app", rel.app, "tag",
+			      old.tag[0] ? old.tag : NULL, "files", (json_int_t)rel.n_files,
+			      "bytes", (json_int_t)rel.bytes, "existed", existed);
+out:
+	manifest_free(m);
+	objstore_free(os);
+}
+
+/* ---- body limits ---------------------------------------------------------------------------
+ * evhttp 2.1 compares a request's Content-Length with its connection's limit right after the
+ * headers and has no per-request hook before that (evhttp_set_newreqcb is 2.2). So the
+ * controller makes each connection's bufferevent itself (evhttp_set_bevcb) and watches its
+ * input: when a request line of an object route is at the front of the buffer, the limit is
+ * raised to API_OBJECT_MAX (only ever raised there: bytes at the front may be a body); when a
+ * request has been read (api_objects_next_limit, from on_request) the limit is set exactly
+ * for what waits next: API_DIGESTS_BODY_MAX, API_OBJECT_MAX, else API_BODY_MAX. Handlers
+ * check their own bound again after reading. evhttp passes the connection as its
+ * bufferevent's callback argument (every 2.x release), which is how it is found here. */
+
+static int64_t limit_for(const char *p, size_t n, bool *out_decided)
+{
+	static const struct {
+		const char *line;
+		int64_t max;
+	} routes[] = {
+	    {"PUT /v1/objects/", API_OBJECT_MAX},
+	    {"POST /v1/objects/missing ", API_DIGESTS_BODY_MAX},
+	    {"POST /v1/objects/missing?", API_DIGESTS_BODY_MAX},
+	};
+	bool maybe = false;
+	for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
+		size_t k = strlen(routes[i].line);
+		if (n >= k && !memcmp(p, routes[i].line, k)) {
+			*out_decided = true;
+			return routes[i].max;
+		}
+		maybe |= n < k && !memcmp(p, routes[i].line, n);
+	}
+	*out_decided = !maybe; /* a prefix of one of them: wait for more bytes */
+	return API_BODY_MAX;
+}
+
+static void set_limit(struct bufferevent *bev, bool raise_only)
+{
+	struct evhttp_connection *evcon = NULL;
+	char head[32];
+	bool decided;
+	bufferevent_getcb(bev, NULL, NULL, NULL, (void **)&evcon);
+	if (!evcon)
+		return;
+	ev_ssize_t n = evbuffer_copyout(bufferevent_get_input(bev), head, sizeof(head));
+	int64_t max = limit_for(head, n > 0 ? (size_t)n : 0, &decided);
+	if (!raise_only)
+		evhttp_connection_set_max_body_size(evcon, max);
+	else if (decided && max > API_BODY_MAX)
+		evhttp_connection_set_max_body_size(evcon, API_OBJECT_MAX);
+}
+
+static void on_input(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+	(void)b;
+	if (info->n_added)
+		set_limit(arg, true);
+}
+
+struct bufferevent *api_objects_bevcb(struct event_base *base, void *arg)
+{
+	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	(void)arg;
+	if (bev && !evbuffer_add_cb(bufferevent_get_input(bev), on_input, bev)) {
+		bufferevent_free(bev);
+		return NULL;
+	}
+	return bev;
+}
+
+void api_objects_next_limit(struct evhttp_request *req)
+{
+	struct evhttp_connection *c = evhttp_request_get_connection(req);
+	struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
+	if (bev)
+		set_limit(bev, false);
+}
+
+/* ---- answers and dispatch ------------------------------------------------------------------ */
+
+static void obj_done(struct task *t)
+{
+	if (!t->req)
+		return;
+	if (t->answer && t->status > 0)
+		server_reply_json(t->req, t->status, json_incref(t->answer));
+	else
+		server_reply_error(t->req, t->status >= 400 ? t->status : 500,
+				   server_code_for(&t->err), "%s", t->err.msg);
+}
+
+static bool method_is(struct evhttp_request *req, enum evhttp_cmd_type m, const char *allow)
+{
+	if (evhttp_request_get_command(req) == m)
+		return true;
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+	server_reply_error(req, 405, "method_not_allowed", "this endpoint takes %s", allow);
+	return false;
+}
+
+/* The body as one contiguous string for the JSON parsers, bounded by max. */
+static const char *json_body(struct evhttp_request *req, size_t max, size_t *out_n)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t n = evbuffer_get_length(in);
+	if (n > max) {
+		server_reply_error(req, 413, "too_large", "body is larger than %zu bytes", max);
+		return NULL;
+	}
+	*out_n = n;
+	return n ? (const char *)evbuffer_pullup(in, -1) : "";
+}
+
+void api_objects_handle(struct server *srv, struct evhttp_request *req, const struct api_path *p)
+{
+	struct obj_task *ot;
+	const char *body;
+	size_t n = 0;
+
+	switch (p->route) {
+	case ROUTE_OBJECTS_MISSING:
+		if (!method_is(req, EVHTTP_REQ_POST, "POST") ||
+		    !(body = json_body(req, API_DIGESTS_BODY_MAX, &n)))
+			return;
+		break;
+	case ROUTE_RELEASES:
+		if (!method_is(req, EVHTTP_REQ_POST, "POST") ||
+		    !(body = json_body(req, API_BODY_MAX, &n)))
+			return;
+		break;
+	default:
+		if (!method_is(req, EVHTTP_REQ_PUT, "PUT"))
+			return;
+		if (!p->hex[0]) {
+			server_reply_error(
+			    req, 400, "input",
+			    "an object's name is its SHA-256 digest: 64 lowercase hex "
+			    "characters");
+			return;
+		}
+		body = NULL;
+		break;
+	}
+	if (!(ot = calloc(1, sizeof(*ot)))) {
+		server_reply_error(req, 503, "internal", "out of memory");
+		return;
+	}
+	if (p->route == ROUTE_OBJECTS_MISSING || p->route == ROUTE_RELEASES) {
+		int r = p->route == ROUTE_RELEASES
+			    ? api_parse_release_body(body, n, &ot->rel, &ot->t.err)
+			    : api_parse_digests_body(body, n, &ot->dg, &ot->t.err);
+		if (r < 0) {
+			server_reply_error(req, server_status_for(&ot->t.err),
+					   server_code_for(&ot->t.err), "%s", ot->t.err.msg);
+			free(ot);
+			return;
+		}
+		ot->t.work = p->route == ROUTE_RELEASES ? release_work : missing_work;
+	} else {
+		/* the bytes move to the task's buffer without a copy */
+		if (!(ot->body = evbuffer_new()) ||
+		    evbuffer_add_buffer(ot->body, evhttp_request_get_input_buffer(req)) < 0) {
+			if (ot->body)
+				evbuffer_free(ot->body);
+			free(ot);
+			server_reply_error(req, 503, "internal", "out of memory");
+			return;
+		}
+		memcpy(ot->hex, p->hex, sizeof(ot->hex));
+		ot->t.work = put_work;
+	}
+	ot->t.req = req;
+	ot->t.route = p->route;
+	ot->t.done = obj_done;
+	server_submit(srv, &ot->t);
+}
