@@ -15,6 +15,8 @@ struct evhttp_request;
 struct evhttp_connection;
 
 #define AGENT_MAX_CONNS 256
+#define AGENT_BODY_MAX (1024 * 1024)        /* a JSON request body */
+#define AGENT_OBJECT_MAX (64 * 1024 * 1024) /* PUT /v1/objects/{hex}: one object's bytes */
 struct objstore;
 
 /* ---- supervisor table (sup.c): pure, no processes, no clock of its own ------------------- */
@@ -93,6 +95,15 @@ struct probe_req {
 };
 int agent_parse_probe(const char *body, size_t n, struct probe_req *out, struct err *e);
 int agent_parse_timeout(const char *body, size_t n, int64_t def_ms, int64_t *out_ms, struct err *e);
+/* POST /v1/objects/missing: {"digests":[hex…]} (at most AGENT_DIGESTS_MAX, each 64 lowercase
+ * hex; duplicates allowed). */
+#define AGENT_DIGESTS_MAX 10000
+struct digest_list {
+	char (*hex)[HASH_HEX_LEN + 1]; /* owned */
+	size_t n;
+};
+void digest_list_done(struct digest_list *l);
+int agent_parse_digests(const char *body, size_t n, struct digest_list *out, struct err *e);
 bool agent_name_ok(const char *s);
 int agent_signal_parse(const char *name);
 const char *agent_signal_name(int sig);
@@ -234,6 +245,8 @@ int agent_log_tail(const char *path, size_t tail, json_t **out, struct err *e);
 /* server.c */
 void agent_reply_json(struct evhttp_request *req, int status, json_t *body); /* steals body */
 void agent_reply_err(struct evhttp_request *req, const struct err *e);
+/* objects.c: /v1/objects/… and /v1/releases/{id}/verify; false when the path is not theirs */
+bool agent__objects_route(struct agent *ag, struct evhttp_request *req, char *segs[], int n);
 void agent_reply_error(struct evhttp_request *req, int status, const char *code, const char *fmt,
 		       ...) __attribute__((format(printf, 4, 5)));
 /* api.c */
