@@ -16,7 +16,6 @@ struct evhttp_connection;
 
 #define AGENT_MAX_CONNS 256
 #define AGENT_BODY_MAX (1024 * 1024)        /* a JSON request body */
-#define AGENT_OBJECT_MAX (64 * 1024 * 1024) /* PUT /v1/objects/{hex}: one object's bytes */
 struct objstore;
 
 /* ---- supervisor table (sup.c): pure, no processes, no clock of its own ------------------- */
@@ -97,7 +96,6 @@ int agent_parse_probe(const char *body, size_t n, struct probe_req *out, struct 
 int agent_parse_timeout(const char *body, size_t n, int64_t def_ms, int64_t *out_ms, struct err *e);
 /* POST /v1/objects/missing: {"digests":[hex…]} (at most AGENT_DIGESTS_MAX, each 64 lowercase
  * hex; duplicates allowed). */
-#define AGENT_DIGESTS_MAX 10000
 struct digest_list {
 	char (*hex)[HASH_HEX_LEN + 1]; /* owned */
 	size_t n;
