@@ -17,7 +17,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (l.n > AGENT_DIGESTS_MAX)
 			abort();
 		for (size_t i = 0; i < l.n; i++)
-			if (strlen(l.hex[i]) != HASH_HEX_LEN || !hash_is_hex(l.hex[i], HASH_HEX_LEN))
+			if (strlen(l.hex[i]) != HASH_HEX_LEN ||
+			    !hash_is_hex(l.hex[i], HASH_HEX_LEN))
 				abort();
 		digest_list_done(&l);
 	} else if (!e.msg[0]) {

@@ -76,10 +76,11 @@ static void put_run(struct work *w)
 
 	hash_mem(j->data, j->n, got);
 	if (strcmp(got, j->hex)) {
-		j->r = err_set(&j->e, CAIRN_ECORRUPT,
-			       "the %zu bytes sent hash to %.12s…, not to %.12s…: the object was not "
-			       "stored; send it again",
-			       j->n, got, j->hex);
+		j->r =
+		    err_set(&j->e, CAIRN_ECORRUPT,
+			    "the %zu bytes sent hash to %.12s…, not to %.12s…: the object was not "
+			    "stored; send it again",
+			    j->n, got, j->hex);
 		return;
 	}
 	if (objstore_has(j->os, j->hex))
@@ -89,7 +90,8 @@ static void put_run(struct work *w)
 	j->r = fs_write_all(fd, j->data, j->n);
 	close(fd);
 	if (j->r < 0)
-		j->r = err_set(&j->e, -j->r, "cannot write object %.12s…: %s", j->hex, strerror(-j->r));
+		j->r = err_set(&j->e, -j->r, "cannot write object %.12s…: %s", j->hex,
+			       strerror(-j->r));
 	else
 		j->r = objstore_tmp_commit(j->os, tmp, j->hex, &j->added, &j->e);
 	if (j->r < 0)
@@ -106,8 +108,8 @@ static void put_done(struct work *w)
 		agent_reply_err(j->req, &j->e);
 	else
 		agent_reply_json(j->req, j->added ? 201 : 200,
-				 json_pack("{s:s,s:I,s:b}", "digest", j->hex, "size", (json_int_t)j->n,
-					   "added", j->added));
+				 json_pack("{s:s,s:I,s:b}", "digest", j->hex, "size",
+					   (json_int_t)j->n, "added", j->added));
 	free(j->data);
 	free(j);
 }
@@ -189,8 +191,8 @@ static void verify_done(struct work *w)
 		agent_reply_err(j->req, &j->e);
 	else
 		agent_reply_json(j->req, 200,
-				 json_pack("{s:s,s:I,s:I}", "id", j->id, "files", (json_int_t)j->files,
-					   "bytes", (json_int_t)j->bytes));
+				 json_pack("{s:s,s:I,s:I}", "id", j->id, "files",
+					   (json_int_t)j->files, "bytes", (json_int_t)j->bytes));
 	free(j);
 }
 
@@ -199,8 +201,8 @@ static void handle_verify(struct agent *ag, struct evhttp_request *req, const ch
 	const char *hex = str_starts(id, "sha256:") ? id + 7 : id;
 	struct verify_job *j;
 	if (strlen(hex) != HASH_HEX_LEN || !hash_is_hex(hex, HASH_HEX_LEN)) {
-		agent_reply_error(req, 400, "input", "'%.80s' is not a release id (sha256:<64 hex>)",
-				  id);
+		agent_reply_error(req, 400, "input",
+				  "'%.80s' is not a release id (sha256:<64 hex>)", id);
 		return;
 	}
 	j = calloc(1, sizeof(*j));
@@ -233,7 +235,8 @@ bool agent__objects_route(struct agent *ag, struct evhttp_request *req, char *se
 		if (m == EVHTTP_REQ_PUT)
 			handle_put(ag, req, segs[2]);
 		else
-			agent_reply_error(req, 405, "input", "use PUT /v1/objects/{hex} with the bytes");
+			agent_reply_error(req, 405, "input",
+					  "use PUT /v1/objects/{hex} with the bytes");
 		return true;
 	}
 	if (n == 4 && !strcmp(segs[1], "releases") && !strcmp(segs[3], "verify")) {

@@ -18,17 +18,17 @@
 #include <unistd.h>
 
 #define SOCK_PATH_MAX 107 /* sun_path, less the NUL */
-#define CTL_SUFFIX 17     /* ssh makes the control socket as PATH.<16 random> first */
-#define CTL_STR_(x) #x
-#define CTL_STR(x) CTL_STR_(x)
+#define CTL_SUFFIX    17  /* ssh makes the control socket as PATH.<16 random> first */
+#define CTL_STR_(x)   #x
+#define CTL_STR(x)    CTL_STR_(x)
 
 struct host_link {
-	char name[64]; /* config: at most 63 */
-	char *ssh, *rstate, *cairn; /* owned: destination, remote state dir, remote binary */
+	char name[64];		       /* config: at most 63 */
+	char *ssh, *rstate, *cairn;    /* owned: destination, remote state dir, remote binary */
 	char *sock, *ctl, *log, *pidf; /* owned: <state>/hosts/<name>.{sock,ctl,log,pid} */
-	pid_t pid;      /* the ssh master (our child), 0 when none runs */
-	unsigned starts; /* masters started so far */
-	pthread_mutex_t mu; /* held while the link is (re)established or used to spawn */
+	pid_t pid;		       /* the ssh master (our child), 0 when none runs */
+	unsigned starts;	       /* masters started so far */
+	pthread_mutex_t mu;	       /* held while the link is (re)established or used to spawn */
 	struct host_link *next;
 };
 
@@ -46,16 +46,16 @@ struct spawn_req {
 static struct {
 	pthread_mutex_t mu; /* list, state, spawner queue */
 	pthread_cond_t cv;
-	char *state_dir, *dir; /* owned */
+	char *state_dir, *dir;	/* owned */
 	struct host_link *list; /* owned */
 	bool up, quit;
 	pthread_t spawner;
-	struct spawn_req *req; /* the request in flight, or NULL */
+	struct spawn_req *req;	  /* the request in flight, or NULL */
 	pthread_mutex_t spawn_mu; /* one request at a time */
 } H = {
-	.mu = PTHREAD_MUTEX_INITIALIZER,
-	.cv = PTHREAD_COND_INITIALIZER,
-	.spawn_mu = PTHREAD_MUTEX_INITIALIZER,
+    .mu = PTHREAD_MUTEX_INITIALIZER,
+    .cv = PTHREAD_COND_INITIALIZER,
+    .spawn_mu = PTHREAD_MUTEX_INITIALIZER,
 };
 
 static void *spawner_main(void *arg)
@@ -69,8 +69,11 @@ static void *spawner_main(void *arg)
 			break;
 		struct spawn_req *q = H.req;
 		pthread_mutex_unlock(&H.mu);
-		struct exec_spawn_opts o = { .fd_in = -1, .fd_out = q->fd_log, .fd_err = q->fd_log,
-					     .fd_3 = -1, .parent_death_signal = SIGTERM };
+		struct exec_spawn_opts o = {.fd_in = -1,
+					    .fd_out = q->fd_log,
+					    .fd_err = q->fd_log,
+					    .fd_3 = -1,
+					    .parent_death_signal = SIGTERM};
 		q->r = exec_spawn(q->argv, &o, &q->pid, &q->e);
 		pthread_mutex_lock(&H.mu);
 		q->done = true;
@@ -82,7 +85,7 @@ static void *spawner_main(void *arg)
 
 static int spawn(const char *const *argv, int fd_log, pid_t *out_pid, struct err *e)
 {
-	struct spawn_req q = { .argv = argv, .fd_log = fd_log };
+	struct spawn_req q = {.argv = argv, .fd_log = fd_log};
 	pthread_mutex_lock(&H.spawn_mu);
 	pthread_mutex_lock(&H.mu);
 	if (!H.up || H.quit) {
@@ -134,7 +137,7 @@ static void link_stop(struct host_link *h)
 	for (int i = 0; i < 200; i++) { /* 2 s, then SIGKILL */
 		if (waitpid(h->pid, NULL, WNOHANG) != 0)
 			goto gone;
-		struct timespec ts = { 0, 10 * 1000000L };
+		struct timespec ts = {0, 10 * 1000000L};
 		nanosleep(&ts, NULL);
 	}
 	kill(h->pid, SIGKILL);
@@ -336,7 +339,8 @@ static int ensure_agent(struct host_link *h, struct err *e)
 	argv[n++] = q[4] = sh_quote(h->rstate);
 	argv[n] = NULL;
 	buf_init(&out, 64 * 1024);
-	struct exec_opts eo = { .out = &out, .timeout_ms = CTL_AGENT_START_MS + CTL_SSH_CONNECT_S * 1000 };
+	struct exec_opts eo = {.out = &out,
+			       .timeout_ms = CTL_AGENT_START_MS + CTL_SSH_CONNECT_S * 1000};
 	r = exec_run(argv, &eo, &status, e);
 	if (r == 0 && status != 0) {
 		char st[64], *txt = (char *)buf_str(&out);
@@ -345,12 +349,13 @@ static int ensure_agent(struct host_link *h, struct err *e)
 			txt[--len] = 0;
 		char *line = strrchr(txt, '\n');
 		exec_describe_status(status, st, sizeof(st));
-		r = err_set(e, CAIRN_ECHECK,
-			    "host %s: cannot start the agent there (`%s agent --daemon --if-absent "
-			    "--state %s` %s%s%.300s); install cairn on %s or set cairn: and state: in "
-			    "its hosts entry",
-			    h->name, h->cairn, h->rstate, st, len ? ": " : "", line ? line + 1 : txt,
-			    h->name);
+		r = err_set(
+		    e, CAIRN_ECHECK,
+		    "host %s: cannot start the agent there (`%s agent --daemon --if-absent "
+		    "--state %s` %s%s%.300s); install cairn on %s or set cairn: and state: in "
+		    "its hosts entry",
+		    h->name, h->cairn, h->rstate, st, len ? ": " : "", line ? line + 1 : txt,
+		    h->name);
 	} else if (r < 0) {
 		err_prefix(e, "host %s: starting the agent over SSH", h->name);
 	}
@@ -381,11 +386,16 @@ static int link_start(struct host_link *h, struct err *e)
 			       strerror(errno));
 	snprintf(fwd, sizeof(fwd), "%s:%s/%s", h->sock, h->rstate, AGENT_SOCKET_NAME);
 	ssh_prefix(argv, &n);
-	const char *more[] = { "-N", "-M", "-S", h->ctl, "-o", "ControlPersist=no",
-			       "-o", "ExitOnForwardFailure=yes", "-o", "StreamLocalBindUnlink=yes",
-			       "-o", "StreamLocalBindMask=0177",
-			       "-o", "ServerAliveInterval=" CTL_STR(CTL_SSH_ALIVE_S),
-			       "-o", "ServerAliveCountMax=3", "-L", fwd, h->ssh, NULL };
+	const char *more[] = {"-N",   "-M",
+			      "-S",   h->ctl,
+			      "-o",   "ControlPersist=no",
+			      "-o",   "ExitOnForwardFailure=yes",
+			      "-o",   "StreamLocalBindUnlink=yes",
+			      "-o",   "StreamLocalBindMask=0177",
+			      "-o",   "ServerAliveInterval=" CTL_STR(CTL_SSH_ALIVE_S),
+			      "-o",   "ServerAliveCountMax=3",
+			      "-L",   fwd,
+			      h->ssh, NULL};
 	for (size_t i = 0; more[i]; i++)
 		argv[n++] = more[i];
 	argv[n] = NULL;
@@ -408,10 +418,10 @@ static int link_start(struct host_link *h, struct err *e)
 		}
 		if (time_mono_ns() / 1000000 > deadline) {
 			link_stop(h);
-			return unreachable(h, "no connection within " CTL_STR(CTL_SSH_CONNECT_S) " s",
-					   e);
+			return unreachable(
+			    h, "no connection within " CTL_STR(CTL_SSH_CONNECT_S) " s", e);
 		}
-		struct timespec ts = { 0, 10 * 1000000L };
+		struct timespec ts = {0, 10 * 1000000L};
 		nanosleep(&ts, NULL);
 	}
 	char pid[32];
@@ -444,7 +454,8 @@ int hosts_socket(const char *host, char **out_path, struct err *e)
 	struct host_link *h = find(host);
 	if (!h)
 		return err_set(e, CAIRN_ENOTFOUND,
-			       "host %s is not in the hosts of any release this controller loaded", host);
+			       "host %s is not in the hosts of any release this controller loaded",
+			       host);
 	pthread_mutex_lock(&h->mu);
 	int r = link_up(h, e);
 	if (r == 0)
@@ -490,12 +501,12 @@ int hosts_call(const char *host, const char *method, const char *path, json_t *b
 		char *sock = NULL;
 		long status = 0;
 		if (attempt > 0) {
-			struct err e2 = { 0 };
+			struct err e2 = {0};
 			if (repair(host, &e2) < 0) {
 				*e = e2;
 				break;
 			}
-			*e = (struct err){ 0 };
+			*e = (struct err){0};
 		}
 		if ((r = hosts_socket(host, &sock, e)) < 0)
 			break;

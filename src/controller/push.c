@@ -48,8 +48,8 @@ static int ask_missing(const char *host, char (*d)[HASH_HEX_LEN + 1], size_t n, 
 		for (i = off; i < n && i < off + PUSH_BATCH; i++)
 			json_array_append_new(arr, json_string(d[i]));
 		int r = hosts_call(host, "POST", "/v1/objects/missing",
-				   json_pack("{s:o}", "digests", arr), NULL, 0, CTL_AGENT_CALL_MS, &ans,
-				   e);
+				   json_pack("{s:o}", "digests", arr), NULL, 0, CTL_AGENT_CALL_MS,
+				   &ans, e);
 		if (r < 0)
 			return r;
 		json_array_foreach(json_object_get(ans, "missing"), i, v)
@@ -79,7 +79,8 @@ int hosts_push_release(const struct exec_job *j, const char *host, struct buf *d
 
 	strv_init(&miss);
 	buf_init(&obj, AGENT_OBJECT_MAX);
-	if ((r = objstore_open(j->state_dir, &os, e)) < 0 || (r = release_load(os, j->release, &m, e)) < 0)
+	if ((r = objstore_open(j->state_dir, &os, e)) < 0 ||
+	    (r = release_load(os, j->release, &m, e)) < 0)
 		goto out;
 	if ((r = collect(m, j->release, &d, &n)) < 0) {
 		err_set(e, -r, "out of memory");
@@ -96,7 +97,8 @@ int hosts_push_release(const struct exec_job *j, const char *host, struct buf *d
 		if ((r = objstore_read(os, miss.v[i], &obj, e)) < 0) {
 			if (r == -E2BIG || e->code == E2BIG)
 				err_set(e, CAIRN_EINPUT,
-					"object %.12s of release %.19s is larger than the %d MiB an agent "
+					"object %.12s of release %.19s is larger than the %d MiB "
+					"an agent "
 					"accepts in one piece",
 					miss.v[i], j->release, AGENT_OBJECT_MAX / (1024 * 1024));
 			goto out;
@@ -104,8 +106,8 @@ int hosts_push_release(const struct exec_job *j, const char *host, struct buf *d
 		snprintf(path, sizeof(path), "/v1/objects/%s", miss.v[i]);
 		/* 20 s, plus 1 s per MiB for the way through ssh */
 		int64_t t = CTL_AGENT_CALL_MS + (int64_t)(obj.len / (1024 * 1024)) * 1000;
-		if ((r = hosts_call(host, "PUT", path, NULL, obj.data ? obj.data : "", obj.len, t, NULL,
-				    e)) < 0) {
+		if ((r = hosts_call(host, "PUT", path, NULL, obj.data ? obj.data : "", obj.len, t,
+				    NULL, e)) < 0) {
 			err_prefix(e, "sending object %.12s to %s", miss.v[i], host);
 			goto out;
 		}
@@ -115,13 +117,14 @@ int hosts_push_release(const struct exec_job *j, const char *host, struct buf *d
 	if ((r = hosts_call(host, "POST", path, json_object(), NULL, 0, 4 * CTL_AGENT_CALL_MS, &ver,
 			    e)) < 0)
 		goto out;
-	buf_addf(detail,
-		 "{\"host\":\"%s\",\"objects\":%zu,\"missing\":%zu,\"pushed\":%zu,"
-		 "\"pushed_bytes\":%lld,\"verified\":true,\"files\":%lld,\"bytes\":%lld,\"ms\":%lld}",
-		 host, n, miss.n, miss.n, (long long)bytes,
-		 (long long)json_integer_value(json_object_get(ver, "files")),
-		 (long long)json_integer_value(json_object_get(ver, "bytes")),
-		 (long long)((time_mono_ns() - t0) / 1000000));
+	buf_addf(
+	    detail,
+	    "{\"host\":\"%s\",\"objects\":%zu,\"missing\":%zu,\"pushed\":%zu,"
+	    "\"pushed_bytes\":%lld,\"verified\":true,\"files\":%lld,\"bytes\":%lld,\"ms\":%lld}",
+	    host, n, miss.n, miss.n, (long long)bytes,
+	    (long long)json_integer_value(json_object_get(ver, "files")),
+	    (long long)json_integer_value(json_object_get(ver, "bytes")),
+	    (long long)((time_mono_ns() - t0) / 1000000));
 	log_info("controller", "hosts: release %.19s on %s: %zu of %zu objects sent (%lld bytes)",
 		 j->release, host, miss.n, n, (long long)bytes);
 out:
