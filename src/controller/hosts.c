@@ -197,46 +197,53 @@ static bool same(const char *a, const char *b)
 	return !strcmp(a ? a : "", b ? b : "");
 }
 
+/* Lock order: a link's mu, then spawn_mu, then H.mu — so H.mu is never held while a link's
+ * mu is taken. Links are only removed at shutdown: a pointer found stays valid. */
 void hosts_learn(const struct config *cfg)
 {
-	pthread_mutex_lock(&H.mu);
-	for (size_t i = 0; H.dir && i < cfg->n_hosts; i++) {
+	for (size_t i = 0; i < cfg->n_hosts; i++) {
 		const struct config_host *c = &cfg->hosts[i];
 		struct host_link *h;
+		bool fresh = false;
 		if (!c->ssh)
 			continue;
+		pthread_mutex_lock(&H.mu);
 		for (h = H.list; h && strcmp(h->name, c->name); h = h->next)
 			;
-		if (h) {
-			pthread_mutex_lock(&h->mu);
-			if (!same(h->ssh, c->ssh) || !same(h->rstate, c->state) ||
-			    !same(h->cairn, c->cairn)) {
-				/* the host moved: the next call connects to where the plan says */
-				link_stop(h);
-				free(h->ssh);
-				free(h->rstate);
-				free(h->cairn);
-				h->ssh = xstrdup(c->ssh);
-				h->rstate = xstrdup(c->state ? c->state : CONFIG_REMOTE_STATE);
-				h->cairn = xstrdup(c->cairn ? c->cairn : "cairn");
-			}
-			pthread_mutex_unlock(&h->mu);
-			continue;
+		if (!h && H.dir) {
+			h = xcalloc(1, sizeof(*h));
+			snprintf(h->name, sizeof(h->name), "%s", c->name);
+			h->ssh = xstrdup(c->ssh);
+			h->rstate = xstrdup(c->state ? c->state : CONFIG_REMOTE_STATE);
+			h->cairn = xstrdup(c->cairn ? c->cairn : "cairn");
+			h->sock = xasprintf("%s/%s.sock", H.dir, c->name);
+			h->ctl = xasprintf("%s/%s.ctl", H.dir, c->name);
+			h->log = xasprintf("%s/%s.log", H.dir, c->name);
+			h->pidf = xasprintf("%s/%s.pid", H.dir, c->name);
+			pthread_mutex_init(&h->mu, NULL);
+			h->next = H.list;
+			H.list = h;
+			fresh = true;
 		}
-		h = xcalloc(1, sizeof(*h));
-		snprintf(h->name, sizeof(h->name), "%s", c->name);
-		h->ssh = xstrdup(c->ssh);
-		h->rstate = xstrdup(c->state ? c->state : CONFIG_REMOTE_STATE);
-		h->cairn = xstrdup(c->cairn ? c->cairn : "cairn");
-		h->sock = xasprintf("%s/%s.sock", H.dir, c->name);
-		h->ctl = xasprintf("%s/%s.ctl", H.dir, c->name);
-		h->log = xasprintf("%s/%s.log", H.dir, c->name);
-		h->pidf = xasprintf("%s/%s.pid", H.dir, c->name);
-		pthread_mutex_init(&h->mu, NULL);
-		h->next = H.list;
-		H.list = h;
+		pthread_mutex_unlock(&H.mu);
+		if (!h || fresh)
+			continue;
+		pthread_mutex_lock(&h->mu);
+		if (!same(h->ssh, c->ssh) || !same(h->rstate, c->state) ||
+		    !same(h->cairn, c->cairn)) {
+			/* the host moved: the next call connects to where the plan says */
+			log_info("controller", "hosts: %s is now %s (state %s)", h->name, c->ssh,
+				 c->state ? c->state : CONFIG_REMOTE_STATE);
+			link_stop(h);
+			free(h->ssh);
+			free(h->rstate);
+			free(h->cairn);
+			h->ssh = xstrdup(c->ssh);
+			h->rstate = xstrdup(c->state ? c->state : CONFIG_REMOTE_STATE);
+			h->cairn = xstrdup(c->cairn ? c->cairn : "cairn");
+		}
+		pthread_mutex_unlock(&h->mu);
 	}
-	pthread_mutex_unlock(&H.mu);
 }
 
 static struct host_link *find(const char *name)
