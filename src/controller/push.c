@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define PUSH_BATCH 4096 /* digests per "missing" request (the agent takes AGENT_DIGESTS_MAX) */
 
@@ -78,7 +79,7 @@ int hosts_push_release(const struct exec_job *j, const char *host, struct buf *d
 	int r;
 
 	strv_init(&miss);
-	buf_init(&obj, AGENT_OBJECT_MAX);
+	buf_init(&obj, AGENT_OBJECT_MAX + 1);
 	if ((r = objstore_open(j->state_dir, &os, e)) < 0 ||
 	    (r = release_load(os, j->release, &m, e)) < 0)
 		goto out;
@@ -93,16 +94,22 @@ int hosts_push_release(const struct exec_job *j, const char *host, struct buf *d
 			r = err_set(e, ECANCELED, "stopped while sending objects to %s", host);
 			goto out;
 		}
-		buf_reset(&obj);
-		if ((r = objstore_read(os, miss.v[i], &obj, e)) < 0) {
-			if (r == -E2BIG || e->code == E2BIG)
-				err_set(e, CAIRN_EINPUT,
-					"object %.12s of release %.19s is larger than the %d MiB "
-					"an agent "
-					"accepts in one piece",
-					miss.v[i], j->release, AGENT_OBJECT_MAX / (1024 * 1024));
+		char *op = objstore_path(os, miss.v[i]);
+		struct stat st;
+		bool big = stat(op, &st) == 0 && st.st_size > AGENT_OBJECT_MAX;
+		free(op);
+		if (big) {
+			r = err_set(
+			    e, CAIRN_EINPUT,
+			    "object %.12s of release %.19s has %lld bytes, more than the %d MiB "
+			    "an agent accepts in one piece; %s cannot receive this release",
+			    miss.v[i], j->release, (long long)st.st_size,
+			    AGENT_OBJECT_MAX / (1024 * 1024), host);
 			goto out;
 		}
+		buf_reset(&obj);
+		if ((r = objstore_read(os, miss.v[i], &obj, e)) < 0)
+			goto out;
 		snprintf(path, sizeof(path), "/v1/objects/%s", miss.v[i]);
 		/* 20 s, plus 1 s per MiB for the way through ssh */
 		int64_t t = CTL_AGENT_CALL_MS + (int64_t)(obj.len / (1024 * 1024)) * 1000;

@@ -4,6 +4,7 @@ instances serve inside each namespace, a killed ssh link is re-established mid-j
 whose sshd is down fails the job with a message naming the host and what to do."""
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -42,6 +43,8 @@ def fleet(cairn, tmp_path, ssh_hosts):  # noqa: F811
         src = tmp_path / f"urlshort-{v}"
         shutil.copytree(EXAMPLES / "urlshort" / "v1", src)
         app_tree(src, hosts, BIN, extra)
+        # a larger file too, the same in both releases: 3 MiB through the ssh forward once
+        (src / "static.bin").write_bytes(random.Random(7).randbytes(3 << 20))
         ids[v] = cairn.run("build", "--tag", v, cwd=src, check=0).stdout.strip().splitlines()[-1]
     ctl = AgentController(cairn, tmp_path)
     ctl.base_env.update(ssh_hosts.env)
@@ -92,7 +95,7 @@ def test_two_host_deploy_pushes_objects_and_serves(cairn, fleet):
         d = step_detail(j, h.name, "ensure_objects")
         # a fresh host lacks everything: the manifest and every object it names
         assert d["missing"] == d["objects"] == d["pushed"] > 3 and d["verified"], d
-        assert d["pushed_bytes"] > 0
+        assert d["pushed_bytes"] > 3 << 20, d
         assert (h.state / "objects").is_dir()
     st = cairn.json("status", cwd=src)
     assert [x["host"] for x in st["hosts"]] == ["web1", "web2"], st
