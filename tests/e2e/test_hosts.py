@@ -154,3 +154,27 @@ def test_host_with_sshd_down_fails_the_job_naming_it(cairn, fleet):
     assert "check that sshd runs there" in text and "deploy again" in text
     # web1 was done first and is left as the job's rules say: nothing runs half-way on web2
     assert not (hosts[1].state / "agent.sock").exists()
+
+
+def test_remote_agent_killed_mid_job_is_started_again(cairn, fleet):
+    ctl, ids, hosts, src = fleet
+    ctl.start(env={"CAIRN_TEST_STEP_DELAY_MS": "300"})
+    jid = deploy(ctl, ids["v1"], "v1")
+
+    def web1_started():
+        return any(s["host"] == "web1" and s["step"] == "start" and s["state"] == "done"
+                   for s in ctl.job(jid)["steps"])
+    wait_for(web1_started, timeout=120, what="web1's start step")
+    lock = hosts[0].state / "agent" / "lock"
+    old = int(lock.read_text().split()[0])
+    os.kill(old, signal.SIGKILL)
+    j = ctl.wait_terminal(jid, timeout=180)
+    assert j["state"] == "succeeded", json.dumps(j, indent=1)
+    # the link was repaired by starting the agent again; it re-adopted the instances
+    new = int(lock.read_text().split()[0])
+    assert new != old and new in hosts[0].pids()
+    assert "repairing the link" in ctl.log_text()
+    st = cairn.json("status", cwd=src)
+    web1 = st["hosts"][0]
+    assert web1["ok"] and len(web1["instances"]) == 2, web1
+    assert {i["release"] for i in web1["instances"]} == {ids["v1"]}
