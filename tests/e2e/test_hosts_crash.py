@@ -2,9 +2,11 @@
 and the real agents there: the controller dies right after each step of a two-host deploy is
 recorded (CAIRN_TEST_CRASH_AFTER, test_hooks builds); its ssh links die with it; after a
 restart the job succeeds and every instance started exactly once, counted from the app's own
-start log on each host."""
+start log on each host. The same again with kill -9 at random moments."""
 import json
 import os
+import random
+import signal
 
 import pytest
 
@@ -103,6 +105,36 @@ def test_kill_after_each_step_boundary_ssh_hosts(cairn, tmp_path, ssh_hosts, hos
                 assert hs["ok"] and {i["release"] for i in hs["instances"]} == {rel}, hs
             ctl.stop()
             assert ssh_processes(cairn) == []
+    finally:
+        ctl.stop()
+        cairn.run("agent", "--stop-all")
+
+
+def test_kills_at_random_moments_ssh_hosts(cairn, tmp_path, ssh_hosts):  # noqa: F811
+    hosts = ssh_hosts(2)
+    cairn.state.mkdir(parents=True, exist_ok=True)
+    ctl = AgentController(cairn, tmp_path)
+    ctl.base_env.update(ssh_hosts.env)
+    rnd = random.Random(3)
+    try:
+        for i in range(10):
+            rel = build(cairn, hosts, f"rand-{i}")
+            ctl.start(env={"CAIRN_TEST_STEP_DELAY_MS": "20"})
+            st, b, _ = ctl.request("POST", "/v1/apps/demo/deploys", {"release": rel},
+                                   {"Idempotency-Key": f"rand-{i}"})
+            assert st == 202, b
+            n = rnd.randrange(0, 16)  # let it get somewhere: 0..15 recorded steps
+            wait_for(lambda: len(ctl.job(b["id"])["steps"]) >= n, timeout=120,
+                     what=f"{n} steps")
+            ctl.proc.send_signal(signal.SIGKILL)
+            ctl.proc.wait()
+            wait_for(lambda: ssh_processes(cairn) == [], what="ssh links to end")
+            ctl.start()
+            j = ctl.wait_terminal(b["id"], timeout=180)
+            assert j["state"] == "succeeded", json.dumps(j, indent=1)
+            for h in hosts:
+                assert starts(h, rel) == 1, (i, n, h.name, starts(h, rel))
+            ctl.stop()
     finally:
         ctl.stop()
         cairn.run("agent", "--stop-all")
