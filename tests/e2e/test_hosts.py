@@ -90,7 +90,8 @@ def test_two_host_deploy_pushes_objects_and_serves(cairn, fleet):
     j = ctl.wait_terminal(deploy(ctl, ids["v1"], "v1"), timeout=180)
     took = time.monotonic() - t0
     assert j["state"] == "succeeded", json.dumps(j, indent=1)
-    print(f"two-host deploy of urlshort v1 (2 instances per host): {took:.2f} s")
+    print(f"two-host deploy of urlshort v1 (2 instances per host): {took:.2f} s;",
+          ", ".join(f"{s['host']}/{s['step']} {s['duration_ms']} ms" for s in j["steps"]))
     for h in hosts:
         d = step_detail(j, h.name, "ensure_objects")
         # a fresh host lacks everything: the manifest and every object it names
@@ -178,3 +179,17 @@ def test_remote_agent_killed_mid_job_is_started_again(cairn, fleet):
     web1 = st["hosts"][0]
     assert web1["ok"] and len(web1["instances"]) == 2, web1
     assert {i["release"] for i in web1["instances"]} == {ids["v1"]}
+
+
+def test_host_without_cairn_says_how_to_fix_it(cairn, fleet, tmp_path):
+    ctl, ids, hosts, src = fleet
+    bad = tmp_path / "urlshort-nocairn"
+    shutil.copytree(EXAMPLES / "urlshort" / "v1", bad)
+    app_tree(bad, hosts, "/nonexistent/cairn", "no cairn there")
+    rel = cairn.run("build", cwd=bad, check=0).stdout.strip().splitlines()[-1]
+    ctl.start()
+    j = ctl.wait_terminal(deploy(ctl, rel, "nocairn"), timeout=120)
+    assert j["state"] == "failed", j
+    text = json.dumps(j)
+    assert "host web1: cannot start the agent there" in text, text
+    assert "/nonexistent/cairn" in text and "install cairn on web1" in text
