@@ -15,6 +15,7 @@ struct evhttp_request;
 struct evhttp_connection;
 
 #define AGENT_MAX_CONNS 256
+#define AGENT_BODY_MAX (1024 * 1024)        /* a JSON request body */
 struct objstore;
 
 /* ---- supervisor table (sup.c): pure, no processes, no clock of its own ------------------- */
@@ -103,6 +104,14 @@ struct proxy_req {
 };
 void proxy_req_done(struct proxy_req *r);
 int agent_parse_proxy(const char *body, size_t n, struct proxy_req *out, struct err *e);
+/* POST /v1/objects/missing: {"digests":[hex…]} (at most AGENT_DIGESTS_MAX, each 64 lowercase
+ * hex; duplicates allowed). */
+struct digest_list {
+	char (*hex)[HASH_HEX_LEN + 1]; /* owned */
+	size_t n;
+};
+void digest_list_done(struct digest_list *l);
+int agent_parse_digests(const char *body, size_t n, struct digest_list *out, struct err *e);
 bool agent_name_ok(const char *s);
 int agent_signal_parse(const char *name);
 const char *agent_signal_name(int sig);
@@ -256,6 +265,8 @@ bool agent_proxy_stop_traffic(struct agent *ag, const char *app);
 /* server.c */
 void agent_reply_json(struct evhttp_request *req, int status, json_t *body); /* steals body */
 void agent_reply_err(struct evhttp_request *req, const struct err *e);
+/* objects.c: /v1/objects/… and /v1/releases/{id}/verify; false when the path is not theirs */
+bool agent__objects_route(struct agent *ag, struct evhttp_request *req, char *segs[], int n);
 void agent_reply_error(struct evhttp_request *req, int status, const char *code, const char *fmt,
 		       ...) __attribute__((format(printf, 4, 5)));
 /* api.c */

@@ -9,6 +9,8 @@
 #include <jansson.h>
 
 #define AGENT_SOCKET_NAME "agent.sock"
+#define AGENT_OBJECT_MAX (64 * 1024 * 1024) /* PUT /v1/objects/{hex}: one object's bytes */
+#define AGENT_DIGESTS_MAX 10000             /* POST /v1/objects/missing: digests per request */
 
 struct agent_opts {
 	const char *state_dir;
@@ -49,5 +51,9 @@ void agent_client_free(struct agent_client *c);
  * e holds the agent's message and the status is still stored. */
 int agent_client_call(struct agent_client *c, const char *method, const char *path,
 		      const json_t *body, long *out_status, json_t **out_json, struct err *e);
+/* PUT PATH with raw bytes (application/octet-stream), e.g. PUT /v1/objects/{hex}; the answer
+ * as for agent_client_call. */
+int agent_client_put(struct agent_client *c, const char *path, const void *data, size_t n,
+		     long *out_status, json_t **out_json, struct err *e);
 
 #endif

@@ -497,6 +497,8 @@ void agent_api_route(struct agent *ag, struct evhttp_request *req)
 
 	if (n < 2 || !seg_is(segs, n, 0, "v1"))
 		goto not_found;
+	if (agent__objects_route(ag, req, segs, n))
+		return;
 	if (n == 2 && seg_is(segs, n, 1, "agent") && get) {
 		char ts[32];
 		time_fmt_rfc3339(ag->started_at, ts, sizeof(ts));

@@ -104,8 +104,9 @@ static int code_of(const char *code)
 	return EIO;
 }
 
-int agent_client_call(struct agent_client *c, const char *method, const char *path,
-		      const json_t *body, long *out_status, json_t **out_json, struct err *e)
+/* One request: `data` (n bytes, of content type ctype) is the body when not NULL. */
+static int perform(struct agent_client *c, const char *method, const char *path, const char *ctype,
+		   const void *data, size_t n, long *out_status, json_t **out_json, struct err *e)
 {
 	CURL *h = curl_easy_init();
 	struct curl_slist *hdrs = NULL;
@@ -120,13 +121,15 @@ int agent_client_call(struct agent_client *c, const char *method, const char *pa
 	buf_init(&ans, ANSWER_MAX);
 	if ((r = c->ops->prepare(c, h, path, e)) < 0)
 		goto done;
-	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+	text = xasprintf("Content-Type: %s", ctype);
+	hdrs = curl_slist_append(hdrs, text);
 	hdrs = curl_slist_append(hdrs, "Expect:");
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	if (text || !strcmp(method, "POST") || !strcmp(method, "PUT"))
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, text ? text : "");
+	if (data || !strcmp(method, "POST") || !strcmp(method, "PUT")) {
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(data ? n : 0));
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, data ? data : "");
+	}
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
@@ -167,4 +170,23 @@ done:
 	buf_done(&ans);
 	curl_easy_cleanup(h);
 	return r;
+}
+
+int agent_client_call(struct agent_client *c, const char *method, const char *path,
+		      const json_t *body, long *out_status, json_t **out_json, struct err *e)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	if (body && !text)
+		return err_set(e, ENOMEM, "out of memory");
+	int r = perform(c, method, path, "application/json", text, text ? strlen(text) : 0,
+			out_status, out_json, e);
+	free(text);
+	return r;
+}
+
+int agent_client_put(struct agent_client *c, const char *path, const void *data, size_t n,
+		     long *out_status, json_t **out_json, struct err *e)
+{
+	return perform(c, "PUT", path, "application/octet-stream", data ? data : "", n, out_status,
+		       out_json, e);
 }

@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 #define MAX_HEADERS_BYTES (16 * 1024)
-#define MAX_BODY_BYTES	  (1024 * 1024)
 #define IO_TIMEOUT_S	  30
 #define WORKERS		  4
 #define WORK_QUEUE	  256
@@ -279,7 +278,7 @@ int agent_run(const struct agent_opts *o, struct err *e)
 	if ((r = work_pool_new(ag.base, WORKERS, WORK_QUEUE, &ag.pool, e)) < 0)
 		goto done;
 	evhttp_set_max_headers_size(ag.http, MAX_HEADERS_BYTES);
-	evhttp_set_max_body_size(ag.http, MAX_BODY_BYTES);
+	evhttp_set_max_body_size(ag.http, AGENT_OBJECT_MAX); /* JSON bodies: 1 MiB (parse.c) */
 	evhttp_set_timeout(ag.http, IO_TIMEOUT_S);
 	evhttp_set_allowed_methods(ag.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE |
 						EVHTTP_REQ_PUT);

@@ -208,6 +208,9 @@ struct exec_spawn_opts {
 	const char *cwd;
 	char *const *env;
 	int fd_in, fd_out, fd_err, fd_3;
+	/* > 0: the child gets this signal when the *thread* that spawned it ends (prctl
+	 * PR_SET_PDEATHSIG), so spawn from a thread that lives as long as the child should */
+	int parent_death_signal;
 };
 int exec_spawn(const char *const argv[], const struct exec_spawn_opts *o, pid_t *out_pid,
 	       struct err *e);

@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -221,6 +222,7 @@ int exec_spawn(const char *const argv[], const struct exec_spawn_opts *o, pid_t 
 		return err_set(e, errno, "pipe: %s", strerror(errno));
 	for (int i = 0; i < 4; i++)
 		src[i] = fd_high(want[i]);
+	pid_t parent = getpid();
 	pid = fork();
 	if (pid < 0) {
 		int saved = errno;
@@ -235,6 +237,11 @@ int exec_spawn(const char *const argv[], const struct exec_spawn_opts *o, pid_t 
 		sigset_t none;
 		int fail;
 		setpgid(0, 0);
+		if (o->parent_death_signal > 0) {
+			prctl(PR_SET_PDEATHSIG, o->parent_death_signal);
+			if (getppid() != parent) /* the parent is already gone */
+				_exit(127);
+		}
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		for (int s = 1; s < NSIG; s++)

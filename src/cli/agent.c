@@ -24,7 +24,7 @@ const struct cli_command cli_cmd_agent = {
 	"NAME\n"
 	"    cairn agent - run the host agent: release dirs, supervised instances, logs\n\n"
 	"SYNOPSIS\n"
-	"    cairn agent [--state DIR] [--foreground | --daemon]\n"
+	"    cairn agent [--state DIR] [--foreground | --daemon [--if-absent]]\n"
 	"    cairn agent --stop-all [--state DIR] [--json]\n"
 	"    cairn agent status [--state DIR] [--json]\n\n"
 	"DESCRIPTION\n"
@@ -47,6 +47,9 @@ const struct cli_command cli_cmd_agent = {
 	"    --foreground    run in the foreground, log to stderr (the default)\n"
 	"    --daemon        detach (setsid); log to <state>/logs/agent.log; returns once\n"
 	"                    the socket answers\n"
+	"    --if-absent     with --daemon: when an agent already answers on this state\n"
+	"                    directory, say so and exit 0 (the controller starts remote\n"
+	"                    agents this way: running it twice is harmless)\n"
 	"    --stop-all      stop every instance and exit\n"
 	"    --json          machine output (status, --stop-all)\n\n"
 	"ENVIRONMENT\n"
@@ -56,6 +59,7 @@ const struct cli_command cli_cmd_agent = {
 	"    (status) / stopping failed, 2 usage error.\n\n"
 	"EXAMPLES\n"
 	"    cairn agent --daemon\n"
+	"    cairn agent --daemon --if-absent --state /var/lib/cairn\n"
 	"    cairn agent status --json\n"
 	"    cairn agent --stop-all\n",
 };
@@ -79,6 +83,22 @@ static int call(const struct cli_ctx *ctx, const char *method, const char *path,
 	agent_client_free(c);
 	free(sock);
 	return r;
+}
+
+/* --if-absent: does an agent answer on this state directory already? Says so on stderr. */
+static bool already_running(const struct cli_ctx *ctx)
+{
+	json_t *ag = NULL;
+	struct err e = {0};
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	bool yes = call(ctx, "GET", "/v1/agent", NULL, 5000, &ag, &e) == 0;
+	if (yes)
+		fprintf(stderr, "cairn agent: an agent already serves %s (pid %lld); nothing to do\n",
+			json_string_value(json_object_get(ag, "state_dir")) ?: "?",
+			(long long)json_integer_value(json_object_get(ag, "pid")));
+	json_decref(ag);
+	curl_global_cleanup();
+	return yes;
 }
 
 static int cmd_status(const struct cli_ctx *ctx)
@@ -217,9 +237,10 @@ static int run_agent(int argc, char **argv)
 					     {"foreground", no_argument, NULL, 'f'},
 					     {"daemon", no_argument, NULL, 'd'},
 					     {"stop-all", no_argument, NULL, 'A'},
+					     {"if-absent", no_argument, NULL, 'I'},
 					     {0}};
 	struct cli_ctx ctx = {.cmd = "agent"};
-	bool daemon = false, stop_all = false, status = false;
+	bool daemon = false, stop_all = false, status = false, if_absent = false;
 	struct agent_opts o = {.ready_fd = -1};
 	struct err e = {0};
 	int c, r;
@@ -243,7 +264,11 @@ static int run_agent(int argc, char **argv)
 			daemon = true;
 		else if (c == 'A')
 			stop_all = true;
+		else if (c == 'I')
+			if_absent = true;
 	}
+	if (if_absent && !daemon)
+		return cli_usage(&cli_cmd_agent, "--if-absent goes with --daemon");
 	if (optind < argc)
 		return cli_usage(&cli_cmd_agent, "unexpected argument '%s'", argv[optind]);
 	if (status)
@@ -251,8 +276,15 @@ static int run_agent(int argc, char **argv)
 	if (stop_all)
 		return cmd_stop_all(&ctx);
 	char *dir = store_state_dir(ctx.state_flag);
+	if (daemon && if_absent && already_running(&ctx)) {
+		free(dir);
+		return 0;
+	}
 	if (daemon) {
 		r = daemonize(dir, &o.ready_fd, &e);
+		/* another agent may have won the race for the state directory: that is fine too */
+		if (r < 0 && if_absent && already_running(&ctx))
+			r = 1;
 		if (r != 0) {
 			free(dir);
 			return r > 0 ? 0 : cli_fail(&ctx, &e);

@@ -23,7 +23,12 @@ struct config_kv {
 struct config_host {
 	char *name; /* owned; "local" for the local host */
 	char *ssh;  /* owned; "user@host" or NULL for local */
+	char *state; /* owned; ssh hosts: the remote state dir (default CONFIG_REMOTE_STATE) */
+	char *cairn; /* owned; ssh hosts: the remote cairn binary (default "cairn") */
 };
+
+#define CONFIG_REMOTE_STATE "/var/lib/cairn"
+#define CONFIG_REMOTE_STATE_MAX 90 /* <state>/agent.sock must fit a unix socket path */
 
 struct config_header {
 	char *name, *value; /* owned */

@@ -39,8 +39,12 @@ struct json_t *config_to_json(const struct config *c)
 	for (size_t i = 0; i < c->run.n_env; i++)
 		json_object_set_new(env, c->run.env[i].key, json_string(c->run.env[i].value));
 	for (size_t i = 0; i < c->n_hosts; i++)
-		json_array_append_new(hosts, json_pack("{s:s,s:o}", "name", c->hosts[i].name, "ssh",
-						       str_or_null(c->hosts[i].ssh)));
+		json_array_append_new(
+		    hosts, c->hosts[i].ssh
+				? json_pack("{s:s,s:s,s:s,s:s}", "name", c->hosts[i].name, "ssh",
+					    c->hosts[i].ssh, "state", c->hosts[i].state, "cairn",
+					    c->hosts[i].cairn)
+				: json_pack("{s:s,s:n}", "name", c->hosts[i].name, "ssh"));
 	for (size_t i = 0; i < c->n_acceptance; i++)
 		json_array_append_new(checks, check_json(&c->acceptance[i]));
 	o = json_pack("{s:s,s:s,s:s}", "file", c->file, "dir", c->dir, "app", c->app);

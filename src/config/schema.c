@@ -76,6 +76,18 @@ static bool valid_ssh(const char *s)
 	return true;
 }
 
+/* A remote path cairn passes on: absolute (state) or a command name/path (cairn), printable,
+ * no spaces or shell metacharacters to surprise anyone reading a process list. */
+static bool valid_remote_path(const char *s, bool absolute)
+{
+	if (!s[0] || s[0] == '-' || (absolute && s[0] != '/'))
+		return false;
+	for (const char *c = s; *c; c++)
+		if (!is_alnum(*c) && !strchr("/._-+~", *c))
+			return false;
+	return true;
+}
+
 /* ---- sections -------------------------------------------------------------------------------- */
 
 static int parse_app(struct cfg_parse *p, struct config *c, const struct cnode *n)
@@ -205,9 +217,9 @@ static int parse_listen(struct cfg_parse *p, struct config *c, const struct cnod
 static int parse_host(struct cfg_parse *p, struct config_host *h, const struct cnode *n,
 		      const char *path)
 {
-	static const char *const keys[] = {"name", "ssh", NULL};
+	static const char *const keys[] = {"name", "ssh", "state", "cairn", NULL};
 	char q[CONFIG__QUOTE_BUF], sub[CONFIG__PATH_MAX];
-	const struct cnode *v[2];
+	const struct cnode *v[4];
 	int r;
 
 	if (n->kind == CNODE_SCALAR && !strcmp(n->text, "local"))
@@ -233,11 +245,13 @@ static int parse_host(struct cfg_parse *p, struct config_host *h, const struct c
 				   "%s: %s is not a valid host name: use letters, digits, '_', '.' "
 				   "and '-' (at most 63)",
 				   sub, config__quote(h->name, q));
-	if (r == 0 && !strcmp(h->name, "local") && v[1])
-		return config__err(p, v[1],
-				   "%s.ssh: the host named local is this machine; give a "
+	if (r == 0 && !strcmp(h->name, "local") && (v[1] || v[2] || v[3])) {
+		const char *k = v[1] ? "ssh" : v[2] ? "state" : "cairn";
+		return config__err(p, v[1] ? v[1] : v[2] ? v[2] : v[3],
+				   "%s.%s: the host named local is this machine; give a "
 				   "host reached over SSH another name",
-				   path);
+				   path, k);
+	}
 	if (r == 0 && strcmp(h->name, "local") && !v[1])
 		return config__missing(p, n, path, "ssh", "ssh: deploy@10.0.0.5");
 	if (r == 0 && v[1]) {
@@ -249,6 +263,29 @@ static int parse_host(struct cfg_parse *p, struct config_host *h, const struct c
 					   "(a name from ~/.ssh/config works too)",
 					   sub, config__quote(h->ssh, q));
 	}
+	if (r < 0 || !h->ssh)
+		return r;
+	config__path(sub, path, "state");
+	if (!v[2])
+		r = config__set_str(p, &h->state, CONFIG_REMOTE_STATE);
+	else if ((r = config__str(p, v[2], sub, &h->state)) == 0 &&
+		 (!valid_remote_path(h->state, true) || strlen(h->state) > CONFIG_REMOTE_STATE_MAX))
+		return config__err(p, v[2],
+				   "%s: %s is not a usable state directory: write an absolute path "
+				   "of letters, digits and /._-+~ (at most %d characters, so that "
+				   "<state>/agent.sock fits a unix socket)",
+				   sub, config__quote(h->state, q), CONFIG_REMOTE_STATE_MAX);
+	config__path(sub, path, "cairn");
+	if (r < 0)
+		return r;
+	if (!v[3])
+		r = config__set_str(p, &h->cairn, "cairn");
+	else if ((r = config__str(p, v[3], sub, &h->cairn)) == 0 &&
+		 !valid_remote_path(h->cairn, false))
+		return config__err(p, v[3],
+				   "%s: %s is not a program: write the path of cairn on that host "
+				   "(letters, digits and /._-+~), e.g. /usr/local/bin/cairn",
+				   sub, config__quote(h->cairn, q));
 	return r;
 }
 
@@ -519,6 +556,8 @@ void config_free(struct config *c)
 	for (size_t i = 0; c->hosts && i < c->n_hosts; i++) {
 		free(c->hosts[i].name);
 		free(c->hosts[i].ssh);
+		free(c->hosts[i].state);
+		free(c->hosts[i].cairn);
 	}
 	free(c->hosts);
 	free(c->health.http);

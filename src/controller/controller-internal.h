@@ -27,6 +27,8 @@ struct config;
 #define CTL_AGENT_CALL_MS 20000         /* one agent request */
 #define CTL_DRAIN_MS 30000             /* requests in flight to instances about to stop */
 #define CTL_AGENT_START_MS 10000        /* `cairn agent --daemon` must be listening by then */
+#define CTL_SSH_CONNECT_S 5             /* ssh ConnectTimeout; the master's forward waits 2 s more */
+#define CTL_SSH_ALIVE_S 5               /* ServerAliveInterval: 3 missed → ssh exits, relinked */
 #define CTL_IDEM_TTL_MS (24LL * 3600 * 1000) /* published: keys kept 24 h */
 #define CTL_IDEM_PURGE_AFTER_MS (72LL * 3600 * 1000) /* purged after 72 h (margin over 24 h) */
 #define CTL_EVENTS_KEEP_MS (30LL * 24 * 3600 * 1000) /* the event log keeps 30 days */
@@ -246,6 +248,22 @@ void runners_cancel_app(struct server *srv, const char *app);
 bool runner__stopping(struct runner *rn);
 void *runner__main(void *arg); /* the runner thread (runner.c) */
 bool runner__wait(struct runner *rn, int64_t ms);
+
+/* hosts.c: the transport to each host's agent (docs/hosts.md). One registry per process. */
+int hosts_init(const char *state_dir, struct err *e); /* <state>/hosts, the ssh spawner thread */
+void hosts_shutdown(void);                            /* stops every ssh master; no orphans */
+/* Registers the plan's ssh hosts (a changed address or state dir restarts that link). */
+void hosts_learn(const struct config *cfg);
+/* <state>/hosts/<name>.sock, the link up (ssh started or restarted, the agent started there). */
+int hosts_socket(const char *host, char **out_path, struct err *e);
+/* One agent call to an ssh host (JSON body, taken; or raw bytes for a PUT); a lost link is
+ * repaired and the call made again when repeating it is safe. */
+int hosts_call(const char *host, const char *method, const char *path, json_t *body,
+	       const void *raw, size_t raw_n, int64_t timeout_ms, json_t **out, struct err *e);
+/* push.c: STEP_ENSURE_OBJECTS on an ssh host — the release's manifest and objects the host
+ * lacks are sent, then the host's agent re-hashes the release. */
+int hosts_push_release(const struct exec_job *j, const char *host, struct buf *detail,
+		       struct err *e);
 
 /* The release's own cairn.yml (runner.c): the plan of a deploy (hosts, checks, timeouts). */
 int plan_load(const char *state_dir, const char *release, struct config **out, struct err *e);

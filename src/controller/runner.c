@@ -65,6 +65,8 @@ int plan_load(const char *state_dir, const char *release, struct config **out, s
 	if ((r = objstore_read(os, ent->digest, &b, e)) < 0)
 		goto out;
 	r = config_parse(CONFIG_DEFAULT_NAME, NULL, b.data ? b.data : "", b.len, out, e);
+	if (r == 0)
+		hosts_learn(*out); /* every path to a host loads its plan first */
 out:
 	buf_done(&b);
 	manifest_free(m);

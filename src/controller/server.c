@@ -499,7 +499,7 @@ static void server_free(struct server *srv)
 int controller_serve(const struct controller_opts *o, struct err *e)
 {
 	struct server srv;
-	bool worker_up = false, keeper_up = false;
+	bool worker_up = false, keeper_up = false, hosts_up = false;
 	unsigned char rnd[6];
 	char host[64] = "host";
 	int r;
@@ -528,6 +528,9 @@ int controller_serve(const struct controller_opts *o, struct err *e)
 		 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
 	if ((r = break_stale_leases(&srv, e)) < 0)
 		goto out;
+	if ((r = hosts_init(o->state_dir, e)) < 0)
+		goto out;
+	hosts_up = true;
 	srv.exec = make_executor(&srv);
 	srv.base = event_base_new();
 	srv.http = srv.base ? evhttp_new(srv.base) : NULL;
@@ -592,6 +595,8 @@ out:
 		pthread_join(srv.worker, NULL);
 	if (keeper_up)
 		pthread_join(srv.keeper, NULL);
+	if (hosts_up)
+		hosts_shutdown(); /* after the runners: no step uses a link any more */
 	/* answers the worker finished after the loop stopped are dropped with their tasks */
 	while (srv.finished) {
 		struct task *t = srv.finished;

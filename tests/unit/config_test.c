@@ -139,6 +139,8 @@ static void test_values(void **state)
 	    "  - {name: web1, ssh: deploy@10.0.0.5}\n"
 	    "  - name: web-2.example\n"
 	    "    ssh: web2\n"
+	    "    state: /srv/cairn-2\n"
+	    "    cairn: /usr/local/bin/cairn\n"
 	    "instances: 64\n"
 	    "health: {http: /up, interval: 250ms, timeout: 250ms, healthy_after: 1, "
 	    "start_deadline: 1h}\n"
@@ -176,6 +178,12 @@ static void test_values(void **state)
 	assert_string_equal(c->hosts[1].ssh, "deploy@10.0.0.5");
 	assert_string_equal(c->hosts[2].name, "web-2.example");
 	assert_string_equal(c->hosts[2].ssh, "web2");
+	assert_null(c->hosts[0].state);
+	assert_null(c->hosts[0].cairn);
+	assert_string_equal(c->hosts[1].state, CONFIG_REMOTE_STATE);
+	assert_string_equal(c->hosts[1].cairn, "cairn");
+	assert_string_equal(c->hosts[2].state, "/srv/cairn-2");
+	assert_string_equal(c->hosts[2].cairn, "/usr/local/bin/cairn");
 	assert_int_equal(c->instances, 64);
 	assert_string_equal(c->health.http, "/up");
 	assert_int_equal(c->health.interval_ms, 250);
@@ -625,6 +633,19 @@ static const struct error_case error_cases[] = {
      "missing required key \"ssh\" in hosts[0]", NULL, false},
     {"host_ssh_option", BASE "hosts: [{name: w, ssh: -oProxyCommand=x}]\n", 0, 5, 24,
      "is not an SSH destination", NULL, false},
+    {"host_state_relative", BASE "hosts: [{name: w, ssh: a@b, state: var/cairn}]\n", 0, 5, 36,
+     "hosts[0].state: \"var/cairn\" is not a usable state directory", NULL, false},
+    {"host_state_shell", BASE "hosts: [{name: w, ssh: a@b, state: \"/x;rm\"}]\n", 0, 5, 36,
+     "is not a usable state directory", NULL, false},
+    {"host_state_long", BASE "hosts: [{name: w, ssh: a@b, state: /"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa}]\n",
+     0, 5, 36, "at most 90 characters", NULL, false},
+    {"host_cairn_option", BASE "hosts: [{name: w, ssh: a@b, cairn: --help}]\n", 0, 5, 36,
+     "hosts[0].cairn: \"--help\" is not a program", NULL, false},
+    {"host_local_state", BASE "hosts: [{name: local, state: /x}]\n", 0, 5, 30,
+     "hosts[0].state: the host named local is this machine", NULL, false},
+    {"host_unknown_key_suggest", BASE "hosts: [{name: w, ssh: a@b, stat: /x}]\n", 0, 5, 29,
+     "did you mean \"state\"?", NULL, false},
     {"hosts_empty", BASE "hosts: []\n", 0, 5, 8, "hosts is empty", NULL, false},
     {"stop_signal", "app: x\nrun:\n  command: [a]\n  stop_signal: SIGKILL\nlisten: 1\n", 0, 4, 16,
      "is not one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2", NULL, false},

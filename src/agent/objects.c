@@ -1,0 +1,250 @@
+/* objects: the agent API's object routes (docs/agent.md) — which of a list of objects this
+ * host lacks, an object upload checked against its digest before it becomes visible, and the
+ * re-hash of a whole release after a push. Hashing and disk writes run on a worker. */
+#include "agent/agent-internal.h"
+
+#include "release/release.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- POST /v1/objects/missing (on the loop: one stat per digest, at most 10000) ----------- */
+
+static void handle_missing(struct agent *ag, struct evhttp_request *req)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t n = evbuffer_get_length(in);
+	struct digest_list l = {0};
+	struct err e = {0};
+	json_t *miss;
+	char *body;
+
+	if (n > AGENT_BODY_MAX) {
+		agent_reply_error(req, 413, "input", "request body is larger than %d bytes",
+				  AGENT_BODY_MAX);
+		return;
+	}
+	body = malloc(n + 1);
+	if (!body) {
+		agent_reply_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	evbuffer_copyout(in, body, n);
+	body[n] = 0;
+	if (agent_parse_digests(body, n, &l, &e) < 0) {
+		free(body);
+		agent_reply_err(req, &e);
+		return;
+	}
+	free(body);
+	miss = json_array();
+	/* in request order; a digest asked twice is answered twice (clients dedupe) */
+	for (size_t i = 0; miss && i < l.n; i++)
+		if (!objstore_has(ag->os, l.hex[i]))
+			json_array_append_new(miss, json_string(l.hex[i]));
+	digest_list_done(&l);
+	if (!miss) {
+		agent_reply_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	agent_reply_json(req, 200, json_pack("{s:o}", "missing", miss));
+}
+
+/* ---- PUT /v1/objects/{hex} (on a worker) ------------------------------------------------- */
+
+struct put_job {
+	struct work w;
+	struct evhttp_request *req;
+	struct objstore *os; /* borrowed: objstore writes are safe from a worker */
+	char hex[HASH_HEX_LEN + 1];
+	char *data; /* owned: the body */
+	size_t n;
+	bool added;
+	int r;
+	struct err e;
+};
+
+static void put_run(struct work *w)
+{
+	struct put_job *j = (struct put_job *)w;
+	char got[HASH_HEX_LEN + 1], *tmp = NULL;
+	int fd;
+
+	hash_mem(j->data, j->n, got);
+	if (strcmp(got, j->hex)) {
+		j->r =
+		    err_set(&j->e, CAIRN_ECORRUPT,
+			    "the %zu bytes sent hash to %.12s…, not to %.12s…: the object was not "
+			    "stored; send it again",
+			    j->n, got, j->hex);
+		return;
+	}
+	if (objstore_has(j->os, j->hex))
+		return;
+	if ((j->r = objstore_tmp_open(j->os, &fd, &tmp, &j->e)) < 0)
+		return;
+	j->r = fs_write_all(fd, j->data, j->n);
+	close(fd);
+	if (j->r < 0)
+		j->r = err_set(&j->e, -j->r, "cannot write object %.12s…: %s", j->hex,
+			       strerror(-j->r));
+	else
+		j->r = objstore_tmp_commit(j->os, tmp, j->hex, &j->added, &j->e);
+	if (j->r < 0)
+		unlink(tmp);
+	free(tmp);
+}
+
+static void put_done(struct work *w)
+{
+	struct put_job *j = (struct put_job *)w;
+	if (w->cancelled)
+		agent_reply_error(j->req, 503, "unavailable", "the agent is shutting down");
+	else if (j->r < 0)
+		agent_reply_err(j->req, &j->e);
+	else
+		agent_reply_json(j->req, j->added ? 201 : 200,
+				 json_pack("{s:s,s:I,s:b}", "digest", j->hex, "size",
+					   (json_int_t)j->n, "added", j->added));
+	free(j->data);
+	free(j);
+}
+
+static void handle_put(struct agent *ag, struct evhttp_request *req, const char *hex)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t n = evbuffer_get_length(in);
+	struct put_job *j;
+
+	if (strlen(hex) != HASH_HEX_LEN || !hash_is_hex(hex, HASH_HEX_LEN)) {
+		agent_reply_error(req, 400, "input",
+				  "'%.80s' is not an object digest (64 lowercase hex digits)", hex);
+		return;
+	}
+	if (n > AGENT_OBJECT_MAX) {
+		agent_reply_error(req, 413, "input", "an object may have at most %d bytes",
+				  AGENT_OBJECT_MAX);
+		return;
+	}
+	j = calloc(1, sizeof(*j));
+	if (j)
+		j->data = malloc(n ? n : 1);
+	if (!j || !j->data) {
+		free(j);
+		agent_reply_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	evbuffer_copyout(in, j->data, n);
+	j->n = n;
+	j->w.run = put_run;
+	j->w.done = put_done;
+	j->req = req;
+	j->os = ag->os;
+	memcpy(j->hex, hex, sizeof(j->hex));
+	if (work_submit(ag->pool, &j->w) < 0) {
+		free(j->data);
+		free(j);
+		agent_reply_error(req, 503, "busy", "too many jobs queued; try again");
+	}
+}
+
+/* ---- POST /v1/releases/{id}/verify (on a worker) ----------------------------------------- */
+
+struct verify_job {
+	struct work w;
+	struct evhttp_request *req;
+	struct objstore *os; /* borrowed */
+	char id[HASH_ID_LEN + 1];
+	size_t files;
+	int64_t bytes;
+	int r;
+	struct err e;
+};
+
+static void verify_run(struct work *w)
+{
+	struct verify_job *j = (struct verify_job *)w;
+	struct manifest *m = NULL;
+	objstore_sync(j->os); /* what was pushed is durable before anyone relies on it */
+	if ((j->r = release_verify(j->os, j->id, NULL, NULL, &j->e)) < 0)
+		return;
+	if ((j->r = release_load(j->os, j->id, &m, &j->e)) < 0)
+		return;
+	for (size_t i = 0; i < m->n_entries; i++)
+		if (m->entries[i].type == MANIFEST_FILE) {
+			j->files++;
+			j->bytes += m->entries[i].size;
+		}
+	manifest_free(m);
+}
+
+static void verify_done(struct work *w)
+{
+	struct verify_job *j = (struct verify_job *)w;
+	if (w->cancelled)
+		agent_reply_error(j->req, 503, "unavailable", "the agent is shutting down");
+	else if (j->r < 0)
+		agent_reply_err(j->req, &j->e);
+	else
+		agent_reply_json(j->req, 200,
+				 json_pack("{s:s,s:I,s:I}", "id", j->id, "files",
+					   (json_int_t)j->files, "bytes", (json_int_t)j->bytes));
+	free(j);
+}
+
+static void handle_verify(struct agent *ag, struct evhttp_request *req, const char *id)
+{
+	const char *hex = str_starts(id, "sha256:") ? id + 7 : id;
+	struct verify_job *j;
+	if (strlen(hex) != HASH_HEX_LEN || !hash_is_hex(hex, HASH_HEX_LEN)) {
+		agent_reply_error(req, 400, "input",
+				  "'%.80s' is not a release id (sha256:<64 hex>)", id);
+		return;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		agent_reply_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	j->w.run = verify_run;
+	j->w.done = verify_done;
+	j->req = req;
+	j->os = ag->os;
+	snprintf(j->id, sizeof(j->id), "sha256:%s", hex);
+	if (work_submit(ag->pool, &j->w) < 0) {
+		free(j);
+		agent_reply_error(req, 503, "busy", "too many jobs queued; try again");
+	}
+}
+
+bool agent__objects_route(struct agent *ag, struct evhttp_request *req, char *segs[], int n)
+{
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	if (n == 3 && !strcmp(segs[1], "objects") && !strcmp(segs[2], "missing")) {
+		if (m == EVHTTP_REQ_POST)
+			handle_missing(ag, req);
+		else
+			agent_reply_error(req, 405, "input", "use POST /v1/objects/missing");
+		return true;
+	}
+	if (n == 3 && !strcmp(segs[1], "objects")) {
+		if (m == EVHTTP_REQ_PUT)
+			handle_put(ag, req, segs[2]);
+		else
+			agent_reply_error(req, 405, "input",
+					  "use PUT /v1/objects/{hex} with the bytes");
+		return true;
+	}
+	if (n == 4 && !strcmp(segs[1], "releases") && !strcmp(segs[3], "verify")) {
+		if (m == EVHTTP_REQ_POST)
+			handle_verify(ag, req, segs[2]);
+		else
+			agent_reply_error(req, 405, "input", "use POST /v1/releases/{id}/verify");
+		return true;
+	}
+	return false;
+}
