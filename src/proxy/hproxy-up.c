@@ -60,6 +60,7 @@ void hproxy__up_close(struct hloop *lp, struct hup *u)
 	if (u->cl) {
 		u->cl->up = NULL;
 		u->pool->active--;
+		hproxy__pool_release(lp, u->pool); /* an idle one's pool is the caller's to free */
 	} else {
 		for (struct hup **pp = &u->pool->idle; *pp; pp = &(*pp)->next)
 			if (*pp == u) {
@@ -68,7 +69,6 @@ void hproxy__up_close(struct hloop *lp, struct hup *u)
 				break;
 			}
 	}
-	hproxy__pool_release(lp, u->pool);
 	u->next = lp->dead_up;
 	lp->dead_up = u;
 }
