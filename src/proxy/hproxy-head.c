@@ -118,6 +118,13 @@ int hproxy_parse_head(const char *p, size_t n, size_t max_header_bytes, const ch
 		return n >= max_header_bytes ? -431 : 0;
 	if (end > max_header_bytes)
 		return -431;
+	/* a CR must end a line: the parser would read a bare one as the end of the head, a
+	 * different end than the one found above (and than the upstream might find) */
+	for (const char *q = p + skip, *e = p + end; (q = memchr(q, '\r', (size_t)(e - q)));) {
+		if (q + 1 == e || q[1] != '\n')
+			return -400;
+		q += 2;
+	}
 	ctx.base = p;
 	ctx.n = 0;
 	ctx.too_many = ctx.complete = ctx.in_value = false;

@@ -129,6 +129,8 @@ static void test_refusals(void **st)
 	assert_int_equal(parse("GET / HTTP/1.1\r\nBad Header\r\n\r\n", 65536, NULL, &b, &in), -400);
 	assert_int_equal(parse("GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked"
 			       "\r\n\r\n", 65536, NULL, &b, &in), -400);
+	/* a bare CR would end the head early for the parser: refused */
+	assert_int_equal(parse("GET / HTTP/1.1\r\nA: b\r\n\r5\r\n\r\n", 65536, NULL, &b, &in), -400);
 	assert_int_equal(parse("CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n", 65536, NULL, &b, &in),
 			 -400);
 	/* over the limit: with the end (complete head too long) and without (still coming) */
