@@ -118,12 +118,15 @@ int hproxy_parse_head(const char *p, size_t n, size_t max_header_bytes, const ch
 		return n >= max_header_bytes ? -431 : 0;
 	if (end > max_header_bytes)
 		return -431;
-	/* a CR must end a line: the parser would read a bare one as the end of the head, a
-	 * different end than the one found above (and than the upstream might find) */
-	for (const char *q = p + skip, *e = p + end; (q = memchr(q, '\r', (size_t)(e - q)));) {
-		if (q + 1 == e || q[1] != '\n')
+	/* a CR must end a line (the parser would read a bare one as the end of the head: another
+	 * end than the one found above); no other control byte belongs in a head (RFC 9110 5.5),
+	 * and the parser lets some through at the start of a value */
+	for (size_t i = skip; i < end; i++) {
+		unsigned char ch = (unsigned char)p[i];
+		if (ch >= 0x20 && ch != 0x7f)
+			continue;
+		if (ch == '\r' ? i + 1 == end || p[i + 1] != '\n' : ch != '\n' && ch != '\t')
 			return -400;
-		q += 2;
 	}
 	ctx.base = p;
 	ctx.n = 0;
