@@ -127,7 +127,7 @@ ssize_t hproxy__client_read(struct hcl *c)
 	if (n > 0) {
 		c->in_len += (size_t)n;
 		if ((size_t)n < want)
-			c->rd = false; /* drained for now: the next arrival is a new edge */
+			c->rd = c->hup; /* drained for now: the next arrival is a new edge */
 		return n;
 	}
 	if (n == 0) {
@@ -303,6 +303,8 @@ void hproxy__client_event(struct hcl *c, uint32_t ev)
 		return;
 	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		c->rd = true;
+	if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->hup = true;
 	if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		c->wr = true;
 	hproxy__client_run(c);

@@ -79,6 +79,7 @@ struct hup {
 	struct hp_tag tag;
 	int fd;
 	bool rd, wr, connecting, eof, reused, reusable;
+	bool hup; /* the peer's end was signalled: reads go on until they see it */
 	struct hp_pool *pool; /* borrowed: the loop owns pools */
 	struct hcl *cl;       /* borrowed: the client it serves */
 	struct hup *next;     /* pool list */
@@ -98,6 +99,7 @@ struct hcl {
 	struct hcl *prev, *next; /* the loop's list */
 	int fd;
 	bool rd, wr, eof, dead;
+	bool hup; /* the peer's end was signalled: reads go on until they see it */
 	int state;
 	bool ans_shut;             /* our answer is out: discarding input until EOF */
 	bool up_shut, cl_shut;     /* tunnel: write sides shut after an end of stream */

@@ -95,6 +95,8 @@ void hproxy__up_event(struct hloop *lp, struct hup *u, uint32_t ev)
 	bool readable = ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
 	if (readable)
 		u->rd = true;
+	if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		u->hup = true;
 	if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		u->wr = true;
 	if (!u->cl) {
@@ -377,7 +379,7 @@ static int read_response(struct hcl *c)
 		return 1;
 	}
 	if ((size_t)n < HP_RESP_CHUNK)
-		u->rd = false;
+		u->rd = u->hup;
 	u->got_bytes = true;
 	u->rb_off = 0;
 	u->rb_len = (size_t)n;
@@ -500,7 +502,8 @@ bool hproxy__req_step(struct hcl *c)
 
 /* ---- after a 101: bytes both ways ---- */
 
-static int pump(int from, bool *rd, bool *eof, char *b, size_t cap, size_t *off, size_t *len)
+static int pump(int from, bool *rd, bool hup, bool *eof, char *b, size_t cap, size_t *off,
+		size_t *len)
 {
 	if (*off < *len || *eof || !*rd)
 		return 0;
@@ -514,7 +517,7 @@ static int pump(int from, bool *rd, bool *eof, char *b, size_t cap, size_t *off,
 	if (n <= 0)
 		*eof = true;
 	else if ((size_t)n < cap)
-		*rd = false;
+		*rd = hup;
 	return 1;
 }
 
@@ -548,12 +551,12 @@ bool hproxy__tunnel_step(struct hcl *c)
 	p |= r;
 	if (c->in_off == c->in_len) {
 		c->in_off = c->in_len = 0;
-		p |= pump(c->fd, &c->rd, &c->eof, c->in, c->in_cap, &c->in_off, &c->in_len);
+		p |= pump(c->fd, &c->rd, c->hup, &c->eof, c->in, c->in_cap, &c->in_off, &c->in_len);
 	}
 	if ((r = flush(c->fd, &c->wr, u->rb, &u->rb_off, u->rb_len)) < 0)
 		goto cut;
 	p |= r;
-	p |= pump(u->fd, &u->rd, &u->eof, u->rb, HP_RESP_CHUNK, &u->rb_off, &u->rb_len);
+	p |= pump(u->fd, &u->rd, u->hup, &u->eof, u->rb, HP_RESP_CHUNK, &u->rb_off, &u->rb_len);
 	if (c->eof && c->in_off == c->in_len && !c->up_shut) {
 		shutdown(u->fd, SHUT_WR);
 		c->up_shut = true;
