@@ -77,6 +77,17 @@ void hproxy__client_close(struct hcl *c)
 	if (c->dead)
 		return;
 	c->dead = true;
+	if (c->queued) { /* unlink from the run queue */
+		struct hcl **pp = &lp->runq, *prev = NULL;
+		while (*pp != c) {
+			prev = *pp;
+			pp = &(*pp)->rq_next;
+		}
+		*pp = c->rq_next;
+		if (lp->runq_tail == c)
+			lp->runq_tail = prev;
+		c->queued = false;
+	}
 	hproxy__timer_stop(&c->tm);
 	if (c->up)
 		hproxy__up_close(lp, c->up);
@@ -293,7 +304,17 @@ void hproxy__client_run(struct hcl *c)
 			break;
 		}
 		if (!more)
-			break;
+			return;
+	}
+	if (!c->dead && !c->queued) { /* its share is used up: the rest after the others */
+		struct hloop *lp = c->lp;
+		c->queued = true;
+		c->rq_next = NULL;
+		if (lp->runq_tail)
+			lp->runq_tail->rq_next = c;
+		else
+			lp->runq = c;
+		lp->runq_tail = c;
 	}
 }
 

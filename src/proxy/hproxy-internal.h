@@ -97,6 +97,8 @@ struct hcl {
 	struct hp_tag tag;
 	struct hloop *lp;
 	struct hcl *prev, *next; /* the loop's list */
+	struct hcl *rq_next;     /* the loop's run queue, when queued */
+	bool queued;
 	int fd;
 	bool rd, wr, eof, dead;
 	bool hup; /* the peer's end was signalled: reads go on until they see it */
@@ -160,6 +162,8 @@ struct hloop {
 	pthread_mutex_t mu;
 	struct hp_label labels[HP_LABELS_MAX];
 	size_t n_ring;
+	/* clients with work left after their share of a round (borrowed) */
+	struct hcl *runq, *runq_tail;
 	/* closed this round: freed after the epoll batch (later events may name them) */
 	struct hcl *dead_cl;
 	struct hup *dead_up;

@@ -488,6 +488,10 @@ bool hproxy__req_step(struct hcl *c)
 	if ((r = read_response(c)) < 0)
 		return !c->dead;
 	progress |= r;
+	if (u->resp_done && !c->counted) { /* counted before the client can see the end */
+		hproxy__count(c->lp, c->label, u->status, (time_mono_ns() - c->t0) / 1000);
+		c->counted = true;
+	}
 	if ((r = write_response(c)) < 0)
 		return false;
 	progress |= r;

@@ -48,6 +48,8 @@ static int next_timeout_ms(struct hloop *lp)
 	for (int k = 0; k < HT__N; k++)
 		if (lp->tl[k].next != &lp->tl[k] && lp->tl[k].next->at < at)
 			at = lp->tl[k].next->at;
+	if (lp->runq)
+		return 0;
 	if (lp->quitting && lp->quit_at < at)
 		at = lp->quit_at;
 	if (at == INT64_MAX)
@@ -230,6 +232,16 @@ static void *loop_main(void *arg)
 				hproxy__up_event(lp, tag->ptr, evs[i].events);
 				break;
 			}
+		}
+		for (struct hcl *q = lp->runq, *end = lp->runq_tail; q;) {
+			struct hcl *c = q; /* one pass: clients queued again wait for the next */
+			bool last = c == end;
+			lp->runq = c->rq_next;
+			if (!lp->runq)
+				lp->runq_tail = NULL;
+			c->queued = false;
+			hproxy__client_run(c);
+			q = last ? NULL : lp->runq;
 		}
 		timers_run(lp);
 		reap(lp);
