@@ -228,17 +228,18 @@ def main():
     print(f"bench proxy: wrk -t{a.wrk_threads} -c{a.conns} -d{a.seconds}s keep-alive, "
           f"upstream nginx return 200 (1 worker), {os.cpu_count()} CPUs shared by all")
     print("| proxy | workers | req/s | p50 us | p99 us | vs nginx | 1-conn p50 us | 1-conn p99 us"
-          " | added p99 us | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          " | added p50 us | added p99 us | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     by = {(r["case"], r["workers"]): r for r in rows}
     for r in rows:
         ng = by.get(("nginx", r["workers"]))
         d = by[("direct", r["workers"])]
         ratio = f"{r['rps'] / ng['rps']:.2f}" if ng and r["case"] != "direct" else ""
         added = f"{r['lat_p99_us'] - d['lat_p99_us']:.0f}" if r["case"] != "direct" else ""
+        added50 = f"{r['lat_p50_us'] - d['lat_p50_us']:.0f}" if r["case"] != "direct" else ""
         print(f"| {r['case']} | {r['workers']} | {r['rps']:.0f} | {r['p50_us']:.0f} | "
               f"{r['p99_us']:.0f} | {ratio} | {r['lat_p50_us']:.0f} | {r['lat_p99_us']:.0f} | "
-              f"{added} | {r['errors']} {r['socket_errors']} |")
+              f"{added50} | {added} | {r['errors']} {r['socket_errors']} |")
     print("(req/s, p50, p99: -c%d; 1-conn: one keep-alive connection, so the latency a request"
           " pays without queueing; added p99 = 1-conn p99 minus direct's)" % a.conns)
     print(f"\nTCP: one bulk stream of {a.bytes >> 20} MiB, best of {a.runs}")
