@@ -38,7 +38,12 @@ void hproxy__accept(struct hloop *lp)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			return; /* EAGAIN, or out of descriptors: the next connection retries */
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				/* the listener stays readable: rest it, or the loop would spin */
+				epoll_ctl(lp->ep, EPOLL_CTL_DEL, lp->lfd, NULL);
+				lp->accept_at = time_mono_ns() + 100 * 1000000LL;
+			}
+			return;
 		}
 		struct hcl *c = calloc(1, sizeof *c);
 		char *in = malloc(HP_IN_CHUNK);

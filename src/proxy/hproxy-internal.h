@@ -154,6 +154,7 @@ struct hloop {
 	size_t rr;
 	bool stopped, quitting;
 	int64_t quit_at;
+	int64_t accept_at; /* out of descriptors: the listener rests until then (0: listening) */
 	struct hp_pool **pools; /* owned */
 	size_t n_pools;
 	struct hp_pool **set_pool; /* pool of each entry of set */

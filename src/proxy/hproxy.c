@@ -52,6 +52,8 @@ static int next_timeout_ms(struct hloop *lp)
 		return 0;
 	if (lp->quitting && lp->quit_at < at)
 		at = lp->quit_at;
+	if (lp->accept_at && lp->accept_at < at)
+		at = lp->accept_at;
 	if (at == INT64_MAX)
 		return -1;
 	int64_t d = at - time_mono_ns();
@@ -245,6 +247,13 @@ static void *loop_main(void *arg)
 		}
 		timers_run(lp);
 		reap(lp);
+		if (lp->accept_at && time_mono_ns() >= lp->accept_at) {
+			lp->accept_at = 0;
+			if (lp->lfd >= 0) {
+				struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &lp->ltag };
+				epoll_ctl(lp->ep, EPOLL_CTL_ADD, lp->lfd, &ev);
+			}
+		}
 		if (lp->quitting && (!lp->clients || time_mono_ns() >= lp->quit_at))
 			break;
 	}
