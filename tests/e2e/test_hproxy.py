@@ -406,3 +406,25 @@ def test_threads_and_stop_with_requests(proxy):
     t0 = time.monotonic()
     px.stop()  # idle keep-alive clients do not hold the shutdown up
     assert time.monotonic() - t0 < 5
+
+
+def test_tcp_mode_and_switch(proxy):
+    a, b = start_upstream("a"), start_upstream("b")
+    px = proxy([a.addr], "--mode", "tcp")
+    c = px.conn()
+    assert get(c, "/x")[2].getheader("X-Upstream") == "a"
+    px.switch([b.addr])
+    assert get(c, "/y")[2].getheader("X-Upstream") == "a"  # tcp: the connection stays
+    c2 = px.conn()
+    assert get(c2, "/z")[2].getheader("X-Upstream") == "b"  # new connections move
+
+
+def test_usage_errors(cairn):
+    p = cairn.run("proxy", "--upstream", "127.0.0.1:1")
+    assert p.returncode == 2 and "--listen" in p.stderr
+    p = cairn.run("proxy", "--listen", "127.0.0.1:0", "--upstream", "nonsense")
+    assert p.returncode == 2 and "HOST:PORT" in p.stderr
+    p = cairn.run("proxy", "--listen", "127.0.0.1:0", "--upstreams-file", "/nonexistent/ups")
+    assert p.returncode == 2
+    p = cairn.run("proxy", "--help")
+    assert p.returncode == 0 and "SYNOPSIS" in p.stdout and "EXIT STATUS" in p.stdout
