@@ -6,6 +6,7 @@
 #include "proxy/proxy.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,39 +154,45 @@ static void print_stats_http(const struct cli_ctx *ctx, struct hproxy *h)
 {
 	char labels[64][PROXY_TOXIC_NAME_MAX];
 	size_t n = hproxy_labels(h, labels, ARRAY_SIZE(labels));
-	if (ctx->json)
-		printf("{\"labels\":[");
+	json_t *arr = json_array();
 	for (size_t i = 0; i < n; i++) {
 		struct proxy_http_stats t, w;
 		if (hproxy_stats(h, labels[i], 0, &t) < 0)
 			continue;
 		if (hproxy_stats(h, labels[i], 60000, &w) < 0)
 			memset(&w, 0, sizeof w);
+		double p50 = proxy_http_percentile_us(&t, 50), p99 = proxy_http_percentile_us(&t, 99);
 		if (ctx->json) {
-			printf("%s{\"label\":\"%s\",\"requests\":%llu,\"status\":{\"1xx\":%llu,"
-			       "\"2xx\":%llu,\"3xx\":%llu,\"4xx\":%llu,\"5xx\":%llu},\"p50_us\":%.0f,"
-			       "\"p99_us\":%.0f,\"last_minute\":{\"requests\":%llu,\"5xx\":%llu,"
-			       "\"p99_us\":%.0f}}",
-			       i ? "," : "", t.label, (unsigned long long)t.requests,
-			       (unsigned long long)t.status[1], (unsigned long long)t.status[2],
-			       (unsigned long long)t.status[3], (unsigned long long)t.status[4],
-			       (unsigned long long)t.status[5], proxy_http_percentile_us(&t, 50),
-			       proxy_http_percentile_us(&t, 99), (unsigned long long)w.requests,
-			       (unsigned long long)w.status[5], proxy_http_percentile_us(&w, 99));
-		} else {
-			printf("%s: %llu requests (2xx %llu, 3xx %llu, 4xx %llu, 5xx %llu), p50 %.0f us,"
-			       " p99 %.0f us; last minute %llu requests, 5xx %llu\n",
-			       t.label, (unsigned long long)t.requests, (unsigned long long)t.status[2],
-			       (unsigned long long)t.status[3], (unsigned long long)t.status[4],
-			       (unsigned long long)t.status[5], proxy_http_percentile_us(&t, 50),
-			       proxy_http_percentile_us(&t, 99), (unsigned long long)w.requests,
-			       (unsigned long long)w.status[5]);
+			json_array_append_new(
+				arr, json_pack("{s:s, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:f, s:f,"
+					       " s:{s:I, s:I, s:f}}",
+					       "label", t.label, "requests", (json_int_t)t.requests,
+					       "status", "1xx", (json_int_t)t.status[1], "2xx",
+					       (json_int_t)t.status[2], "3xx", (json_int_t)t.status[3],
+					       "4xx", (json_int_t)t.status[4], "5xx",
+					       (json_int_t)t.status[5], "p50_us", p50, "p99_us", p99,
+					       "last_minute", "requests", (json_int_t)w.requests, "5xx",
+					       (json_int_t)w.status[5], "p99_us",
+					       proxy_http_percentile_us(&w, 99)));
+			continue;
 		}
+		printf("%s: %llu requests (2xx %llu, 3xx %llu, 4xx %llu, 5xx %llu), p50 %.0f us,"
+		       " p99 %.0f us; last minute %llu requests, 5xx %llu\n",
+		       t.label, (unsigned long long)t.requests, (unsigned long long)t.status[2],
+		       (unsigned long long)t.status[3], (unsigned long long)t.status[4],
+		       (unsigned long long)t.status[5], p50, p99, (unsigned long long)w.requests,
+		       (unsigned long long)w.status[5]);
 	}
-	if (ctx->json)
-		printf("]}\n");
-	else if (!n)
-		printf("no requests yet\n");
+	if (ctx->json) {
+		json_t *o = json_pack("{s:o}", "labels", arr);
+		json_dumpf(o, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(o);
+	} else {
+		json_decref(arr);
+		if (!n)
+			printf("no requests yet\n");
+	}
 	fflush(stdout);
 }
 
@@ -254,7 +261,7 @@ static int serve(const struct cli_ctx *ctx, struct args *a)
 		}
 	}
 	if (ctx->json)
-		printf("{\"listen\":\"%s\",\"mode\":\"%s\"}\n", addr, a->mode);
+		printf("{\"listen\":\"%s\",\"mode\":\"%s\"}\n", addr, a->mode); /* no quoting needed */
 	else
 		printf("listening on %s\n", addr);
 	fflush(stdout);
