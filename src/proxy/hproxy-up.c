@@ -300,6 +300,8 @@ static int send_request(struct hcl *c)
 				hproxy__client_close(c);
 			return -1;
 		}
+		if (c->chunked && o->max_body_bytes >= 0 && body > o->max_body_bytes - c->body_seen)
+			body = o->max_body_bytes - c->body_seen + 1; /* one byte over is enough to know */
 		if (c->head_sent < c->head.len)
 			iov[msg.msg_iovlen++] = (struct iovec){ c->head.data + c->head_sent,
 								c->head.len - c->head_sent };

@@ -89,6 +89,11 @@ class Upstream(BaseHTTPRequestHandler):
         elif path == "/slow":
             srv.release.wait(DEADLINE)  # held until the test lets go (after the 504)
             self.reply(200, b"late")
+        elif path == "/stall":
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+            self.wfile.flush()
+            srv.release.wait(DEADLINE)  # silent mid-body until the test lets go
+            self.close_connection = True
         elif path == "/die":
             self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
             self.wfile.flush()
@@ -122,12 +127,27 @@ class Upstream(BaseHTTPRequestHandler):
 def start_upstream(name):
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
     srv.daemon_threads = True
+    srv.handle_error = lambda *a: None  # a client the proxy cut is expected here
     srv.name = name
     srv.seen = []
     srv.release = threading.Event()
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     srv.addr = f"127.0.0.1:{srv.server_address[1]}"
     return srv
+
+
+def blackhole():
+    """An address whose connects hang: a listener that never accepts, its backlog full."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(0)
+    fillers = []
+    for _ in range(4):  # the accept queue takes backlog + 1; later SYNs are dropped
+        f = socket.socket()
+        f.setblocking(False)
+        f.connect_ex(s.getsockname())
+        fillers.append(f)
+    return f"127.0.0.1:{s.getsockname()[1]}", [s] + fillers
 
 
 def closed_port():
@@ -428,3 +448,39 @@ def test_usage_errors(cairn):
     assert p.returncode == 2
     p = cairn.run("proxy", "--help")
     assert p.returncode == 0 and "SYNOPSIS" in p.stdout and "EXIT STATUS" in p.stdout
+
+
+def test_connect_timeout_passes_on_then_502(proxy):
+    up = start_upstream("a")
+    hole, keep = blackhole()
+    px = proxy([hole, up.addr], "--connect-timeout", "300ms")
+    c = px.conn()
+    for i in range(4):  # every other request first waits for the black hole, then moves on
+        assert get(c, f"/{i}")[1] == f"a /{i}".encode()
+    px.switch([hole])
+    s = px.sock()
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert err_of(recv_all(s)) == (502, "bad_gateway")
+    for k in keep:
+        k.close()
+
+
+def test_silence_inside_response_cuts(proxy):
+    up = start_upstream("a")
+    px = proxy([up.addr], "--upstream-timeout", "300ms")
+    c = px.conn()
+    c.request("GET", "/stall")
+    r = c.getresponse()
+    assert r.status == 200
+    with pytest.raises(http.client.IncompleteRead):
+        r.read()
+    up.release.set()
+
+
+def test_chunked_body_over_limit(proxy):
+    up = start_upstream("a")
+    px = proxy([up.addr], "--max-body-bytes", "1000")
+    s = px.sock()
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+              b"".join(b"200\r\n" + b"y" * 512 + b"\r\n" for _ in range(4)) + b"0\r\n\r\n")
+    assert err_of(recv_all(s)) == (413, "body_too_large")
