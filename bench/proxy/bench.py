@@ -94,11 +94,12 @@ def wrk(port, secs, conns, threads):
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{secs}s", "--latency",
                           f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
                          timeout=secs + 30).stdout
-    if not re.search(r"99%\s+[\d.]+(us|ms|s)", out):
+    if not re.search(r"^\s+99%\s+[\d.]+(us|ms|s)", out, re.M):
         raise RuntimeError(f"wrk against port {port} measured nothing:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = unit_us(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = unit_us(re.search(r"99%\s+(\S+)", out).group(1))
+    # the latency distribution lines only ("75.99%" in the thread stats also ends in 99%)
+    p50 = unit_us(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = unit_us(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: (.*)", out)
     return {"rps": rps, "p50_us": p50, "p99_us": p99,
