@@ -24,6 +24,7 @@ const struct cli_command *const cli_commands[] = {
 	&cli_cmd_unlock,
 	&cli_cmd_agent,
 	&cli_cmd_fault,
+	&cli_cmd_proxy,
 	NULL,
 };
 

@@ -139,5 +139,6 @@ extern const struct cli_command cli_cmd_deploy, cli_cmd_rollback, cli_cmd_stop, 
 extern const struct cli_command cli_cmd_status, cli_cmd_history;
 extern const struct cli_command cli_cmd_agent;
 extern const struct cli_command cli_cmd_fault;
+extern const struct cli_command cli_cmd_proxy;
 
 #endif

@@ -64,6 +64,13 @@ static int bucket(int64_t us)
 	return b >= PROXY_HTTP_BUCKETS ? PROXY_HTTP_BUCKETS - 1 : b;
 }
 
+/* Declared in hproxy-internal.h: the reverse proxy counts into the same histogram. */
+int proxy__http_bucket(int64_t us);
+int proxy__http_bucket(int64_t us)
+{
+	return bucket(us);
+}
+
 double proxy_http_bucket_us(int i)
 {
 	return pow(2.0, i / 4.0);
