@@ -189,7 +189,6 @@ struct agent {
 	struct app_proxy *proxies;    /* owned: one per app with a proxy (proxy.c) */
 	char *proxies_path;           /* owned: <state>/agent/proxies.json */
 	struct proxy_engine *eng;     /* owned, created on first use: TCP-mode proxies */
-	struct proxy_http *obs;       /* owned with eng: HTTP counters of engine proxies */
 	bool shutting_down;
 	unsigned save_hold;
 	bool save_dirty;

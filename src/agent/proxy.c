@@ -1,7 +1,9 @@
 /* agent proxy: the proxy in front of each app's instances on this host — created, switched and
  * stopped through PUT /v1/apps/{app}/proxy, read (with per-release traffic counters) through
  * GET, persisted in <state>/agent/proxies.json so that an agent restart brings it back on the
- * same address. Mode http is the per-request reverse proxy (hproxy); mode tcp the byte engine. */
+ * same address. Mode http is the per-request reverse proxy (hproxy); mode tcp the byte engine.
+ * hproxy_free drains requests in flight for up to 2 s: a DELETE, a change of mode or the
+ * agent's own shutdown may hold its loop that long (rare, and bounded). */
 #include "agent/agent-internal.h"
 
 #include "proxy/proxy.h"
@@ -22,6 +24,7 @@ struct app_proxy {
 	json_t *upstreams; /* owned: [{"addr","release"}] */
 	int64_t switched_at; /* unix ms of the last upstream change */
 	int64_t switch_us;   /* how long the last change took to reach every loop */
+	struct hproxy *hp;   /* http */
 	int64_t eng_id;      /* tcp */
 };
 
@@ -52,8 +55,6 @@ static int engine(struct agent *ag, struct err *e)
 	struct proxy_engine_opts o = {.threads = 1};
 	if (ag->eng)
 		return 0;
-	if (!(ag->obs = proxy_http_new()))
-		return err_set(e, ENOMEM, "out of memory");
 	return proxy_engine_new(&o, &ag->eng, e);
 }
 
@@ -63,23 +64,33 @@ static int be_open(struct agent *ag, struct app_proxy *p, const char *listen, st
 	int n = ups_of(p->upstreams, ups);
 	char bound[NET_ADDR_STRLEN];
 	int r;
-	if ((r = engine(ag, e)) < 0)
-		return r;
-	int64_t id = proxy_engine_add(ag->eng, listen, ups, (size_t)n, !p->stopped, bound, e);
-	if (id < 0)
-		return (int)id;
-	p->eng_id = id;
 	if (p->http) {
-		struct proxy_protocol pr;
-		proxy_http_protocol(ag->obs, &pr);
-		proxy_engine_set_protocol(ag->eng, id, &pr);
+		struct hproxy_opts o = {.threads = 1, .drain_timeout_ms = 2000};
+		if ((r = hproxy_new(&o, listen, bound, &p->hp, e)) < 0)
+			return r;
+		if ((r = hproxy_set_upstreams(p->hp, ups, (size_t)n, e)) < 0)
+			return r;
+		if (p->stopped)
+			hproxy_set_stopped(p->hp, true);
+	} else {
+		if ((r = engine(ag, e)) < 0)
+			return r;
+		int64_t id = proxy_engine_add(ag->eng, listen, ups, (size_t)n, !p->stopped, bound, e);
+		if (id < 0)
+			return (int)id;
+		p->eng_id = id;
+		if (p->stopped)
+			snprintf(bound, sizeof(bound), "%s", listen);
 	}
-	snprintf(p->listen, sizeof(p->listen), "%s", p->stopped ? listen : bound);
+	snprintf(p->listen, sizeof(p->listen), "%s", bound);
 	return 0;
 }
 
 static void be_close(struct agent *ag, struct app_proxy *p)
 {
+	if (p->hp)
+		hproxy_free(p->hp);
+	p->hp = NULL;
 	if (p->eng_id > 0)
 		proxy_engine_remove(ag->eng, p->eng_id);
 	p->eng_id = 0;
@@ -90,7 +101,10 @@ static int be_switch(struct agent *ag, struct app_proxy *p, json_t *upstreams, s
 	struct proxy_upstream ups[AGENT_PROXY_UPS_MAX];
 	int n = ups_of(upstreams, ups), r;
 	int64_t t0 = time_mono_ns();
-	r = proxy_engine_set_upstreams(ag->eng, p->eng_id, ups, (size_t)n, e);
+	if (p->hp)
+		r = hproxy_set_upstreams(p->hp, ups, (size_t)n, e);
+	else
+		r = proxy_engine_set_upstreams(ag->eng, p->eng_id, ups, (size_t)n, e);
 	if (r < 0)
 		return r;
 	p->switch_us = (time_mono_ns() - t0) / 1000;
@@ -104,7 +118,9 @@ static int be_stop(struct agent *ag, struct app_proxy *p, bool stopped, struct e
 {
 	if (p->stopped == stopped)
 		return 0;
-	if (stopped) {
+	if (p->hp) {
+		hproxy_set_stopped(p->hp, stopped);
+	} else if (stopped) {
 		proxy_engine_disable(ag->eng, p->eng_id);
 	} else {
 		char bound[NET_ADDR_STRLEN];
@@ -140,41 +156,40 @@ static json_t *stats_json(const struct proxy_http_stats *s)
 
 static json_t *traffic_json(struct agent *ag, struct app_proxy *p, int64_t window_ms)
 {
-	(void)window_ms; /* engine counters have no window: totals serve as both */
 	json_t *arr = json_array();
 	char labels[16][PROXY_TOXIC_NAME_MAX];
 	size_t n = 0;
-	if (p->eng_id > 0) {
-		struct proxy_stats ps;
-		if (proxy_engine_stats(ag->eng, p->eng_id, &ps) == 0)
-			for (size_t i = 0; i < ps.n_labels && n < 16; i++)
-				snprintf(labels[n++], PROXY_TOXIC_NAME_MAX, "%s", ps.labels[i].label);
+	struct proxy_stats ps;
+	bool have_ps = false;
+	if (p->hp) {
+		n = hproxy_labels(p->hp, labels, 16);
+	} else if (p->eng_id > 0 && proxy_engine_stats(ag->eng, p->eng_id, &ps) == 0) {
+		have_ps = true;
+		for (size_t i = 0; i < ps.n_labels && n < 16; i++)
+			snprintf(labels[n++], PROXY_TOXIC_NAME_MAX, "%s", ps.labels[i].label);
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct proxy_http_stats tot;
+		struct proxy_http_stats st;
 		json_t *o = json_pack("{s:s}", "release", labels[i]);
-		{
-			struct proxy_stats ps;
-			if (p->http && proxy_http_stats(ag->obs, labels[i], &tot) == 0) {
-				json_object_set_new(o, "total", stats_json(&tot));
-				json_object_set_new(o, "window", stats_json(&tot));
-			}
-			if (proxy_engine_stats(ag->eng, p->eng_id, &ps) == 0)
-				for (size_t k = 0; k < ps.n_labels; k++)
-					if (!strcmp(ps.labels[k].label, labels[i])) {
-						json_object_set_new(o, "active",
-								    json_integer((json_int_t)ps.labels[k].conns_active));
-						json_object_set_new(
-						    o, "tcp",
-						    json_pack("{s:I,s:I,s:I,s:I,s:I}", "conns",
-							      (json_int_t)ps.labels[k].conns_total,
-							      "active", (json_int_t)ps.labels[k].conns_active,
-							      "connect_failures",
-							      (json_int_t)ps.labels[k].connect_failures,
-							      "bytes_up", (json_int_t)ps.labels[k].bytes_up,
-							      "bytes_down",
-							      (json_int_t)ps.labels[k].bytes_down));
-					}
+		if (p->hp) {
+			json_object_set_new(o, "active", json_integer(hproxy_inflight(p->hp, labels[i])));
+			if (hproxy_stats(p->hp, labels[i], 0, &st) == 0)
+				json_object_set_new(o, "total", stats_json(&st));
+			if (hproxy_stats(p->hp, labels[i], window_ms, &st) == 0)
+				json_object_set_new(o, "window", stats_json(&st));
+		}
+		for (size_t k = 0; have_ps && k < ps.n_labels; k++) {
+			const struct proxy_label_stats *l = &ps.labels[k];
+			if (strcmp(l->label, labels[i]))
+				continue;
+			json_object_set_new(o, "active", json_integer((json_int_t)l->conns_active));
+			json_object_set_new(o, "tcp",
+					    json_pack("{s:I,s:I,s:I,s:I,s:I}", "conns",
+						      (json_int_t)l->conns_total, "active",
+						      (json_int_t)l->conns_active, "connect_failures",
+						      (json_int_t)l->connect_failures, "bytes_up",
+						      (json_int_t)l->bytes_up, "bytes_down",
+						      (json_int_t)l->bytes_down));
 		}
 		json_array_append_new(arr, o);
 	}
@@ -297,8 +312,6 @@ void agent_proxies_free(struct agent *ag)
 	}
 	proxy_engine_free(ag->eng);
 	ag->eng = NULL;
-	proxy_http_free(ag->obs);
-	ag->obs = NULL;
 	free(ag->proxies_path);
 	ag->proxies_path = NULL;
 }

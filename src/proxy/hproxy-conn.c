@@ -60,6 +60,7 @@ void hproxy__accept(struct hloop *lp)
 		c->in_cap = HP_IN_CHUNK;
 		c->state = CS_HEAD;
 		c->label = -1;
+		c->fl = -1;
 		c->tm.kind = HT_NONE;
 		client_ip(&ss, c->ip, sizeof c->ip);
 		buf_init(&c->head, o->max_header_bytes + 1024);
@@ -94,10 +95,15 @@ void hproxy__client_close(struct hcl *c)
 		c->queued = false;
 	}
 	hproxy__timer_stop(&c->tm);
+	hproxy__flight(c, -1);
 	if (c->up)
 		hproxy__up_close(lp, c->up);
 	hproxy__set_unref(c->set);
 	c->set = NULL;
+	/* out of the epoll set first: close() alone leaves it registered while a forked child
+	 * (the agent spawns instances) still holds the descriptor, and its events would name
+	 * this freed client */
+	epoll_ctl(lp->ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -163,6 +169,7 @@ void hproxy__client_answer(struct hcl *c, int status, const char *message)
 {
 	if (c->label >= 0 && !c->counted) {
 		hproxy__count(c->lp, c->label, status, (time_mono_ns() - c->t0) / 1000);
+		hproxy__flight(c, -1);
 		c->counted = true;
 	}
 	if (c->up)
@@ -248,6 +255,7 @@ static bool head_step(struct hcl *c)
 		return !c->dead && c->rd;
 	}
 	c->scan = 0;
+	hproxy__flight(c, -1);
 	c->label = -1;
 	c->counted = false;
 	c->resp_started = false;

@@ -60,6 +60,7 @@ struct hp_label {
 	char name[PROXY_TOXIC_NAME_MAX];
 	bool used;
 	struct proxy_http_stats total;
+	int64_t inflight;     /* requests routed to it and not ended (under the loop's mu) */
 	struct hp_slot *ring; /* owned, n_ring slots */
 };
 
@@ -127,6 +128,7 @@ struct hcl {
 	struct hp_set *set;        /* owned ref: the set the request was routed in */
 	size_t ui, tries;
 	int label;                 /* loop label index, -1 none */
+	int fl;                    /* label whose in-flight count this request holds, -1 none */
 	struct hup *up;            /* owned while the request runs */
 	int64_t t0;
 	bool resp_started;         /* a response byte went to the client */
@@ -217,6 +219,8 @@ void hproxy__answer(struct buf *out, int status, const char *message);
 
 /* hproxy-stats.c: label counters */
 int hproxy__label_get(struct hloop *lp, const char *name);
+/* Moves the client's in-flight request to `label` (-1: it ended). */
+void hproxy__flight(struct hcl *c, int label);
 void hproxy__count(struct hloop *lp, int label, int status, int64_t us);
 void hproxy__labels_prune(struct hloop *lp);
 

@@ -53,7 +53,7 @@ int hproxy__label_get(struct hloop *lp, const char *name)
 		for (size_t k = 0; k < lp->n_ring; k++)
 			if (l->ring[k].sec > last)
 				last = l->ring[k].sec;
-		if (!in_set(lp, l->name) && last < old_sec) {
+		if (!in_set(lp, l->name) && l->inflight == 0 && last < old_sec) {
 			old_sec = last;
 			old_i = i;
 		}
@@ -70,6 +70,34 @@ int hproxy__label_get(struct hloop *lp, const char *name)
 	label_clear(lp, &lp->labels[i], name);
 	pthread_mutex_unlock(&lp->mu);
 	return i;
+}
+
+void hproxy__flight(struct hcl *c, int label)
+{
+	struct hloop *lp = c->lp;
+	if (c->fl == label)
+		return;
+	pthread_mutex_lock(&lp->mu);
+	if (c->fl >= 0 && lp->labels[c->fl].inflight > 0)
+		lp->labels[c->fl].inflight--;
+	if (label >= 0)
+		lp->labels[label].inflight++;
+	pthread_mutex_unlock(&lp->mu);
+	c->fl = label;
+}
+
+int64_t hproxy_inflight(struct hproxy *h, const char *label)
+{
+	int64_t n = 0;
+	for (size_t li = 0; li < h->n_loops; li++) {
+		struct hloop *lp = &h->loops[li];
+		pthread_mutex_lock(&lp->mu);
+		for (int i = 0; i < HP_LABELS_MAX; i++)
+			if (lp->labels[i].used && !strcmp(lp->labels[i].name, label))
+				n += lp->labels[i].inflight;
+		pthread_mutex_unlock(&lp->mu);
+	}
+	return n;
 }
 
 void hproxy__count(struct hloop *lp, int label, int status, int64_t us)

@@ -56,6 +56,8 @@ void hproxy__up_close(struct hloop *lp, struct hup *u)
 	if (u->dead)
 		return;
 	u->dead = true;
+	if (u->fd >= 0) /* see hproxy__client_close */
+		epoll_ctl(lp->ep, EPOLL_CTL_DEL, u->fd, NULL);
 	close(u->fd);
 	if (u->cl) {
 		u->cl->up = NULL;
@@ -135,6 +137,7 @@ static bool next_upstream(struct hcl *c)
 		return false;
 	c->ui = (c->ui + 1) % c->set->n;
 	c->label = label_of(c);
+	hproxy__flight(c, c->label);
 	return true;
 }
 
@@ -210,6 +213,7 @@ void hproxy__route(struct hcl *c)
 	c->ui = lp->rr++ % s->n;
 	c->tries = 0;
 	c->label = lp->set_label[c->ui];
+	hproxy__flight(c, c->label);
 	if (c->chunked) { /* the framing parser starts on the head, then follows the body */
 		http_parser_init(&c->cp, HTTP_REQUEST);
 		c->cp.data = c;
@@ -437,6 +441,7 @@ static void finish(struct hcl *c)
 	struct hup *u = c->up;
 	if (!c->counted) {
 		hproxy__count(lp, c->label, u->status, (time_mono_ns() - c->t0) / 1000);
+		hproxy__flight(c, -1);
 		c->counted = true;
 	}
 	if (u->status == 101) {
@@ -492,6 +497,7 @@ bool hproxy__req_step(struct hcl *c)
 	progress |= r;
 	if (u->resp_done && !c->counted) { /* counted before the client can see the end */
 		hproxy__count(c->lp, c->label, u->status, (time_mono_ns() - c->t0) / 1000);
+		hproxy__flight(c, -1);
 		c->counted = true;
 	}
 	if ((r = write_response(c)) < 0)

@@ -188,6 +188,9 @@ void hproxy_set_stopped(struct hproxy *h, bool stopped);
  * returns -1 when the label has no counters. */
 int hproxy_stats(struct hproxy *h, const char *label, int64_t window_ms,
 		 struct proxy_http_stats *out);
+/* Requests routed to the label's upstreams that have not ended yet (for draining before the
+ * instances behind a label stop). 0 for an unknown label. */
+int64_t hproxy_inflight(struct hproxy *h, const char *label);
 /* Labels with counters, at most `max`; returns how many were written. */
 size_t hproxy_labels(struct hproxy *h, char (*out)[PROXY_TOXIC_NAME_MAX], size_t max);
 

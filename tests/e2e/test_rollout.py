@@ -296,3 +296,29 @@ def test_rollback_command_takes_the_same_path_under_load(fleet):
     assert load.results[-1][2] == fleet.ids["v1"]
     assert len(list((fleet.cairn.state / "objects").rglob("*"))) == builds_before
     assert len(fleet.live("v1")) == 2 and fleet.live("v2") == []
+
+
+def test_keepalive_clients_move_at_the_switch_and_lose_nothing(fleet):
+    """HTTP mode routes per request: a keep-alive client's very next request after the switch
+    goes to the new release, and the cleanup of the old instances cuts none of its requests."""
+    fleet.variant("v1")
+    fleet.variant("v2")
+    fleet.variant("bad", mode="err500", acceptance=False, bake="20s")
+    fleet.ctl.start()
+    fleet.deploy("v1")
+    with Load(fleet.port, threads=4, keepalive=True) as load:
+        load.wait_count(50)
+        fleet.deploy("v2")
+        load.wait_count(len(load.results) + 50)
+        n = len(load.results)
+        fleet.deploy("bad", check=1)
+        load.wait_count(len(load.results) + 50)
+    assert [r for r in load.results if r[1] not in (200, 500)] == []
+    assert all(r[2] != fleet.ids["bad"] for r in load.results[-20:])
+    assert [r for r in load.results[:n] if r[1] != 200] == []
+    last_v1 = max(r[0] for r in load.results if r[2] == fleet.ids["v1"])
+    first_v2 = min(r[0] for r in load.results if r[2] == fleet.ids["v2"])
+    assert last_v1 < first_v2 + 0.5  # no keep-alive connection stayed on v1
+    st = fleet.proxy()
+    v2 = [r for r in st["releases"] if r["release"] == fleet.ids["v2"]][0]
+    assert v2["total"]["requests"] > 0 and v2["active"] >= 0
