@@ -1,6 +1,6 @@
 /* fuzz_agent_api: the agent API's request-body parsers on arbitrary bytes must never crash or
  * leak; what they accept must hold their documented bounds. The first byte picks the parser
- * (start, probe, timeout, proxy), the rest is the body. */
+ * (start, probe, timeout, proxy, check), the rest is the body. */
 #include "agent/agent-internal.h"
 
 #include <stdlib.h>
@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	body = (const char *)data + 1;
 	n = size - 1;
-	switch (data[0] % 4) {
+	switch (data[0] % 5) {
 	case 0: {
 		struct start_req r;
 		if (agent_parse_start(body, n, &r, &e) == 0) {
@@ -47,6 +47,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    json_array_size(p.upstreams) > AGENT_PROXY_UPS_MAX)
 				abort();
 			proxy_req_done(&p);
+		} else if (!e.msg[0]) {
+			abort();
+		}
+		break;
+	}
+	case 4: {
+		struct check_req c;
+		if (agent_parse_check(body, n, &c, &e) == 0) {
+			if (!c.method || !c.path || c.path[0] != '/' || c.timeout_ms < 1 ||
+			    c.expect_status < 100 || c.expect_status > 599)
+				abort();
+			check_req_done(&c);
 		} else if (!e.msg[0]) {
 			abort();
 		}

@@ -112,6 +112,19 @@ struct digest_list {
 };
 void digest_list_done(struct digest_list *l);
 int agent_parse_digests(const char *body, size_t n, struct digest_list *out, struct err *e);
+/* POST …/instances/{iid}/check: one acceptance request against the instance, judged here
+ * {"method","path","headers":{},"body","timeout_ms","expect":{"status","body_contains",
+ * "max_latency_ms"}}. Strings point into doc. */
+struct check_req {
+	json_t *doc; /* owned */
+	const char *method, *path, *body, *expect_body;
+	size_t body_n;
+	struct strv headers; /* "Name: value" */
+	int64_t timeout_ms, expect_max_latency_ms;
+	int expect_status;
+};
+void check_req_done(struct check_req *r);
+int agent_parse_check(const char *body, size_t n, struct check_req *out, struct err *e);
 bool agent_name_ok(const char *s);
 int agent_signal_parse(const char *name);
 const char *agent_signal_name(int sig);
@@ -268,6 +281,8 @@ void agent_reply_err(struct evhttp_request *req, const struct err *e);
 bool agent__objects_route(struct agent *ag, struct evhttp_request *req, char *segs[], int n);
 void agent_reply_error(struct evhttp_request *req, int status, const char *code, const char *fmt,
 		       ...) __attribute__((format(printf, 4, 5)));
+/* check.c: POST …/instances/{iid}/check */
+void agent_handle_check(struct agent *ag, struct evhttp_request *req, struct instance *in);
 /* api.c */
 char *agent__body_of(struct evhttp_request *req, size_t *out_n); /* NUL-terminated copy */
 void agent_api_route(struct agent *ag, struct evhttp_request *req);

@@ -595,7 +595,12 @@ void agent_api_route(struct agent *ag, struct evhttp_request *req)
 		handle_probe(ag, req, in);
 		return;
 	}
-	if (n == 5 || (n == 6 && (seg_is(segs, n, 5, "logs") || seg_is(segs, n, 5, "probe"))))
+	if (n == 6 && seg_is(segs, n, 5, "check") && post) {
+		agent_handle_check(ag, req, in);
+		return;
+	}
+	if (n == 5 || (n == 6 && (seg_is(segs, n, 5, "logs") || seg_is(segs, n, 5, "probe") ||
+				   seg_is(segs, n, 5, "check"))))
 		goto bad_method;
 not_found:
 	agent_reply_error(req, 404, "not_found", "no such endpoint: %.200s (see docs/agent.md)",

@@ -428,3 +428,123 @@ out:
 	json_decref(o);
 	return rc;
 }
+
+void check_req_done(struct check_req *r)
+{
+	json_decref(r->doc);
+	strv_done(&r->headers);
+	memset(r, 0, sizeof(*r));
+}
+
+static bool token_ok(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+	if (!n || n > max)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (*p <= 0x20 || *p >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", *p))
+			return false;
+	return true;
+}
+
+static bool text_ok(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 && s[i] != '\t')
+			return false;
+	return true;
+}
+
+int agent_parse_check(const char *body, size_t n, struct check_req *out, struct err *e)
+{
+	static const char *const known[] = {"method", "path", "headers", "body", "timeout_ms",
+					    "expect", NULL};
+	static const char *const known_x[] = {"status", "body_contains", "max_latency_ms", NULL};
+	struct check_req r = {.expect_status = 200, .timeout_ms = 10000};
+	json_t *v, *x;
+	const char *k;
+	int rc;
+
+	strv_init(&r.headers);
+	if ((rc = parse_object(body, n, &r.doc, e)) < 0)
+		return rc;
+	if ((rc = check_keys(r.doc, known, e)) < 0)
+		goto fail;
+	r.method = json_string_value(json_object_get(r.doc, "method"));
+	if (!r.method)
+		r.method = "GET";
+	if (!token_ok(r.method, 16)) {
+		rc = err_set(e, CAIRN_EINPUT, "\"method\" must be an HTTP method (a token)");
+		goto fail;
+	}
+	r.path = json_string_value(json_object_get(r.doc, "path"));
+	if (!r.path || r.path[0] != '/' || strlen(r.path) > 2048 ||
+	    strpbrk(r.path, " \t\r\n") || !text_ok(r.path, strlen(r.path))) {
+		rc = err_set(e, CAIRN_EINPUT, "\"path\" must start with '/', without spaces or "
+			     "control characters, at most 2048 bytes");
+		goto fail;
+	}
+	v = json_object_get(r.doc, "headers");
+	if (v && !json_is_null(v)) {
+		if (!json_is_object(v) || json_object_size(v) > 64) {
+			rc = err_set(e, CAIRN_EINPUT, "\"headers\" must be an object of at most 64 "
+				     "strings");
+			goto fail;
+		}
+		json_object_foreach(v, k, x)
+		{
+			const char *hv = json_string_value(x);
+			if (!token_ok(k, 256) || !hv || json_string_length(x) > 8192 ||
+			    !text_ok(hv, json_string_length(x))) {
+				rc = err_set(e, CAIRN_EINPUT, "\"headers\": \"%.64s\" must be a header "
+					     "name with a string value without control characters", k);
+				goto fail;
+			}
+			strv_push_owned(&r.headers, xasprintf("%s: %s", k, hv));
+		}
+	}
+	v = json_object_get(r.doc, "body");
+	if (v && !json_is_null(v)) {
+		if (!json_is_string(v)) {
+			rc = err_set(e, CAIRN_EINPUT, "\"body\" must be a string");
+			goto fail;
+		}
+		r.body = json_string_value(v);
+		r.body_n = json_string_length(v);
+	}
+	if ((rc = get_ms(r.doc, "timeout_ms", 10000, &r.timeout_ms, e)) < 0)
+		goto fail;
+	if (r.timeout_ms == 0 || r.timeout_ms > 600000) {
+		rc = err_set(e, CAIRN_EINPUT, "\"timeout_ms\" must be from 1 to 600000");
+		goto fail;
+	}
+	x = json_object_get(r.doc, "expect");
+	if (x && !json_is_null(x)) {
+		if (!json_is_object(x) || (rc = check_keys(x, known_x, e)) < 0) {
+			if (!json_is_object(x))
+				rc = err_set(e, CAIRN_EINPUT, "\"expect\" must be an object");
+			goto fail;
+		}
+		v = json_object_get(x, "status");
+		if (v && (!json_is_integer(v) || json_integer_value(v) < 100 ||
+			  json_integer_value(v) > 599)) {
+			rc = err_set(e, CAIRN_EINPUT, "\"expect\".status must be 100 to 599");
+			goto fail;
+		}
+		if (v)
+			r.expect_status = (int)json_integer_value(v);
+		v = json_object_get(x, "body_contains");
+		if (v && !json_is_null(v) && !json_is_string(v)) {
+			rc = err_set(e, CAIRN_EINPUT, "\"expect\".body_contains must be a string");
+			goto fail;
+		}
+		r.expect_body = json_string_value(v);
+		if ((rc = get_ms(x, "max_latency_ms", 0, &r.expect_max_latency_ms, e)) < 0)
+			goto fail;
+	}
+	*out = r;
+	return 0;
+fail:
+	check_req_done(&r);
+	return rc;
+}

@@ -5,7 +5,6 @@
 #include "controller/controller-internal.h"
 
 #include "agent/agent.h"
-#include "base/httpc.h"
 #include "config/config.h"
 #include "release/release.h"
 
@@ -137,33 +136,33 @@ out:
 	return r;
 }
 
-static int accept_one(const struct config_check *c, long port, struct err *e)
+/* One acceptance check against one instance, sent and judged by the instance's own agent (so
+ * SSH hosts work the same as the local one). */
+static int accept_one(struct agent_exec *ax, const struct exec_job *j, const char *host,
+		      const char *iid, const struct config_check *c, struct err *e)
 {
-	char base[64];
-	struct strv hdrs;
-	snprintf(base, sizeof(base), "http://127.0.0.1:%ld", port);
-	strv_init(&hdrs);
+	char path[256];
+	json_t *hdrs = json_object(), *ans = NULL;
 	for (size_t i = 0; i < c->n_headers; i++)
-		strv_push_owned(&hdrs, xasprintf("%s: %s", c->headers[i].name, c->headers[i].value));
-	struct httpc hc = { .base_url = base, .timeout_ms = c->expect_max_latency_ms
-								   ? c->expect_max_latency_ms * 4 + 1000
-								   : 10000 };
-	struct httpc_req rq = { .method = c->method, .path = c->path, .headers = (const char *const *)hdrs.v,
-				.body = c->body, .body_n = c->body ? strlen(c->body) : 0 };
-	struct httpc_resp resp;
-	buf_init(&resp.body, 1024 * 1024);
-	int r = httpc_do(&hc, &rq, &resp, e);
-	if (r == 0 && resp.status != c->expect_status)
-		r = err_set(e, CAIRN_ECHECK, "acceptance '%s': %s %s answered %ld, expected %d", c->name,
-			    c->method, c->path, resp.status, c->expect_status);
-	else if (r == 0 && c->expect_body_contains && !strstr(buf_str(&resp.body), c->expect_body_contains))
-		r = err_set(e, CAIRN_ECHECK, "acceptance '%s': the answer does not contain \"%s\"",
-			    c->name, c->expect_body_contains);
-	else if (r == 0 && c->expect_max_latency_ms && resp.latency_ms > c->expect_max_latency_ms)
-		r = err_set(e, CAIRN_ECHECK, "acceptance '%s': took %lld ms, more than max_latency %lld ms",
-			    c->name, (long long)resp.latency_ms, (long long)c->expect_max_latency_ms);
-	buf_done(&resp.body);
-	strv_done(&hdrs);
+		json_object_set_new(hdrs, c->headers[i].name, json_string(c->headers[i].value));
+	int64_t tmo = c->expect_max_latency_ms ? c->expect_max_latency_ms * 4 + 1000 : 10000;
+	json_t *body = json_pack("{s:s,s:s,s:o,s:s?,s:I,s:{s:i,s:s?,s:I}}", "method", c->method,
+				 "path", c->path, "headers", hdrs, "body", c->body, "timeout_ms",
+				 (json_int_t)tmo, "expect", "status", c->expect_status,
+				 "body_contains", c->expect_body_contains, "max_latency_ms",
+				 (json_int_t)c->expect_max_latency_ms);
+	snprintf(path, sizeof(path), "/v1/apps/%s/instances/%s/check", j->app, iid);
+	int r = agent_call(ax, host, "POST", path, body, tmo + CTL_AGENT_CALL_MS, &ans, e);
+	if (r < 0)
+		return r;
+	if (!json_is_true(json_object_get(ans, "ok"))) {
+		const char *snip = json_string_value(json_object_get(ans, "body"));
+		r = err_set(e, CAIRN_ECHECK, "acceptance '%s' on %s: %s%s%.160s%s", c->name, iid,
+			    json_string_value(json_object_get(ans, "error")) ?: "failed",
+			    snip && *snip ? " (answer: \"" : "", snip ? snip : "",
+			    snip && *snip ? "\")" : "");
+	}
+	json_decref(ans);
 	return r;
 }
 
@@ -177,9 +176,9 @@ static int acceptance(struct agent_exec *ax, const struct exec_job *j, const cha
 		return r;
 	json_array_foreach(insts, i, v)
 	{
-		long port = (long)json_integer_value(json_object_get(v, "port"));
+		const char *iid = json_string_value(json_object_get(v, "id"));
 		for (size_t k = 0; r == 0 && k < j->cfg->n_acceptance; k++)
-			r = accept_one(&j->cfg->acceptance[k], port, e);
+			r = accept_one(ax, j, host, iid ? iid : "", &j->cfg->acceptance[k], e);
 		if (r < 0)
 			break;
 	}

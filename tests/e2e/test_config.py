@@ -57,7 +57,7 @@ def test_check_json_resolved_with_defaults(cairn):
     assert check["expect"] == {"status": 200, "body_contains": "/s/", "max_latency_ms": 300}
     assert c["rollout"] == {"parallel": 1, "bake_ms": 30000, "auto_rollback": True,
                             "gates": {"max_error_rate": 0.01, "max_p99_ms": 500,
-                                      "max_p99_ratio": 0.0}}
+                                      "max_p99_ratio": 0.0, "min_requests": 20}}
 
 
 def test_check_with_c_from_elsewhere(cairn, tmp_path):

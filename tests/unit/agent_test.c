@@ -355,6 +355,42 @@ static void test_parse_digests(void **state)
 	buf_done(&b);
 }
 
+static void test_parse_check(void **state)
+{
+	(void)state;
+	struct check_req c;
+	struct err e = {0};
+	const char *ok = "{\"method\":\"POST\",\"path\":\"/shorten\",\"headers\":{\"X-A\":\"b\"},"
+			 "\"body\":\"{}\",\"timeout_ms\":500,\"expect\":{\"status\":201,"
+			 "\"body_contains\":\"/s/\",\"max_latency_ms\":300}}";
+	assert_int_equal(agent_parse_check(ok, strlen(ok), &c, &e), 0);
+	assert_string_equal(c.method, "POST");
+	assert_string_equal(c.path, "/shorten");
+	assert_int_equal(c.headers.n, 1);
+	assert_string_equal(c.headers.v[0], "X-A: b");
+	assert_int_equal(c.body_n, 2);
+	assert_int_equal(c.expect_status, 201);
+	assert_string_equal(c.expect_body, "/s/");
+	assert_int_equal(c.expect_max_latency_ms, 300);
+	check_req_done(&c);
+	assert_int_equal(agent_parse_check("{\"path\":\"/\"}", 12, &c, &e), 0);
+	assert_string_equal(c.method, "GET");
+	assert_int_equal(c.expect_status, 200);
+	assert_null(c.expect_body);
+	check_req_done(&c);
+	static const char *const bad[] = {
+	    "{}", "{\"path\":\"x\"}", "{\"path\":\"/a b\"}", "{\"path\":\"/\",\"method\":\"G T\"}",
+	    "{\"path\":\"/\",\"headers\":{\"a b\":\"c\"}}", "{\"path\":\"/\",\"headers\":{\"a\":\"c\\r\\nX: y\"}}",
+	    "{\"path\":\"/\",\"expect\":{\"status\":99}}", "{\"path\":\"/\",\"expect\":{\"x\":1}}",
+	    "{\"path\":\"/\",\"timeout_ms\":0}", "{\"path\":\"/\",\"body\":1}", NULL};
+	for (size_t i = 0; bad[i]; i++) {
+		e = (struct err){0};
+		if (agent_parse_check(bad[i], strlen(bad[i]), &c, &e) == 0)
+			fail_msg("accepted %s", bad[i]);
+		assert_true(e.msg[0] != '\0');
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -368,6 +404,7 @@ int main(void)
 		cmocka_unit_test(test_parse_start),
 		cmocka_unit_test(test_parse_proxy),
 		cmocka_unit_test(test_parse_digests),
+		cmocka_unit_test(test_parse_check),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
