@@ -64,6 +64,14 @@ def pct(v, p):
     return s[max(0, min(len(s) - 1, int(round(p / 100 * (len(s) - 1)))))]
 
 
+def cpu_seconds(pid):
+    """user + system CPU of a process and its reaped children (socat forks per connection)."""
+    if pid is None:
+        return 0.0
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def socat(upstream):
     port = free_port()
     p, _ = spawn(["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr",
@@ -72,7 +80,7 @@ def socat(upstream):
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return f"127.0.0.1:{port}"
+            return f"127.0.0.1:{port}", p.pid
         except OSError:
             time.sleep(0.02)
     raise SystemExit("bench/faults: socat did not start")
@@ -97,9 +105,10 @@ def main():
     _, echo_port = spawn(PEERS + ["echo", "0"])
     sink, echo = f"127.0.0.1:{sink_port}", f"127.0.0.1:{echo_port}"
     targets = {"direct": (sink, echo)}
+    pids = {"direct": None}  # the process whose CPU the forwarding costs
     apis = {}
     for threads in (1, 2):
-        _, addr = spawn([cairn, "fault", "serve", "--listen", "127.0.0.1:0",
+        cp, addr = spawn([cairn, "fault", "serve", "--listen", "127.0.0.1:0",
                          "--threads", str(threads)])
         base = "http://" + addr
         apis[threads] = base
@@ -113,17 +122,23 @@ def main():
                     api(base, "POST", f"/proxies/{p}/toxics",
                         {"type": "latency", "attributes": {"latency": toxic}})
             targets[f"cairn t{threads}{name}"] = (ps["listen"], pe["listen"])
+            pids[f"cairn t{threads}{name}"] = cp.pid
     if have_socat:
-        targets["socat"] = (socat(sink), socat(echo))
+        (s_addr, s_pid), (e_addr, _) = socat(sink), socat(echo)
+        targets["socat"] = (s_addr, e_addr)
+        pids["socat"] = s_pid
 
     rows = {}
     for name, (s_addr, e_addr) in targets.items():
         if a.skip_throughput:
             continue
+        cpu0 = cpu_seconds(pids[name])
         mbps = [nbytes / client("send", s_addr, nbytes)["seconds"] / 1e6 for _ in range(a.runs)]
+        cpu = cpu_seconds(pids[name]) - cpu0
         rtts = [client("ping", e_addr, a.pings)["rtt_us"] for _ in range(a.runs)]
         c = client("cps", e_addr, a.cps_seconds)
         rows[name] = {"MBps": statistics.median(mbps), "MBps_runs": mbps,
+                      "proxy_cpu_s_per_GB": cpu / (a.runs * nbytes / 1e9),
                       "rtt_p50_us": statistics.median(pct(r, 50) for r in rtts),
                       "rtt_p99_us": statistics.median(pct(r, 99) for r in rtts),
                       "conns_per_s": c["conns"] / c["seconds"]}
@@ -133,12 +148,13 @@ def main():
         print(f"\nthroughput, round trip and connection rate ({a.bytes} x {a.runs} runs, "
               f"{a.pings} pings x {a.runs} runs, {a.cps_seconds:g} s of connects; medians)")
         print(f"{'path':<18} {'MB/s':>8} {'x direct':>9} {'rtt p50':>9} {'+p50':>7} "
-              f"{'rtt p99':>9} {'+p99':>7} {'conn/s':>8} {'x direct':>9}")
+              f"{'rtt p99':>9} {'+p99':>7} {'conn/s':>8} {'x direct':>9} {'CPU s/GB':>9}")
         for name, r in rows.items():
             print(f"{name:<18} {r['MBps']:>8.0f} {r['MBps'] / d['MBps']:>8.2f}x "
                   f"{r['rtt_p50_us']:>7.0f}us {r['rtt_p50_us'] - d['rtt_p50_us']:>5.0f}us "
                   f"{r['rtt_p99_us']:>7.0f}us {r['rtt_p99_us'] - d['rtt_p99_us']:>5.0f}us "
-                  f"{r['conns_per_s']:>8.0f} {r['conns_per_s'] / d['conns_per_s']:>8.2f}x")
+                  f"{r['conns_per_s']:>8.0f} {r['conns_per_s'] / d['conns_per_s']:>8.2f}x "
+                  f"{r['proxy_cpu_s_per_GB']:>9.2f}")
 
     # latency toxic accuracy: configured vs measured added round trip (twin with 0 ms). The
     # toxic and its twin are measured back to back, a.runs times, so both see the same load
@@ -179,6 +195,8 @@ def main():
         print("socat is not installed (bench/install-deps): its row is missing")
     print(f"machine: {os.cpu_count()} CPUs, load {open('/proc/loadavg').read().split()[0]}; "
           "every peer is a Python process, so the direct row is Python's own ceiling")
+    print("CPU s/GB: CPU time of the forwarding process (kernel time of its splices and of the "
+          "loopback TCP work done in its context included) per GB sent")
     out = Path(os.environ.get("BENCH_OUT", ROOT / "bench" / "out"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "faults.json").write_text(json.dumps({"rows": rows, "accuracy": acc, "goals": goals},
