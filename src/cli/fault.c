@@ -2,6 +2,8 @@
  * until SIGINT/SIGTERM; the other verbs are clients of that API (fault-client.c). */
 #include "cli/cli-fault.h"
 
+#include "config/config.h"
+#include "proxy/fault-config.h"
 #include "proxy/proxy.h"
 
 #include <errno.h>
@@ -48,7 +50,10 @@ static const char help[] =
 	"    --listen ADDR      serve: the API's address (default 127.0.0.1:8474)\n"
 	"    --threads N        serve: proxy event-loop threads (default 1)\n"
 	"    --seed N           serve: seed of the toxicity and jitter random numbers\n"
-	"    --config FILE      serve: proxies to create at start, in /populate's JSON format\n"
+	"    -c, --config FILE  serve: proxies to create at start: a cairn.yml with a faults:\n"
+	"                       section (a file of only faults: will do; its faults.listen is\n"
+	"                       the API's address unless --listen is given), or a JSON array in\n"
+	"                       /populate's format (toxiproxy-server -config)\n"
 	"    --proxy-metrics    serve: GET /metrics answers bytes received and sent per proxy\n"
 	"                       and direction (Prometheus text, Toxiproxy's metric names)\n"
 	"    -l, --listen ADDR  create: the proxy's listen address (HOST:PORT, port 0 for any)\n"
@@ -69,6 +74,7 @@ static const char help[] =
 	"\n"
 	"EXAMPLES\n"
 	"    cairn fault serve --listen 127.0.0.1:8474 &\n"
+	"    cairn fault serve -c cairn.yml &   # the proxies and toxics of its faults:\n"
 	"    cairn fault create redis -l 127.0.0.1:26379 -u 127.0.0.1:6379\n"
 	"    cairn fault toxic add redis -t latency -a latency=100 -a jitter=10\n"
 	"    cairn fault toxic add redis -t reset_peer -u -a timeout=500 --tox 0.5\n"
@@ -84,9 +90,24 @@ const struct cli_command cli_cmd_fault = {
 	.help = help,
 };
 
+/* A JSON array is a populate file; anything else is read as cairn.yml. */
+static bool is_json_config(const char *path)
+{
+	char head[256];
+	FILE *fp = fopen(path, "r");
+	size_t n = fp ? fread(head, 1, sizeof(head), fp) : 0;
+	if (fp)
+		fclose(fp);
+	for (size_t i = 0; i < n; i++)
+		if (!strchr(" \t\r\n", head[i]))
+			return head[i] == '[';
+	return false;
+}
+
 static int serve(const struct cli_ctx *ctx, const char *listen, int threads, uint64_t seed,
 		 const char *config, bool proxy_metrics)
 {
+	struct config *yml = NULL;
 	struct proxy_engine_opts o = { .threads = threads, .seed = seed };
 	struct proxy_engine *eng = NULL;
 	struct fault *f = NULL;
@@ -106,8 +127,18 @@ static int serve(const struct cli_ctx *ctx, const char *listen, int threads, uin
 	sigaddset(&ss, SIGINT);
 	sigaddset(&ss, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &ss, NULL); /* before any thread starts: they inherit it */
-	if (proxy_engine_new(&o, &eng, &e) < 0)
+	if (config && !is_json_config(config)) {
+		if (config_load_faults(config, &yml, &e) < 0)
+			return cli_fail(ctx, &e);
+		if (!listen)
+			listen = yml->faults.listen;
+	}
+	if (!listen)
+		listen = "127.0.0.1:8474";
+	if (proxy_engine_new(&o, &eng, &e) < 0) {
+		config_free(yml);
 		return cli_fail(ctx, &e);
+	}
 	f = fault_new(eng);
 	if (!f) {
 		proxy_engine_free(eng);
@@ -115,7 +146,11 @@ static int serve(const struct cli_ctx *ctx, const char *listen, int threads, uin
 		return cli_fail(ctx, &e);
 	}
 	fault_set_metrics(f, proxy_metrics);
-	if (config && fault_load_config(f, config, &e) < 0) {
+	if (yml && fault_apply_config(f, yml, &e) < 0) {
+		rc = cli_fail(ctx, &e);
+		goto out;
+	}
+	if (config && !yml && fault_load_config(f, config, &e) < 0) {
 		rc = cli_fail(ctx, &e);
 		goto out;
 	}
@@ -135,6 +170,7 @@ static int serve(const struct cli_ctx *ctx, const char *listen, int threads, uin
 out:
 	fault_free(f);
 	proxy_engine_free(eng);
+	config_free(yml);
 	return rc;
 }
 
@@ -147,7 +183,7 @@ static int run_serve(int argc, char **argv)
 					      { "proxy-metrics", no_argument, NULL, 'M' },
 					      { NULL, 0, NULL, 0 } };
 	struct cli_ctx ctx = { .cmd = cli_cmd_fault.name };
-	const char *listen = "127.0.0.1:8474";
+	const char *listen = NULL; /* --listen, else faults.listen of -c FILE, else 127.0.0.1:8474 */
 	long threads = 1;
 	unsigned long long seed = 0;
 	bool proxy_metrics = false;
@@ -155,7 +191,7 @@ static int run_serve(int argc, char **argv)
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "hl:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hc:l:", opts, NULL)) != -1) {
 		int r = cli_common_opt(&ctx, &cli_cmd_fault, c, optarg);
 		if (r >= 100)
 			return r - 100;

@@ -18,7 +18,7 @@ const struct cli_command cli_cmd_serve = {
 		"    cairn serve - run the controller\n\n"
 		"SYNOPSIS\n"
 		"    cairn serve [--state DIR] [--listen HOST:PORT --token-file FILE] [--no-agent]\n"
-		"                [--queue-max N]\n\n"
+		"                [--queue-max N] [-c FILE]\n\n"
 		"DESCRIPTION\n"
 		"    Runs the controller in the foreground until SIGTERM or SIGINT. It serves the\n"
 		"    HTTP API (docs/controller.md) on DIR/cairn.sock (mode 0600) and, with --listen,\n"
@@ -34,19 +34,27 @@ const struct cli_command cli_cmd_serve = {
 		"    socket to DIR/hosts/NAME.sock; the agent there is started with 'cairn agent\n"
 		"    --daemon --if-absent'. The connections end with the controller\n"
 		"    (docs/hosts.md).\n\n"
+		"    With -c FILE whose faults: section declares proxies or faults.listen, it also\n"
+		"    runs those fault-injection proxies with their toxics, and the\n"
+		"    Toxiproxy-compatible API on faults.listen (docs/faults.md); it prints\n"
+		"    'cairn serve: fault API on ADDR' once that answers.\n\n"
 		"OPTIONS\n"
 		"    --state DIR          state directory (else CAIRN_STATE, XDG_STATE_HOME/cairn)\n"
 		"    --listen HOST:PORT   also serve on TCP (bearer token required)\n"
 		"    --token-file FILE    the token for TCP clients\n"
 		"    --no-agent           do not start a local agent\n"
-		"    --queue-max N        deploys that may wait per app (default 8); more get 409\n\n"
+		"    --queue-max N        deploys that may wait per app (default 8); more get 409\n"
+		"    -c, --config FILE    a cairn.yml (or a file of only faults:) whose faults:\n"
+		"                         proxies and API to run\n\n"
 		"ENVIRONMENT\n"
 		"    CAIRN_SSH_CONFIG=FILE   every ssh call uses 'ssh -F FILE' (keys, known_hosts)\n\n"
 		"EXIT STATUS\n"
-		"    0 after a clean shutdown, 1 when it could not start, 2 usage.\n\n"
+		"    0 after a clean shutdown, 1 when it could not start, 2 usage or an error in\n"
+		"    -c FILE.\n\n"
 		"EXAMPLES\n"
 		"    cairn serve &\n"
-		"    cairn serve --listen 127.0.0.1:7070 --token-file /etc/cairn/token\n",
+		"    cairn serve --listen 127.0.0.1:7070 --token-file /etc/cairn/token\n"
+		"    cairn serve -c cairn.yml   # plus its faults: proxies and fault API\n",
 };
 
 static int run_serve(int argc, char **argv)
@@ -98,6 +106,7 @@ static int run_serve(int argc, char **argv)
 	self[n > 0 ? n : 0] = '\0';
 	o.state_dir = dir;
 	o.self_exe = n > 0 ? self : "cairn";
+	o.faults_config = ctx.config_path;
 	r = controller_serve(&o, &e);
 	free(dir);
 	if (r < 0)

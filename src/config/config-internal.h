@@ -31,6 +31,7 @@ struct cfg_parse {
 	const char *file;
 	struct err *e;
 	struct config__chunk *chunks; /* owned; freed by config__parse_done */
+	bool faults_only_ok;          /* config_parse_faults: a file of only faults: is fine */
 };
 
 /* YAML bytes → tree. On failure e holds FILE:LINE:COL and *out_root is untouched. */
@@ -93,6 +94,9 @@ void config__kv_free(struct config_kv *kv, size_t n);
 int config__set_str(struct cfg_parse *p, char **dst, const char *s);
 /* "/path?query": starts with '/', no spaces or control characters. */
 bool config__is_http_path(const char *s);
+/* The faults: section (faults.c). */
+int config__faults(struct cfg_parse *p, struct config *c, const struct cnode *n);
+void config__faults_free(struct config *c);
 /* The acceptance: section (checks.c). */
 int config__acceptance(struct cfg_parse *p, struct config *c, const struct cnode *n);
 

@@ -11,6 +11,8 @@
 #define CONFIG_HOSTS_MAX 256    /* hosts: entries (and the largest rollout.parallel) */
 #define CONFIG_INSTANCES_MAX 64 /* instances per host */
 #define CONFIG_CHECKS_MAX 64    /* acceptance: checks */
+#define CONFIG_FAULT_PROXIES_MAX 256 /* faults.proxies entries */
+#define CONFIG_FAULT_TOXICS_MAX 32   /* toxics per stream of one fault proxy */
 
 struct json_t;
 
@@ -44,6 +46,31 @@ struct config_check {
 	int expect_status;          /* default 200 */
 	char *expect_body_contains; /* owned; may be NULL */
 	int64_t expect_max_latency_ms; /* 0 = no bound */
+};
+
+/* A toxic of a faults: proxy. Types and attribute names are the Toxiproxy ones that
+ * src/proxy knows (proxy_toxic_type_parse, proxy_toxic_attr_names). */
+struct config_toxic {
+	char *name;   /* owned; default TYPE_STREAM, as the Toxiproxy API names it */
+	char *type;   /* owned; "latency", "bandwidth", ... */
+	bool upstream; /* stream: upstream (client → server) or downstream (the default) */
+	double toxicity; /* 0..1, default 1 */
+	struct {
+		char *name; /* owned */
+		int64_t value;
+	} attrs[4]; /* as written (every type has at most 3) */
+	size_t n_attrs;
+	int line, col; /* of the entry, for errors found when it is applied */
+};
+
+struct config_fault_proxy {
+	char *name;     /* owned; unique */
+	char *listen;   /* owned; HOST:PORT (port 0: any) */
+	char *upstream; /* owned; HOST:PORT */
+	bool enabled;   /* default true; false is the 'down' fault */
+	struct config_toxic *toxics; /* owned array, in file order */
+	size_t n_toxics;
+	int line, col;
 };
 
 struct config {
@@ -93,6 +120,15 @@ struct config {
 					* with fewer, the bake says "too little traffic" */
 		bool auto_rollback;    /* default true */
 	} rollout;
+
+	/* faults: standalone Toxiproxy-style proxies with toxics, and where `cairn serve` answers
+	 * the Toxiproxy-compatible API (docs/faults.md). */
+	struct {
+		char *listen; /* owned; HOST:PORT of the API, NULL: no API in `cairn serve` */
+		struct config_fault_proxy *proxies; /* owned array */
+		size_t n_proxies;
+	} faults;
+	bool faults_only; /* read by config_load_faults from a file holding only faults: */
 };
 
 /* Reads and validates `path`. On failure *out is untouched and e says FILE:LINE:COL. */
@@ -101,6 +137,12 @@ int config_load(const char *path, struct config **out, struct err *e);
 int config_parse(const char *name, const char *dir, const char *text, size_t len,
 		 struct config **out, struct err *e);
 void config_free(struct config *c);
+/* For `cairn fault serve -c FILE` and `cairn serve -c FILE`: like config_load, but a file whose
+ * only top-level key is faults: is accepted too (faults_only is then true and the app fields
+ * are unset). A file with any other key is checked whole, as config_load does. */
+int config_load_faults(const char *path, struct config **out, struct err *e);
+int config_parse_faults(const char *name, const char *text, size_t len, struct config **out,
+			struct err *e);
 
 /* The resolved config as JSON (every default filled in, durations in milliseconds, signals
  * by name): what `cairn check --json` prints. Returns a new reference, or NULL on OOM. */

@@ -29,6 +29,33 @@ static json_t *check_json(const struct config_check *k)
 			 (json_int_t)k->expect_max_latency_ms);
 }
 
+static json_t *faults_json(const struct config *c)
+{
+	json_t *ps = json_array();
+	for (size_t i = 0; ps && i < c->faults.n_proxies; i++) {
+		const struct config_fault_proxy *fp = &c->faults.proxies[i];
+		json_t *tx = json_array();
+		for (size_t j = 0; tx && j < fp->n_toxics; j++) {
+			const struct config_toxic *t = &fp->toxics[j];
+			json_t *a = json_object();
+			for (size_t k = 0; a && k < t->n_attrs; k++)
+				json_object_set_new(a, t->attrs[k].name,
+						    json_integer((json_int_t)t->attrs[k].value));
+			json_array_append_new(tx, json_pack("{s:s,s:s,s:s,s:f,s:o}", "name", t->name,
+							    "type", t->type, "stream",
+							    t->upstream ? "upstream" : "downstream",
+							    "toxicity", t->toxicity, "attributes",
+							    a ? a : json_object()));
+		}
+		json_array_append_new(ps, json_pack("{s:s,s:s,s:s,s:b,s:o}", "name", fp->name,
+						    "listen", fp->listen, "upstream", fp->upstream,
+						    "enabled", fp->enabled, "toxics",
+						    tx ? tx : json_array()));
+	}
+	return json_pack("{s:o,s:o}", "listen", str_or_null(c->faults.listen), "proxies",
+			 ps ? ps : json_array());
+}
+
 struct json_t *config_to_json(const struct config *c)
 {
 	json_t *env = json_object(), *hosts = json_array(), *checks = json_array(), *o;
@@ -78,6 +105,7 @@ struct json_t *config_to_json(const struct config *c)
 		      "max_p99_ratio", c->rollout.max_p99_ratio, "min_requests",
 		      c->rollout.min_requests, "auto_rollback",
 		      c->rollout.auto_rollback));
+	json_object_set_new(o, "faults", faults_json(c));
 	return o;
 fail:
 	json_decref(env);

@@ -432,9 +432,11 @@ static int set_defaults(struct cfg_parse *p, struct config *c)
 static int parse_root(struct cfg_parse *p, struct config *c, const struct cnode *root)
 {
 	static const char *const keys[] = {"app",	"build",  "run",	"listen",  "hosts",
-					   "instances", "health", "acceptance", "rollout", NULL};
-	enum { APP, BUILD, RUN, LISTEN, HOSTS, INSTANCES, HEALTH, ACCEPTANCE, ROLLOUT };
-	const struct cnode *v[9];
+					   "instances", "health", "acceptance", "rollout", "faults",
+					   NULL};
+	enum { APP, BUILD, RUN, LISTEN, HOSTS, INSTANCES, HEALTH, ACCEPTANCE, ROLLOUT, FAULTS };
+	const struct cnode *v[10];
+	bool only_faults = true;
 	int r;
 
 	if (root->kind != CNODE_MAP)
@@ -446,6 +448,12 @@ static int parse_root(struct cfg_parse *p, struct config *c, const struct cnode 
 	r = config__fields(p, root, "", keys, v);
 	if (r < 0)
 		return r;
+	for (int i = APP; i < FAULTS; i++)
+		only_faults &= !v[i];
+	if (p->faults_only_ok && only_faults && v[FAULTS]) {
+		c->faults_only = true;
+		return config__faults(p, c, v[FAULTS]);
+	}
 	if (!v[APP])
 		return config__missing(p, root, "", "app", "app: urlshort");
 	r = parse_app(p, c, v[APP]);
@@ -476,13 +484,16 @@ static int parse_root(struct cfg_parse *p, struct config *c, const struct cnode 
 		r = config__acceptance(p, c, v[ACCEPTANCE]);
 	if (r == 0)
 		r = parse_rollout(p, c, v[ROLLOUT]);
+	if (r == 0 && v[FAULTS])
+		r = config__faults(p, c, v[FAULTS]);
 	return r;
 }
 
-int config_parse(const char *name, const char *dir, const char *text, size_t len,
-		 struct config **out, struct err *e)
+static int parse_any(const char *name, const char *dir, const char *text, size_t len,
+		     bool faults_only_ok, struct config **out, struct err *e)
 {
-	struct cfg_parse p = {.file = name ? name : CONFIG_DEFAULT_NAME, .e = e};
+	struct cfg_parse p = {.file = name ? name : CONFIG_DEFAULT_NAME, .e = e,
+			      .faults_only_ok = faults_only_ok};
 	struct cnode *root = NULL;
 	struct config *c;
 	int r;
@@ -513,7 +524,19 @@ int config_parse(const char *name, const char *dir, const char *text, size_t len
 	return 0;
 }
 
-int config_load(const char *path, struct config **out, struct err *e)
+int config_parse(const char *name, const char *dir, const char *text, size_t len,
+		 struct config **out, struct err *e)
+{
+	return parse_any(name, dir, text, len, false, out, e);
+}
+
+int config_parse_faults(const char *name, const char *text, size_t len, struct config **out,
+			struct err *e)
+{
+	return parse_any(name, NULL, text, len, true, out, e);
+}
+
+static int load(const char *path, bool faults_only_ok, struct config **out, struct err *e)
 {
 	struct buf b;
 	char *dir;
@@ -535,10 +558,20 @@ int config_load(const char *path, struct config **out, struct err *e)
 		buf_done(&b);
 		return err_set(e, ENOMEM, "out of memory");
 	}
-	r = config_parse(path, dir, buf_str(&b), b.len, out, e);
+	r = parse_any(path, dir, buf_str(&b), b.len, faults_only_ok, out, e);
 	free(dir);
 	buf_done(&b);
 	return r;
+}
+
+int config_load(const char *path, struct config **out, struct err *e)
+{
+	return load(path, false, out, e);
+}
+
+int config_load_faults(const char *path, struct config **out, struct err *e)
+{
+	return load(path, true, out, e);
 }
 
 void config_free(struct config *c)
@@ -575,5 +608,6 @@ void config_free(struct config *c)
 		free(k->expect_body_contains);
 	}
 	free(c->acceptance);
+	config__faults_free(c);
 	free(c);
 }

@@ -15,6 +15,7 @@ struct controller_opts {
 	bool no_agent;          /* do not start a local agent */
 	int queue_max;          /* queued deploys per app (0: CTL_QUEUE_MAX); beyond: 409 */
 	const char *self_exe;   /* this binary, to start `cairn agent` (argv, never a shell) */
+	const char *faults_config; /* cairn.yml whose faults: section to run (faults.c), or NULL */
 };
 
 /* Runs until SIGTERM/SIGINT. Returns 0 after a clean shutdown. */

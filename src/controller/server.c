@@ -5,6 +5,7 @@
 #include "controller/controller-internal.h"
 
 #include "base/httpc.h"
+#include "controller/faults.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -499,6 +500,7 @@ static void server_free(struct server *srv)
 int controller_serve(const struct controller_opts *o, struct err *e)
 {
 	struct server srv;
+	struct ctl_faults *faults = NULL;
 	bool worker_up = false, keeper_up = false, hosts_up = false;
 	unsigned char rnd[6];
 	char host[64] = "host";
@@ -549,6 +551,8 @@ int controller_serve(const struct controller_opts *o, struct err *e)
 	if ((r = listen_unix(&srv, e)) < 0)
 		goto out;
 	if (o->listen && ((r = load_token(&srv, e)) < 0 || (r = listen_tcp(&srv, e)) < 0))
+		goto out;
+	if ((r = ctl_faults_start(o->faults_config, &faults, e)) < 0)
 		goto out;
 	srv.done_ev = event_new(srv.base, -1, 0, on_tasks_done, &srv);
 	srv.notify_ev = event_new(srv.base, -1, 0, on_notify, &srv);
@@ -612,6 +616,7 @@ out:
 		unlink(sock);
 		free(sock);
 	}
+	ctl_faults_stop(faults);
 	server_free(&srv);
 	return r;
 }

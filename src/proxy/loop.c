@@ -105,22 +105,22 @@ static void timers_run(struct loop *lp)
 	}
 }
 
-/* A sleeping thread can wake milliseconds late (idle vCPUs, deep C-states), while a short
- * sleep wakes on time: so a far deadline is slept towards in one step up to TIMER_MARGIN
- * before it, then approached in TIMER_STEP naps. That is what keeps a latency toxic's p99
- * within a millisecond on a busy virtual machine; coarse_timers turns it off. */
-#define TIMER_MARGIN (20 * 1000000LL)
-#define TIMER_STEP (200 * 1000LL)
+/* A sleeping thread can wake late (an idle vCPU halts and the host schedules it back; a busy
+ * machine has other runnable tasks), by tens of microseconds typically and by milliseconds in
+ * the tail. So a deadline is slept towards in one step up to TIMER_SPIN before it, and the
+ * rest is spent polling epoll without sleeping (events keep being served meanwhile): the
+ * thread is already running when the deadline comes. One sleep per release keeps the CPU cost
+ * at TIMER_SPIN per deadline. That is what keeps a latency toxic's p99 within a millisecond on
+ * a busy virtual machine; coarse_timers turns it off (one sleep straight to the deadline). */
+#define TIMER_SPIN (250 * 1000LL)
 
 static void tfd_rearm(struct loop *lp)
 {
 	int64_t at = lp->n_heap ? lp->heap[0]->at : 0;
 	if (at && !lp->eng->o.coarse_timers) {
-		int64_t now = time_mono_ns();
-		if (at - now > TIMER_MARGIN)
-			at -= TIMER_MARGIN;
-		else if (at - now > TIMER_STEP)
-			at = now + TIMER_STEP;
+		at -= TIMER_SPIN;
+		if (at <= time_mono_ns())
+			at = 0; /* polling already: wait_timeout() says 0 */
 	}
 	if (at == lp->tfd_armed)
 		return;
@@ -131,6 +131,15 @@ static void tfd_rearm(struct loop *lp)
 	}
 	timerfd_settime(lp->tfd, TFD_TIMER_ABSTIME, &its, NULL);
 	lp->tfd_armed = at;
+}
+
+/* epoll_wait's timeout: 0 (poll) while the next deadline is within TIMER_SPIN, else -1 (the
+ * timerfd wakes the loop). */
+static int wait_timeout(struct loop *lp)
+{
+	if (!lp->n_heap || lp->eng->o.coarse_timers)
+		return -1;
+	return lp->heap[0]->at - time_mono_ns() <= TIMER_SPIN ? 0 : -1;
 }
 
 /* ---- helpers ---- */
@@ -370,7 +379,7 @@ static void *loop_main(void *arg)
 
 	while (!lp->stop) {
 		tfd_rearm(lp);
-		int n = epoll_wait(lp->ep, evs, ARRAY_SIZE(evs), -1);
+		int n = epoll_wait(lp->ep, evs, ARRAY_SIZE(evs), wait_timeout(lp));
 		if (n < 0 && errno != EINTR)
 			break;
 		for (int i = 0; i < n; i++) {

@@ -543,7 +543,7 @@ static const struct error_case error_cases[] = {
      "in hosts[0]; did you mean \"ssh\"?", NULL, false},
     {"unknown_key_no_suggestion", BASE "frobnicate: 1\n", 0, 5, 1,
      "the keys allowed here are: app, build, run, listen, hosts, instances, health, "
-     "acceptance, rollout",
+     "acceptance, rollout, faults",
      NULL, false},
     {"duration_without_unit", "app: x\nrun:\n  command: [a]\n  stop_timeout: \"10\"\nlisten: 1\n",
      0, 4, 17,
