@@ -108,6 +108,8 @@ static int host_index(const struct jobrun *jr, const char *host)
 	return -1;
 }
 
+#define INTERRUPTED_AGAIN "controller stopped during the step; the host reports no effect, so it runs again"
+
 static int load_rec(void *ctx, const struct store_step *st)
 {
 	struct jobrun *jr = ctx;
@@ -125,6 +127,11 @@ static int load_rec(void *ctx, const struct store_step *st)
 	if (st->attempt >= r->attempt) {
 		r->attempt = st->attempt;
 		snprintf(r->state, sizeof(r->state), "%s", st->state);
+		/* an attempt closed only because a crash interrupted it, with the host reporting no
+		 * effect, is not a failure: a crash right after that record (before the next attempt
+		 * began) must not turn it into one — the step runs again */
+		if (!strcmp(st->state, "failed") && strstr(st->detail, INTERRUPTED_AGAIN))
+			r->state[0] = '\0';
 	}
 	return 0;
 }
@@ -183,12 +190,13 @@ static int run_step(struct jobrun *jr, const struct exec_job *xj, size_t h, int 
 		bool again = took == 0 && (s == STEP_ROLLBACK || s == STEP_START || s == STEP_CLEANUP ||
 					   deploy_step_rerunnable((enum deploy_step)s));
 		J->step_end(jr->st, jr->job.id, host, step_label(s), rec->attempt, false,
-			    again ? "{\"interrupted\":\"controller stopped during the step; the host "
-				    "reports no effect, so it runs again\"}"
+			    again ? "{\"interrupted\":\"" INTERRUPTED_AGAIN "\"}"
 				  : "{\"interrupted\":\"controller stopped during the step and the host "
 				    "cannot tell whether it took effect\"}",
 			    &e);
 		server_notify(srv);
+		if (again)
+			test_hook_after_step("reconciled", host);
 		if (!again) {
 			snprintf(jr->error, sizeof(jr->error),
 				 "%s on %s was interrupted and cannot be reconciled", step_label(s), host);

@@ -131,3 +131,34 @@ def test_sigterm_mid_deploy_resumes_after_restart(cairn, tmp_path):
         assert not any(s["step"] == "rollback" for s in j["steps"])
     finally:
         ctl.stop()
+
+
+def test_crash_right_after_an_interrupted_step_was_closed(cairn, tmp_path):
+    """A step interrupted by a crash is closed as "interrupted, runs again" on restart; a second
+    crash right after that record (before the next attempt began) must not turn it into a
+    failure: the third controller runs the step again and the job succeeds."""
+    cairn.state.mkdir(parents=True, exist_ok=True)
+    rel = make_app(cairn, hosts=HOSTS)
+    ctl = Controller(cairn, tmp_path)
+    try:
+        ctl.start(env={"CAIRN_TEST_STEP_DELAY_MS": "60000"})
+        jid = post(ctl, rel, "interrupted")
+        wait_for(lambda: any(s["state"] == "started" for s in ctl.job(jid)["steps"]),
+                 what="a step to start")
+        ctl.proc.send_signal(signal.SIGKILL)
+        ctl.proc.wait()
+        try:  # it may die before its socket answers: recovery runs at once
+            ctl.start(env={"CAIRN_TEST_CRASH_AFTER": "reconciled:local"})
+        except AssertionError:
+            pass
+        assert ctl.proc.wait(timeout=60) == 137, ctl.log_text()
+        assert "test hook: crashing after reconciled on local" in ctl.log_text()
+        ctl.start()
+        j = ctl.wait_terminal(jid)
+        assert j["state"] == "succeeded", j
+        first = [s for s in j["steps"] if s["step"] == "ensure_objects" and s["host"] == "local"]
+        assert [s["state"] for s in first] == ["failed", "done"], first
+        assert "runs again" in first[0]["detail"]["interrupted"]
+        assert_at_most_once(ctl, jid)
+    finally:
+        ctl.stop()
