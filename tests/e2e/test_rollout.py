@@ -322,3 +322,23 @@ def test_keepalive_clients_move_at_the_switch_and_lose_nothing(fleet):
     st = fleet.proxy()
     v2 = [r for r in st["releases"] if r["release"] == fleet.ids["v2"]][0]
     assert v2["total"]["requests"] > 0 and v2["active"] >= 0
+
+
+def test_rollback_restarts_the_previous_release_when_none_of_it_runs(fleet):
+    """After an emergency stop nothing of v1 runs; a bad deploy then fails its bake, and the
+    rollback brings v1 back from the store (activate, start, health) before traffic moves."""
+    fleet.variant("v1")
+    fleet.variant("bad", mode="err500", acceptance=False, bake="20s")
+    fleet.ctl.start()
+    fleet.deploy("v1")
+    fleet.cairn.run("stop", "--emergency", "knobs", cwd=fleet.dir, check=0)
+    wait_for(lambda: fleet.live("v1") == [], what="v1 to be gone")
+    with Load(fleet.port) as load:
+        p = fleet.deploy("bad", check=1)
+        load.wait_count(len(load.results) + 30)
+    job = fleet.job(p)
+    assert job["state"] == "rolled_back" and "error gate" in job["error"], job
+    rb = [s for s in job["steps"] if s["step"] == "rollback"][-1]
+    assert rb["state"] == "done" and rb["detail"]["restarted_previous"] is True, rb
+    assert len(fleet.live("v1")) == 2 and fleet.live("bad") == []
+    assert all(r[1] == 200 and r[2] == fleet.ids["v1"] for r in load.results[-20:])
