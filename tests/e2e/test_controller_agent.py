@@ -5,35 +5,15 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 
 import pytest
 
-from conftest import BIN, EXAMPLES
+from conftest import EXAMPLES
 from agentlib import answers
-from ctlutil import Controller, has_test_hooks, wait_for
+from ctlutil import has_test_hooks, wait_for
+from rolloutlib import AgentController
 
 needs_hooks = pytest.mark.skipif(not has_test_hooks(), reason="needs a -Dtest_hooks=true build")
-
-
-class AgentController(Controller):
-    """A controller that uses (and starts) the real local agent."""
-
-    def __init__(self, cairn, tmp):
-        super().__init__(cairn, tmp)
-        for k in ("CAIRN_TEST_EXECUTOR", "CAIRN_TEST_EXEC_LOG"):
-            self.base_env.pop(k, None)
-
-    def start(self, env=None):
-        e = dict(self.base_env)
-        if env:
-            e.update(env)
-        log = open(self.cairn.state.parent / f"serve-{len(self.logs)}.log", "w")
-        self.logs.append(log.name)
-        self.proc = subprocess.Popen([BIN, "serve"], env=e, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        wait_for(self._up, what="controller socket")
-        return self
 
 
 def agent_instances(cairn):

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import BIN, EXAMPLES
 from hostlib import ssh_hosts  # noqa: F401 (fixture)
-from test_controller_agent import AgentController
+from rolloutlib import AgentController
 from ctlutil import wait_for
 
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import BIN
 from ctlutil import has_test_hooks, wait_for
 from hostlib import ssh_hosts  # noqa: F401 (fixture)
-from test_controller_agent import AgentController
+from rolloutlib import AgentController
 
 pytestmark = pytest.mark.skipif(not has_test_hooks(), reason="needs a -Dtest_hooks=true build")
 
