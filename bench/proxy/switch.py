@@ -250,9 +250,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--switches", type=int, default=40)
     ap.add_argument("--rollbacks", type=int, default=3)
-    ap.add_argument("--runs", type=int)  # bench/run passes these to every benchmark
-    ap.add_argument("--warmup", type=int)
-    a = ap.parse_args()
+    a, _ = ap.parse_known_args()  # bench/proxy/run passes its own options through
     w = Path(tempfile.mkdtemp(prefix="cairn-bench-switch."))
     try:
         ports = {"A": upstream("A"), "B": upstream("B")}
