@@ -20,7 +20,10 @@ static void check_json(const struct fault_reply *r)
 	if (r->status == 204 || r->status == 405 ||
 	    (r->status == 404 && !strcmp(buf_str(&r->body), "404 page not found\n")))
 		return; /* Go's plain-text answers for routes that do not exist */
-	json_t *j = json_loadb(r->body.data ? r->body.data : "", r->body.len, JSON_DECODE_ANY, &je);
+	/* integers past int64 (a float32 toxicity printed as Go does, 2e20 → "200000000000000000000")
+	 * are valid JSON that jansson only reads as reals */
+	json_t *j = json_loadb(r->body.data ? r->body.data : "", r->body.len,
+			       JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &je);
 	if (!j)
 		__builtin_trap();
 	json_decref(j);
