@@ -69,21 +69,6 @@ out:
 
 /* ---- PUT /v1/objects/{hex} ---------------------------------------------------------------- */
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	const char *c = p;
-	while (n) {
-		ssize_t w = write(fd, c, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		c += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Hashes the buffer's chains (no copy) and, with fd >= 0, writes them. */
 static int pass_chains(struct evbuffer *b, int fd, char out_hex[HASH_HEX_LEN + 1])
 {
@@ -99,7 +84,7 @@ static int pass_chains(struct evbuffer *b, int fd, char out_hex[HASH_HEX_LEN + 1
 		if (h)
 			hasher_update(h, v[i].iov_base, v[i].iov_len);
 		if (fd >= 0)
-			r = write_all(fd, v[i].iov_base, v[i].iov_len);
+			r = fs_write_all(fd, v[i].iov_base, v[i].iov_len);
 	}
 	if (h)
 		hasher_final(h, out_hex);
