@@ -78,6 +78,7 @@ const char *sup_action_name(enum sup_action a);
 #define AGENT_MAX_COUNT 64
 #define AGENT_MAX_ENV	256
 #define AGENT_NAME_MAX	63
+#define AGENT_MAX_RESERVED 8
 
 struct start_req {
 	char release[HASH_ID_LEN + 1];
@@ -85,6 +86,8 @@ struct start_req {
 	json_t *env;		 /* owned: object of string values */
 	int64_t stop_timeout_ms; /* -1: the release's */
 	int stop_signal;
+	int reserved[AGENT_MAX_RESERVED]; /* ports never given to the new instances */
+	size_t n_reserved;
 };
 void start_req_done(struct start_req *r);
 int agent_parse_start(const char *body, size_t n, struct start_req *out, struct err *e);
@@ -226,6 +229,12 @@ int instance_create(struct agent *ag, const char *app, const char *release,
 void instance_event(struct instance *in, enum sup_event ev);
 void instance_kill_now(struct instance *in); /* emergency: SIGKILL the group, mark stopping */
 void instance_free(struct instance *in);
+/* A free loopback port for an instance: not a proxy's listen port, not another instance's, not
+ * one of reserved[] (the app's proxy address the controller is about to bind). */
+int agent__alloc_port(struct agent *ag, const int *reserved, size_t n_reserved, int *out,
+		      struct err *e);
+/* proxy.c: is port the listen port of one of this agent's proxies? */
+bool agent__proxy_port(const struct agent *ag, int port);
 /* Re-adoption: watch a recorded live process (not our child: no exit status). */
 int instance_adopt(struct instance *in, pid_t pid, uint64_t start, enum sup_state st);
 int agent__instance_new(struct agent *ag, const char *app, const char *release, const char *id,

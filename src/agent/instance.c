@@ -214,6 +214,31 @@ int instance_adopt(struct instance *in, pid_t pid, uint64_t start, enum sup_stat
 }
 
 /* Did the last run die on a port someone else took? (see docs/agent.md: ports) */
+struct port_ask {
+	struct agent *ag;
+	const int *reserved;
+	size_t n_reserved;
+};
+
+static bool port_clash(void *ctx, int port)
+{
+	const struct port_ask *a = ctx;
+	for (size_t i = 0; i < a->n_reserved; i++)
+		if (a->reserved[i] == port)
+			return true;
+	for (const struct instance *o = a->ag->inst; o; o = o->next)
+		if (o->port == port)
+			return true;
+	return agent__proxy_port(a->ag, port);
+}
+
+int agent__alloc_port(struct agent *ag, const int *reserved, size_t n_reserved, int *out,
+		      struct err *e)
+{
+	struct port_ask a = {ag, reserved, n_reserved};
+	return net_loopback_free_port_avoiding(port_clash, &a, out, e);
+}
+
 static bool port_taken(const struct instance *in)
 {
 	char *path = agent_log_path(in->ag->state_dir, in->app, in->id);
@@ -263,7 +288,7 @@ static int spawn(struct instance *in, struct err *e)
 	pid_t pid;
 
 	if (!in->port || port_taken(in)) {
-		if ((r = net_loopback_free_port(&in->port, e)) < 0)
+		if ((r = agent__alloc_port(in->ag, NULL, 0, &in->port, e)) < 0)
 			goto done;
 	}
 	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
@@ -505,6 +530,10 @@ int instance_create(struct agent *ag, const char *app, const char *release,
 	    0)
 		return r;
 	in->stop_signal = rq->stop_signal;
+	if ((r = agent__alloc_port(ag, rq->reserved, rq->n_reserved, &in->port, e)) < 0) {
+		instance_free(in);
+		return r;
+	}
 	agent__append(ag, in);
 	instance_event(in, SUP_EV_START);
 	*out = in;

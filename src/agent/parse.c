@@ -127,8 +127,9 @@ void start_req_done(struct start_req *r)
 
 int agent_parse_start(const char *body, size_t n, struct start_req *out, struct err *e)
 {
-	static const char *const known[] = {"release",	   "count",    "env", "stop_timeout_ms",
-					    "stop_signal", "data_dir", NULL};
+	static const char *const known[] = {"release",	   "count",    "env",
+					    "stop_timeout_ms", "stop_signal", "data_dir",
+					    "reserved_ports", NULL};
 	struct start_req r = {.count = 1, .stop_timeout_ms = -1, .stop_signal = SIGTERM};
 	json_t *o = NULL, *v;
 	int rc;
@@ -172,6 +173,28 @@ int agent_parse_start(const char *body, size_t n, struct start_req *out, struct 
 			    "\"stop_signal\" must be one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, "
 			    "SIGUSR1, SIGUSR2, SIGKILL");
 			goto fail;
+		}
+	}
+	v = json_object_get(o, "reserved_ports");
+	if (v && !json_is_null(v)) {
+		size_t i;
+		json_t *pv;
+		if (!json_is_array(v) || json_array_size(v) > AGENT_MAX_RESERVED) {
+			rc = err_set(e, CAIRN_EINPUT,
+				     "\"reserved_ports\" must be an array of at most %d ports",
+				     AGENT_MAX_RESERVED);
+			goto fail;
+		}
+		json_array_foreach(v, i, pv)
+		{
+			if (!json_is_integer(pv) || json_integer_value(pv) < 1 ||
+			    json_integer_value(pv) > 65535) {
+				rc = err_set(e, CAIRN_EINPUT,
+					     "\"reserved_ports\"[%zu] must be a port from 1 to 65535",
+					     i);
+				goto fail;
+			}
+			r.reserved[r.n_reserved++] = (int)json_integer_value(pv);
 		}
 	}
 	v = json_object_get(o, "data_dir");

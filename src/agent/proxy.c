@@ -36,6 +36,16 @@ static struct app_proxy *find(struct agent *ag, const char *app)
 	return NULL;
 }
 
+bool agent__proxy_port(const struct agent *ag, int port)
+{
+	for (const struct app_proxy *p = ag->proxies; p; p = p->next) {
+		const char *c = strrchr(p->listen, ':');
+		if (c && atoi(c + 1) == port)
+			return true;
+	}
+	return false;
+}
+
 /* ---- backends ------------------------------------------------------------------------------ */
 
 static int ups_of(json_t *arr, struct proxy_upstream *ups)

@@ -237,6 +237,10 @@ int net_unix_connect(const char *path, int *out_fd, struct err *e);
 /* A port the kernel calls free on 127.0.0.1 right now (bind to 0, close). Another process
  * may take it before the caller uses it: callers must cope (see docs/agent.md). */
 int net_loopback_free_port(int *out_port, struct err *e);
+/* The same, skipping every port avoid(ctx, port) refuses (held bound while searching, so the
+ * kernel offers the next one). */
+int net_loopback_free_port_avoiding(bool (*avoid)(void *ctx, int port), void *ctx, int *out_port,
+				    struct err *e);
 /* Connects to ipv4:port within timeout_ms and closes again: 0 when something accepted. */
 int net_tcp_connect_timeout(const char *ipv4, int port, int64_t timeout_ms, struct err *e);
 /* ---- network addresses and sockets (net-tcp.c) --------------------------------------------- */

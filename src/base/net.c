@@ -114,6 +114,53 @@ int net_loopback_free_port(int *out_port, struct err *e)
 	return r;
 }
 
+int net_loopback_free_port_avoiding(bool (*avoid)(void *ctx, int port), void *ctx, int *out_port,
+				    struct err *e)
+{
+	/* a port we refuse stays bound until the search ends, so the kernel hands out another */
+	int held[64], n = 0, r = 0;
+
+	for (;;) {
+		struct sockaddr_in sa = {.sin_family = AF_INET,
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		socklen_t len = sizeof(sa);
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			r = err_set(e, errno, "socket: %s", strerror(errno));
+			break;
+		}
+		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+		    getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
+			r = errno == EADDRINUSE
+				? err_set(e, errno,
+					  "no free loopback port: every port of "
+					  "net.ipv4.ip_local_port_range is in use or reserved")
+				: err_set(e, errno, "cannot find a free loopback port: %s",
+					  strerror(errno));
+			close(fd);
+			break;
+		}
+		int port = ntohs(sa.sin_port);
+		if (!avoid || !avoid(ctx, port)) {
+			close(fd);
+			*out_port = port;
+			break;
+		}
+		if (n == (int)(sizeof(held) / sizeof(held[0]))) {
+			close(fd);
+			r = err_set(e, EADDRINUSE,
+				    "no free loopback port after %d tries: the ones offered are "
+				    "reserved",
+				    n + 1);
+			break;
+		}
+		held[n++] = fd;
+	}
+	while (n > 0)
+		close(held[--n]);
+	return r;
+}
+
 int net_tcp_connect_timeout(const char *ipv4, int port, int64_t timeout_ms, struct err *e)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};

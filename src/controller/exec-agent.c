@@ -271,10 +271,12 @@ static int ax_step(struct executor *x, const struct exec_job *j, const char *hos
 	case STEP_START: {
 		json_t *env = json_object();
 		snprintf(path, sizeof(path), "/v1/apps/%s/instances", j->app);
-		json_t *body = json_pack("{s:s,s:i,s:o,s:I,s:s}", "release", j->release, "count",
-					 j->cfg->instances, "env", env, "stop_timeout_ms",
+		/* the proxy's port is not bound before the first switch: keep instances off it */
+		json_t *body = json_pack("{s:s,s:i,s:o,s:I,s:s,s:[i]}", "release", j->release,
+					 "count", j->cfg->instances, "env", env, "stop_timeout_ms",
 					 (json_int_t)j->cfg->run.stop_timeout_ms, "stop_signal",
-					 config_signal_name(j->cfg->run.stop_signal) ?: "SIGTERM");
+					 config_signal_name(j->cfg->run.stop_signal) ?: "SIGTERM",
+					 "reserved_ports", j->cfg->listen_port);
 		if ((r = agent_call(ax, host, "POST", path, body, 0, &ans, e)) == 0) {
 			json_t *d = json_pack("{s:O}", "instances", json_object_get(ans, "instances"));
 			char *txt = d ? json_dumps(d, JSON_COMPACT) : NULL;

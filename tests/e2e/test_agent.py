@@ -525,3 +525,59 @@ def test_state_dir_longer_than_sun_path(tmp_path):
     finally:
         a.cleanup()
         wait_for(lambda: not processes_of(a.state), "no process of the test's state dir")
+
+
+@pytest.fixture
+def narrow_ns():
+    """A network namespace whose ephemeral range is two ports (40000-40001), so that which port
+    the kernel offers next is known and a clash is certain, not a one-in-28 000 chance."""
+    ns = f"cairn-ports-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "netns", "exec", ns, "sh", "-c",
+                        "echo 40000 40001 > /proc/sys/net/ipv4/ip_local_port_range"], check=True)
+        yield ns
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def test_instances_never_get_a_reserved_port(tmp_path, narrow_ns):
+    # CI once failed this way: the first deploy's instance took the port the app's proxy was
+    # about to bind ("bind: address already in use" at switch). The controller now names the
+    # proxy port in reserved_ports and the agent skips it (and every proxy's and instance's port).
+    a = Agent("ip", tmp_path / "state")
+    a.state.mkdir()
+    a.binary = BIN
+    src = tmp_path / "envecho"
+    shutil.copytree(APP, src)
+    rid = build(a.state, src)
+    out = open(a.log, "ab")
+    a.proc = subprocess.Popen(["ip", "netns", "exec", narrow_ns, BIN, "agent", "--state",
+                               str(a.state)], stdout=out, stderr=out, env=a.env,
+                              start_new_session=True)
+    out.close()
+    try:
+        wait_for(a.up, "the agent in the namespace to answer")
+        assert a.call("POST", f"/v1/releases/{rid}/activate", {})[0] == 200
+        for reserved, want in ((40000, 40001), (40001, 40000)):
+            (i,) = start(a, rid, reserved_ports=[reserved])
+            assert i["port"] == want, (reserved, i)
+            st, body = a.call("DELETE", f"/v1/apps/envecho/instances/{i['id']}")
+            assert st in (200, 202), body
+            wait_for(lambda: a.call("GET", f"/v1/apps/envecho/instances/{i['id']}")[0] == 404,
+                     "the instance to be removed")
+        # one instance holds 40001; the only other port is reserved: a clear error, no instance
+        (i,) = start(a, rid, reserved_ports=[40000])
+        st, body = a.call("POST", "/v1/apps/envecho/instances",
+                          dict(release=rid, count=1, reserved_ports=[40000]))
+        assert st >= 500 and "no free loopback port" in body["error"]["message"], body
+        assert [x["id"] for x in a.call("GET", "/v1/apps/envecho/instances")[1]["instances"]] \
+            == [i["id"]]
+        for bad in ([0], [65536], ["80"], list(range(1, 10)), 80):
+            st, body = a.call("POST", "/v1/apps/envecho/instances",
+                              dict(release=rid, reserved_ports=bad))
+            assert st == 400 and "reserved_ports" in body["error"]["message"], (bad, body)
+    finally:
+        a.cleanup()
+    wait_for(lambda: not processes_of(a.state), "no process of the test's state dir")

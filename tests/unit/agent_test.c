@@ -225,13 +225,17 @@ static void test_parse_start(void **state)
 	struct err e = { 0 };
 	const char *id = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 	char *ok = xasprintf("{\"release\":\"%s\",\"count\":3,\"env\":{\"A\":\"b\"},"
-			     "\"stop_timeout_ms\":250,\"stop_signal\":\"SIGINT\",\"data_dir\":null}", id);
+			     "\"stop_timeout_ms\":250,\"stop_signal\":\"SIGINT\",\"data_dir\":null,"
+			     "\"reserved_ports\":[8080,1]}", id);
 	(void)state;
 	assert_int_equal(agent_parse_start(ok, strlen(ok), &r, &e), 0);
 	assert_string_equal(r.release, id);
 	assert_int_equal(r.count, 3);
 	assert_int_equal(r.stop_timeout_ms, 250);
 	assert_int_equal(r.stop_signal, SIGINT);
+	assert_int_equal(r.n_reserved, 2);
+	assert_int_equal(r.reserved[0], 8080);
+	assert_int_equal(r.reserved[1], 1);
 	assert_string_equal(json_string_value(json_object_get(r.env, "A")), "b");
 	start_req_done(&r);
 	free(ok);
@@ -243,6 +247,9 @@ static void test_parse_start(void **state)
 		"{\"release\":\"" "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" "\",\"stop_signal\":\"SIGFOO\"}",
 		"{\"release\":\"" "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" "\",\"stop_timeout_ms\":-1}",
 		"{\"release\":\"" "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" "\",\"extra\":1}",
+		"{\"release\":\"" "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" "\",\"reserved_ports\":[0]}",
+		"{\"release\":\"" "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" "\",\"reserved_ports\":[1,2,3,4,5,6,7,8,9]}",
+		"{\"release\":\"" "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" "\",\"reserved_ports\":80}",
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		err_clear(&e);
