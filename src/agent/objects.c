@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -63,6 +64,8 @@ struct put_job {
 	char hex[HASH_HEX_LEN + 1];
 	char *data; /* owned: the body */
 	size_t n;
+	int64_t offset, size; /* a part (size > 0): ?offset=&size= */
+	int64_t received;     /* a part: bytes the agent holds after it */
 	bool added;
 	int r;
 	struct err e;
@@ -74,6 +77,11 @@ static void put_run(struct work *w)
 	char got[HASH_HEX_LEN + 1], *tmp = NULL;
 	int fd;
 
+	if (j->size > 0) {
+		j->r = objstore_part_put(j->os, j->hex, j->offset, j->size, j->data, j->n,
+					 &j->received, &j->added, &j->e);
+		return;
+	}
 	hash_mem(j->data, j->n, got);
 	if (strcmp(got, j->hex)) {
 		j->r =
@@ -104,14 +112,57 @@ static void put_done(struct work *w)
 	struct put_job *j = (struct put_job *)w;
 	if (w->cancelled)
 		agent_reply_error(j->req, 503, "unavailable", "the agent is shutting down");
+	else if (j->r < 0 && j->e.code == EEXIST) /* a part at the wrong offset: where to resume */
+		agent_reply_json(j->req, 409,
+				 json_pack("{s:{s:s,s:s},s:I}", "error", "code", "conflict",
+					   "message", j->e.msg, "received",
+					   (json_int_t)j->received));
 	else if (j->r < 0)
 		agent_reply_err(j->req, &j->e);
+	else if (j->size > 0 && j->r == 0)
+		agent_reply_json(j->req, 202,
+				 json_pack("{s:s,s:I,s:I}", "digest", j->hex, "received",
+					   (json_int_t)j->received, "size", (json_int_t)j->size));
 	else
 		agent_reply_json(j->req, j->added ? 201 : 200,
 				 json_pack("{s:s,s:I,s:b}", "digest", j->hex, "size",
-					   (json_int_t)j->n, "added", j->added));
+					   (json_int_t)(j->size > 0 ? j->size : (int64_t)j->n),
+					   "added", j->added));
 	free(j->data);
 	free(j);
+}
+
+/* ?offset=N&size=T (both or neither): one part of an object sent in pieces. Answers 400 and
+ * returns -1 on a bad query; size stays -1 for a whole object. */
+static int part_query(struct evhttp_request *req, int64_t *offset, int64_t *size)
+{
+	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	struct evkeyvalq params;
+	const char *o, *t;
+	int r = 0;
+
+	if (!q || !*q)
+		return 0;
+	if (evhttp_parse_query_str(q, &params) < 0) {
+		agent_reply_error(req, 400, "input", "the query is not key=value pairs");
+		return -1;
+	}
+	o = evhttp_find_header(&params, "offset");
+	t = evhttp_find_header(&params, "size");
+	char *e1 = NULL, *e2 = NULL;
+	long long ov = o ? strtoll(o, &e1, 10) : -1, tv = t ? strtoll(t, &e2, 10) : -1;
+	if (!o || !t || !*o || !*t || *e1 || *e2 || ov < 0 || tv < 1 || ov >= tv ||
+	    tv > AGENT_OBJECT_TOTAL_MAX) {
+		agent_reply_error(req, 400, "input",
+				  "a part needs ?offset=N&size=T with 0 <= N < T <= %lld",
+				  (long long)AGENT_OBJECT_TOTAL_MAX);
+		r = -1;
+	} else {
+		*offset = ov;
+		*size = tv;
+	}
+	evhttp_clear_headers(&params);
+	return r;
 }
 
 static void handle_put(struct agent *ag, struct evhttp_request *req, const char *hex)
@@ -130,6 +181,9 @@ static void handle_put(struct agent *ag, struct evhttp_request *req, const char 
 				  AGENT_OBJECT_MAX);
 		return;
 	}
+	int64_t offset = -1, size = -1;
+	if (part_query(req, &offset, &size) < 0)
+		return;
 	j = calloc(1, sizeof(*j));
 	if (j)
 		j->data = malloc(n ? n : 1);
@@ -140,6 +194,8 @@ static void handle_put(struct agent *ag, struct evhttp_request *req, const char 
 	}
 	evbuffer_copyout(in, j->data, n);
 	j->n = n;
+	j->offset = offset;
+	j->size = size;
 	j->w.run = put_run;
 	j->w.done = put_done;
 	j->req = req;

@@ -205,15 +205,14 @@ static int open_socket(struct agent *ag, int *out_fd, struct err *e)
 	return net_unix_listen(ag->sock_path, 0600, 128, out_fd, e);
 }
 
-/* Temp dirs of activations an earlier agent did not finish (it was killed midway). */
-static void clean_stale_activations(const char *state_dir)
+static void remove_prefixed(const char *state_dir, const char *sub, const char *prefix)
 {
-	char *dir = fs_join(state_dir, "releases");
+	char *dir = fs_join(state_dir, sub);
 	DIR *d = opendir(dir);
 	struct dirent *de;
 	if (d) {
 		while ((de = readdir(d)))
-			if (str_starts(de->d_name, ".tmp-")) {
+			if (str_starts(de->d_name, prefix)) {
 				char *p = fs_join(dir, de->d_name);
 				fs_rm_rf(p);
 				free(p);
@@ -221,6 +220,14 @@ static void clean_stale_activations(const char *state_dir)
 		closedir(d);
 	}
 	free(dir);
+}
+
+/* What an earlier agent left half-done when it was killed: temp dirs of activations, and
+ * objects received in parts (only this agent writes those; a sender starts them over). */
+static void clean_stale_activations(const char *state_dir)
+{
+	remove_prefixed(state_dir, "releases", ".tmp-");
+	remove_prefixed(state_dir, "tmp", "part-");
 }
 
 static void agent_done(struct agent *ag)

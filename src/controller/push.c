@@ -8,9 +8,11 @@
 #include "release/release.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define PUSH_BATCH 4096 /* digests per "missing" request (the agent takes AGENT_DIGESTS_MAX) */
 
@@ -64,6 +66,50 @@ static int ask_missing(const char *host, char (*d)[HASH_HEX_LEN + 1], size_t n, 
 	return 0;
 }
 
+/* An object bigger than one part goes in AGENT_PART_BYTES pieces, read from the store file
+ * as they are sent (memory stays at one part); the agent hashes the whole object when the last
+ * part arrives, so a store file that went bad here is refused there (422). */
+static int send_parts(const struct exec_job *j, const char *host, const char *hex,
+		      const char *src, int64_t size, struct err *e)
+{
+	char path[HASH_HEX_LEN + 96], *chunk;
+	int fd = open(src, O_RDONLY | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return err_set(e, errno, "cannot open object %.12s…: %s", hex, strerror(errno));
+	if (!(chunk = malloc(AGENT_PART_BYTES))) {
+		close(fd);
+		return err_set(e, ENOMEM, "out of memory");
+	}
+	for (int64_t off = 0; off < size && r == 0;) {
+		size_t want = size - off < AGENT_PART_BYTES ? (size_t)(size - off) : AGENT_PART_BYTES;
+		ssize_t got;
+		if (atomic_load(j->abort)) {
+			r = err_set(e, ECANCELED, "stopped while sending objects to %s", host);
+			break;
+		}
+		do
+			got = pread(fd, chunk, want, off);
+		while (got < 0 && errno == EINTR);
+		if (got != (ssize_t)want) {
+			r = err_set(e, got < 0 ? errno : EIO, "cannot read object %.12s…: %s", hex,
+				    got < 0 ? strerror(errno) : "it is shorter than its size");
+			break;
+		}
+		snprintf(path, sizeof(path), "/v1/objects/%s?offset=%lld&size=%lld", hex,
+			 (long long)off, (long long)size);
+		int64_t t = CTL_AGENT_CALL_MS + (int64_t)(want / (1024 * 1024)) * 1000;
+		if ((r = hosts_call(host, "PUT", path, NULL, chunk, want, t, NULL, e)) < 0)
+			err_prefix(e, "sending object %.12s (bytes %lld-%lld of %lld) to %s", hex,
+				   (long long)off, (long long)(off + (int64_t)want),
+				   (long long)size, host);
+		off += (int64_t)want;
+	}
+	free(chunk);
+	close(fd);
+	return r;
+}
+
 int hosts_push_release(const struct exec_job *j, const char *host, struct buf *detail,
 		       struct err *e)
 {
@@ -79,7 +125,7 @@ int hosts_push_release(const struct exec_job *j, const char *host, struct buf *d
 	int r;
 
 	strv_init(&miss);
-	buf_init(&obj, AGENT_OBJECT_MAX + 1);
+	buf_init(&obj, AGENT_PART_BYTES + 1);
 	if ((r = objstore_open(j->state_dir, &os, e)) < 0 ||
 	    (r = release_load(os, j->release, &m, e)) < 0)
 		goto out;
@@ -96,17 +142,16 @@ int hosts_push_release(const struct exec_job *j, const char *host, struct buf *d
 		}
 		char *op = objstore_path(os, miss.v[i]);
 		struct stat st;
-		bool big = stat(op, &st) == 0 && st.st_size > AGENT_OBJECT_MAX;
-		free(op);
+		bool big = stat(op, &st) == 0 && st.st_size > AGENT_PART_BYTES;
 		if (big) {
-			r = err_set(
-			    e, CAIRN_EINPUT,
-			    "object %.12s of release %.19s has %lld bytes, more than the %d MiB "
-			    "an agent accepts in one piece; %s cannot receive this release",
-			    miss.v[i], j->release, (long long)st.st_size,
-			    AGENT_OBJECT_MAX / (1024 * 1024), host);
-			goto out;
+			r = send_parts(j, host, miss.v[i], op, st.st_size, e);
+			free(op);
+			if (r < 0)
+				goto out;
+			bytes += st.st_size;
+			continue;
 		}
+		free(op);
 		buf_reset(&obj);
 		if ((r = objstore_read(os, miss.v[i], &obj, e)) < 0)
 			goto out;

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -328,4 +329,102 @@ int objstore_verify(const struct objstore *os, const char *hex, struct err *e)
 int objstore_sync(struct objstore *os)
 {
 	return syncfs(os->objects_fd) < 0 ? -errno : 0;
+}
+
+/* ---- resumable upload in parts ----------------------------------------------------------- */
+
+int objstore_part_put(struct objstore *os, const char *hex, int64_t offset, int64_t size,
+		      const void *p, size_t n, int64_t *out_received, bool *out_added,
+		      struct err *e)
+{
+	char name[HASH_HEX_LEN + 16];
+	char *path;
+	struct stat st;
+	int fd, r = 0;
+
+	*out_received = 0;
+	if (out_added)
+		*out_added = false;
+	if (strlen(hex) != HASH_HEX_LEN || !hash_is_hex(hex, HASH_HEX_LEN))
+		return err_set(e, CAIRN_EINPUT, "'%.80s' is not an object digest", hex);
+	if (size <= 0 || offset < 0 || offset > size || (int64_t)n > size - offset)
+		return err_set(e, CAIRN_EINPUT,
+			       "a part of %zu bytes at offset %lld does not fit an object of %lld "
+			       "bytes",
+			       n, (long long)offset, (long long)size);
+	if (objstore_has(os, hex)) { /* nothing to send: say it is whole */
+		*out_received = size;
+		return 1;
+	}
+	snprintf(name, sizeof(name), "part-%s", hex);
+	path = fs_join(os->tmp, name);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = err_set(e, errno, "cannot open %s: %s", path, strerror(errno));
+		goto out;
+	}
+	/* one sender per object at a time; the lock goes with the fd */
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		r = err_set(e, EBUSY, "object %.12s… is being received from another sender", hex);
+		goto out;
+	}
+	if (fstat(fd, &st) < 0) {
+		r = err_set(e, errno, "stat %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (offset == 0 && st.st_size > 0) { /* a sender that starts over */
+		if (ftruncate(fd, 0) < 0) {
+			r = err_set(e, errno, "truncate %s: %s", path, strerror(errno));
+			goto out;
+		}
+		st.st_size = 0;
+	}
+	if (offset != st.st_size || st.st_size > size) {
+		*out_received = st.st_size <= size ? st.st_size : 0;
+		r = err_set(e, EEXIST,
+			    "object %.12s…: %lld bytes received so far; send the part at offset "
+			    "%lld (or start over at 0)",
+			    hex, (long long)*out_received, (long long)*out_received);
+		goto out;
+	}
+	for (size_t done = 0; done < n;) {
+		ssize_t w = pwrite(fd, (const char *)p + done, n - done, offset + (off_t)done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			r = err_set(e, w < 0 ? errno : EIO, "cannot write %s: %s", path,
+				    strerror(w < 0 ? errno : EIO));
+			goto out;
+		}
+		done += (size_t)w;
+	}
+	*out_received = offset + (int64_t)n;
+	if (*out_received < size)
+		goto out;
+	/* the last byte is here: the whole file must hash to its name before it is visible */
+	char got[HASH_HEX_LEN + 1];
+	if (lseek(fd, 0, SEEK_SET) < 0 || hash_fd(fd, got) != size) {
+		r = err_set(e, EIO, "cannot read back %s", path);
+		goto out;
+	}
+	if (strcmp(got, hex)) {
+		unlink(path);
+		*out_received = 0;
+		r = err_set(e, CAIRN_ECORRUPT,
+			    "the %lld bytes sent hash to %.12s…, not to %.12s…: the object was not "
+			    "stored; send it again from offset 0",
+			    (long long)size, got, hex);
+		goto out;
+	}
+	if (fchmod(fd, 0444) < 0) {
+		r = err_set(e, errno, "chmod %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if ((r = objstore_tmp_commit(os, path, hex, out_added, e)) == 0)
+		r = 1;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	return r;
 }

@@ -37,6 +37,15 @@ int objstore_verify(const struct objstore *os, const char *hex, struct err *e);
 int objstore_tmp_open(struct objstore *os, int *out_fd, char **out_path, struct err *e);
 int objstore_tmp_commit(struct objstore *os, const char *tmp_path, const char *hex,
 			bool *out_added, struct err *e);
+/* Resumable upload of an object too big for one request: writes n bytes at offset of an
+ * object of size bytes into <state>/tmp/part-<hex>. offset 0 starts over; any other offset must
+ * equal what the part file holds (else EEXIST with *out_received = what it holds, so the sender
+ * resumes there; EBUSY while another sender writes the same object). When the last byte arrives
+ * the whole file is hashed: a mismatch drops it (CAIRN_ECORRUPT), a match stores it
+ * (*out_added). Returns 1 when the object is in the store, 0 when more parts are due. */
+int objstore_part_put(struct objstore *os, const char *hex, int64_t offset, int64_t size,
+		      const void *p, size_t n, int64_t *out_received, bool *out_added,
+		      struct err *e);
 /* Makes everything written so far durable (syncfs on the store's file system). */
 int objstore_sync(struct objstore *os);
 const char *objstore_state_dir(const struct objstore *os);

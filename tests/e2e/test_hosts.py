@@ -119,6 +119,27 @@ def test_two_host_deploy_pushes_objects_and_serves(cairn, fleet):
         assert {i["release"] for i in hs["instances"]} == {ids["v1b"]}, hs
 
 
+def test_object_bigger_than_one_request_goes_in_parts(cairn, fleet, tmp_path):
+    # an agent takes at most 64 MiB per request: a 70 MiB file (a fat binary, a model, a jar)
+    # travels in 32 MiB parts and is hashed whole on the host before anything uses it
+    ctl, ids, hosts, _ = fleet
+    src = tmp_path / "urlshort-big"
+    shutil.copytree(EXAMPLES / "urlshort" / "v1", src)
+    app_tree(src, hosts, BIN, "big: one 70 MiB file")
+    big = random.Random(70).randbytes(70 << 20)
+    (src / "model.bin").write_bytes(big)
+    rel = cairn.run("build", "--tag", "big", cwd=src, check=0).stdout.strip().splitlines()[-1]
+    ctl.start()
+    j = ctl.wait_terminal(deploy(ctl, rel, "big"), timeout=300)
+    assert j["state"] == "succeeded", json.dumps(j, indent=1)
+    for h in hosts:
+        d = step_detail(j, h.name, "ensure_objects")
+        assert d["pushed_bytes"] > 70 << 20 and d["verified"], d
+        served = h.state / "releases" / rel.split(":")[1] / "model.bin"
+        assert served.stat().st_size == len(big) and served.read_bytes() == big
+        assert not list((h.state / "tmp").glob("part-*")), "a part file was left behind"
+
+
 def test_killed_ssh_link_is_reestablished_mid_job(cairn, fleet):
     ctl, ids, hosts, src = fleet
     # each step takes a little longer, so the kill lands in the middle of the job
