@@ -1,7 +1,8 @@
 /* fuzz_agent_api: the agent API's request-body parsers on arbitrary bytes must never crash or
  * leak; what they accept must hold their documented bounds. The first byte picks the parser
- * (start, probe, timeout, proxy, check), the rest is the body. */
+ * (start, probe, timeout, proxy, check, the query of an object part), the rest is the body. */
 #include "agent/agent-internal.h"
+#include "release/release.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -18,13 +19,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	body = (const char *)data + 1;
 	n = size - 1;
-	switch (data[0] % 5) {
+	switch (data[0] % 6) {
 	case 0: {
 		struct start_req r;
 		if (agent_parse_start(body, n, &r, &e) == 0) {
 			if (r.count < 1 || r.count > AGENT_MAX_COUNT || strlen(r.release) != HASH_ID_LEN ||
-			    json_object_size(r.env) > AGENT_MAX_ENV || r.stop_signal <= 0)
+			    json_object_size(r.env) > AGENT_MAX_ENV || r.stop_signal <= 0 ||
+			    r.n_reserved > AGENT_MAX_RESERVED)
 				abort();
+			for (size_t i = 0; i < r.n_reserved; i++)
+				if (r.reserved[i] < 1 || r.reserved[i] > 65535)
+					abort();
 			start_req_done(&r);
 		} else if (!e.msg[0]) {
 			abort();
@@ -50,6 +55,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		} else if (!e.msg[0]) {
 			abort();
 		}
+		break;
+	}
+	case 5: {
+		char *q = strndup(body, n);
+		int64_t off, sz;
+		int r = q ? objstore_parse_part_query(q, &off, &sz, &e) : 0;
+		if (r == 1 && (off < 0 || sz < 1 || off >= sz || sz > OBJSTORE_PART_TOTAL_MAX))
+			abort();
+		if (r == 0 && (off != -1 || sz != -1))
+			abort();
+		if (r < 0 && !e.msg[0])
+			abort();
+		free(q);
 		break;
 	}
 	case 4: {

@@ -10,7 +10,6 @@
 
 #define AGENT_SOCKET_NAME "agent.sock"
 #define AGENT_OBJECT_MAX (64 * 1024 * 1024) /* PUT /v1/objects/{hex}: one request's bytes */
-#define AGENT_OBJECT_TOTAL_MAX (1LL << 40)    /* an object sent in parts (?offset=&size=) */
 #define AGENT_PART_BYTES (32 * 1024 * 1024)   /* what the controller sends per part */
 #define AGENT_DIGESTS_MAX 10000             /* POST /v1/objects/missing: digests per request */
 

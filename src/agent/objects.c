@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -132,37 +131,17 @@ static void put_done(struct work *w)
 	free(j);
 }
 
-/* ?offset=N&size=T (both or neither): one part of an object sent in pieces. Answers 400 and
- * returns -1 on a bad query; size stays -1 for a whole object. */
+/* ?offset=N&size=T: one part of an object sent in pieces; size stays -1 for a whole object.
+ * Answers 400 and returns -1 on a bad query. */
 static int part_query(struct evhttp_request *req, int64_t *offset, int64_t *size)
 {
-	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-	struct evkeyvalq params;
-	const char *o, *t;
-	int r = 0;
-
-	if (!q || !*q)
-		return 0;
-	if (evhttp_parse_query_str(q, &params) < 0) {
-		agent_reply_error(req, 400, "input", "the query is not key=value pairs");
+	struct err e = {0};
+	if (objstore_parse_part_query(evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)),
+				      offset, size, &e) < 0) {
+		agent_reply_err(req, &e);
 		return -1;
 	}
-	o = evhttp_find_header(&params, "offset");
-	t = evhttp_find_header(&params, "size");
-	char *e1 = NULL, *e2 = NULL;
-	long long ov = o ? strtoll(o, &e1, 10) : -1, tv = t ? strtoll(t, &e2, 10) : -1;
-	if (!o || !t || !*o || !*t || *e1 || *e2 || ov < 0 || tv < 1 || ov >= tv ||
-	    tv > AGENT_OBJECT_TOTAL_MAX) {
-		agent_reply_error(req, 400, "input",
-				  "a part needs ?offset=N&size=T with 0 <= N < T <= %lld",
-				  (long long)AGENT_OBJECT_TOTAL_MAX);
-		r = -1;
-	} else {
-		*offset = ov;
-		*size = tv;
-	}
-	evhttp_clear_headers(&params);
-	return r;
+	return 0;
 }
 
 static void handle_put(struct agent *ag, struct evhttp_request *req, const char *hex)

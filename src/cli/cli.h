@@ -93,6 +93,7 @@ bool cli_api_is_remote(const struct cli_api_opts *o);
 char *cli_cache_dir(const struct cli_ctx *ctx);
 
 #define CLI_UPLOAD_PARALLEL 4       /* objects uploaded at once */
+#define CLI_PART_BYTES (16 << 20)   /* an object bigger than this is uploaded in parts */
 #define CLI_UPLOAD_BATCH 100000     /* digests per missing-list request (the API's bound) */
 
 struct cli_upload_result {

@@ -7,6 +7,7 @@
 #include "release/release.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -108,18 +109,18 @@ struct pool {
 	struct err err;
 };
 
-static int put_one(struct pool *p, struct httpc_session *hs, const struct obj *o, struct err *e)
+/* One PUT of an object (body_file) or of a part of one (body, with ?offset=&size=). */
+static int put_req(struct pool *p, struct httpc_session *hs, const struct obj *o,
+		   struct httpc_req *rq, size_t n, struct err *e)
 {
-	char *file = objstore_path(p->os, o->hex), *path = xasprintf("/v1/objects/%s", o->hex);
 	struct httpc c = p->a->c;
-	struct httpc_req rq = {.method = "PUT", .path = path, .body_file = file};
 	struct httpc_resp resp;
 	int r;
 
 	/* a large object over a slow link: 30 s plus a second per MiB */
-	c.timeout_ms = CLI_API_TIMEOUT_MS + o->size / 1024;
+	c.timeout_ms = CLI_API_TIMEOUT_MS + (int64_t)n / 1024;
 	buf_init(&resp.body, 64 * 1024);
-	r = hs ? httpc_session_do(hs, &c, &rq, &resp, e) : httpc_do(&c, &rq, &resp, e);
+	r = hs ? httpc_session_do(hs, &c, rq, &resp, e) : httpc_do(&c, rq, &resp, e);
 	if (r == 0 && resp.status >= 400) {
 		json_t *j =
 		    json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
@@ -142,9 +143,56 @@ static int put_one(struct pool *p, struct httpc_session *hs, const struct obj *o
 		json_decref(j);
 	}
 	buf_done(&resp.body);
+	return r < 0 ? r : 0;
+}
+
+/* An object over CLI_PART_BYTES goes in parts read from the store file as they are sent, so
+ * neither side holds more than one part; the controller hashes the whole at the last one. */
+static int put_parts(struct pool *p, struct httpc_session *hs, const struct obj *o,
+		     const char *file, struct err *e)
+{
+	char path[HASH_HEX_LEN + 96], *chunk = malloc(CLI_PART_BYTES);
+	int fd = chunk ? open(file, O_RDONLY | O_CLOEXEC) : -1, r = 0;
+
+	if (!chunk || fd < 0) {
+		r = err_set(e, chunk ? errno : ENOMEM, "cannot read object %s (%s): %s", o->hex,
+			    file, strerror(chunk ? errno : ENOMEM));
+		goto out;
+	}
+	for (int64_t off = 0; off < o->size && r == 0;) {
+		size_t want =
+		    o->size - off < CLI_PART_BYTES ? (size_t)(o->size - off) : CLI_PART_BYTES;
+		ssize_t got;
+		do
+			got = pread(fd, chunk, want, off);
+		while (got < 0 && errno == EINTR);
+		if (got != (ssize_t)want) {
+			r = err_set(e, got < 0 ? errno : EIO, "cannot read object %s (%s): %s",
+				    o->hex, file, got < 0 ? strerror(errno) : "shorter than built");
+			break;
+		}
+		snprintf(path, sizeof(path), "/v1/objects/%s?offset=%lld&size=%lld", o->hex,
+			 (long long)off, (long long)o->size);
+		struct httpc_req rq = {.method = "PUT", .path = path, .body = chunk, .body_n = want};
+		r = put_req(p, hs, o, &rq, want, e);
+		off += (int64_t)want;
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	free(chunk);
+	return r;
+}
+
+static int put_one(struct pool *p, struct httpc_session *hs, const struct obj *o, struct err *e)
+{
+	char *file = objstore_path(p->os, o->hex), *path = xasprintf("/v1/objects/%s", o->hex);
+	struct httpc_req rq = {.method = "PUT", .path = path, .body_file = file};
+	int r = o->size > CLI_PART_BYTES ? put_parts(p, hs, o, file, e)
+					 : put_req(p, hs, o, &rq, (size_t)o->size, e);
 	free(file);
 	free(path);
-	return r < 0 ? r : 0;
+	return r;
 }
 
 static void progress(struct pool *p, bool last)

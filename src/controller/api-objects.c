@@ -24,6 +24,7 @@ struct obj_task {
 	struct api_digests dg; /* owned until work() ends: missing-list request */
 	struct api_release_body rel;
 	char hex[HASH_HEX_LEN + 1];
+	int64_t offset, size; /* PUT of a part: ?offset=&size= (size -1: the whole object) */
 };
 
 static int open_objects(struct obj_task *ot, struct objstore **out)
@@ -92,6 +93,44 @@ static int pass_chains(struct evbuffer *b, int fd, char out_hex[HASH_HEX_LEN + 1
 	return r;
 }
 
+/* One part of an object sent in pieces (release/objstore_part_put does the bookkeeping). */
+static void put_part(struct obj_task *ot, struct objstore *os)
+{
+	struct task *t = &ot->t;
+	size_t n = evbuffer_get_length(ot->body);
+	const unsigned char *p = n ? evbuffer_pullup(ot->body, -1) : (const unsigned char *)"";
+	int64_t received = 0;
+	bool added = false;
+	json_t *er;
+	int r;
+
+	if (!p) {
+		t->status = 503;
+		err_set(&t->err, ENOMEM, "out of memory");
+		return;
+	}
+	r = objstore_part_put(os, ot->hex, ot->offset, ot->size, p, n, &received, &added, &t->err);
+	if (r == 0) {
+		t->status = 202;
+		t->answer = json_pack("{s:s,s:I,s:I}", "digest", ot->hex, "received",
+				      (json_int_t)received, "size", (json_int_t)ot->size);
+	} else if (r == 1) {
+		t->status = added ? 201 : 200;
+		t->answer = json_pack("{s:s,s:I,s:b}", "digest", ot->hex, "size",
+				      (json_int_t)ot->size, "stored", added);
+	} else if (t->err.code == EEXIST && (er = fail(ot, 409, "conflict"))) {
+		json_object_set_new(t->answer, "received", json_integer(received));
+	} else if (t->err.code == EBUSY) {
+		fail(ot, 409, "conflict");
+	} else if (t->err.code == CAIRN_ECORRUPT) {
+		fail(ot, 422, "digest_mismatch");
+	} else if (t->err.code == CAIRN_EINPUT) {
+		fail(ot, 400, "input");
+	} else {
+		t->status = 500;
+	}
+}
+
 static void put_work(struct task *t)
 {
 	struct obj_task *ot = (struct obj_task *)t;
@@ -100,6 +139,12 @@ static void put_work(struct task *t)
 	size_t n = evbuffer_get_length(ot->body);
 	bool added = false;
 	int fd = -1, r;
+
+	if (ot->size > 0) {
+		if (open_objects(ot, &os) == 0)
+			put_part(ot, os);
+		goto out;
+	}
 
 	if (pass_chains(ot->body, -1, got) < 0) {
 		t->status = 503;
@@ -415,6 +460,14 @@ void api_objects_handle(struct server *srv, struct evhttp_request *req, const st
 			return;
 		}
 		memcpy(ot->hex, p->hex, sizeof(ot->hex));
+		if (objstore_parse_part_query(
+			evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)), &ot->offset,
+			&ot->size, &ot->t.err) < 0) {
+			server_reply_error(req, 400, "input", "%s", ot->t.err.msg);
+			evbuffer_free(ot->body);
+			free(ot);
+			return;
+		}
 		ot->t.work = put_work;
 	}
 	ot->t.req = req;

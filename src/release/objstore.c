@@ -428,3 +428,49 @@ out:
 	free(path);
 	return r;
 }
+
+static int part_number(const char *s, size_t n, int64_t *out)
+{
+	int64_t v = 0;
+	if (n == 0 || n > 16)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+int objstore_parse_part_query(const char *q, int64_t *out_offset, int64_t *out_size,
+			      struct err *e)
+{
+	int64_t off = -1, size = -1;
+
+	*out_offset = *out_size = -1;
+	if (!q || !*q)
+		return 0;
+	for (const char *p = q; *p;) {
+		const char *amp = strchr(p, '&'), *end = amp ? amp : p + strlen(p);
+		const char *eq = memchr(p, '=', (size_t)(end - p));
+		int64_t *slot = NULL;
+		if (eq && eq - p == 6 && !memcmp(p, "offset", 6))
+			slot = &off;
+		else if (eq && eq - p == 4 && !memcmp(p, "size", 4))
+			slot = &size;
+		if (!slot || *slot >= 0 || part_number(eq + 1, (size_t)(end - eq - 1), slot) < 0 ||
+		    (amp && !amp[1]))
+			goto bad;
+		p = amp ? amp + 1 : end;
+	}
+	if (off < 0 || size < 1 || off >= size || size > OBJSTORE_PART_TOTAL_MAX)
+		goto bad;
+	*out_offset = off;
+	*out_size = size;
+	return 1;
+bad:
+	return err_set(e, CAIRN_EINPUT,
+		       "a part is sent with ?offset=N&size=T, whole numbers with 0 <= N < T <= %lld",
+		       (long long)OBJSTORE_PART_TOTAL_MAX);
+}

@@ -46,6 +46,11 @@ int objstore_tmp_commit(struct objstore *os, const char *tmp_path, const char *h
 int objstore_part_put(struct objstore *os, const char *hex, int64_t offset, int64_t size,
 		      const void *p, size_t n, int64_t *out_received, bool *out_added,
 		      struct err *e);
+#define OBJSTORE_PART_TOTAL_MAX (1LL << 40) /* an object sent in parts: at most 1 TiB */
+/* The query of a part upload, "offset=N&size=T" (both, once each, nothing else): 1 and the
+ * numbers; 0 with both -1 for no query (a whole object); CAIRN_EINPUT otherwise. */
+int objstore_parse_part_query(const char *q, int64_t *out_offset, int64_t *out_size,
+			      struct err *e);
 /* Makes everything written so far durable (syncfs on the store's file system). */
 int objstore_sync(struct objstore *os);
 const char *objstore_state_dir(const struct objstore *os);

@@ -281,10 +281,38 @@ static void test_link_inside(void **state)
 	assert_true(manifest_link_inside("b", "."));
 }
 
+static void test_part_query(void **state)
+{
+	struct err e = { 0 };
+	int64_t off, size;
+	(void)state;
+	assert_int_equal(objstore_parse_part_query(NULL, &off, &size, &e), 0);
+	assert_true(off == -1 && size == -1);
+	assert_int_equal(objstore_parse_part_query("", &off, &size, &e), 0);
+	assert_int_equal(objstore_parse_part_query("offset=0&size=5", &off, &size, &e), 1);
+	assert_true(off == 0 && size == 5);
+	assert_int_equal(objstore_parse_part_query("size=1099511627776&offset=33554432", &off,
+						   &size, &e), 1);
+	assert_true(off == 33554432 && size == 1099511627776LL);
+	static const char *const bad[] = {
+		"offset=0", "size=5", "offset=5&size=5", "offset=-1&size=5", "offset=0&size=0",
+		"offset=x&size=5", "offset=0&size=5&x=1", "offset=0&offset=0&size=5",
+		"offset=&size=5", "offset=0&size=1099511627777", "offset=0&size=99999999999999999",
+		"offset=0&size=5&", "&offset=0&size=5", "offset0&size=5", "offset=0 &size=5",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err_clear(&e);
+		if (objstore_parse_part_query(bad[i], &off, &size, &e) != -CAIRN_EINPUT)
+			fail_msg("accepted: %s", bad[i]);
+		assert_true(e.msg[0] != 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_objstore_roundtrip_and_corruption),
+		cmocka_unit_test(test_part_query),
 		cmocka_unit_test(test_walk_sorted_excluded_and_refusals),
 		cmocka_unit_test(test_cache_hit_miss_and_racy),
 		cmocka_unit_test(test_textdiff),
