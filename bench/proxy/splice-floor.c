@@ -1,15 +1,17 @@
-/* bench/proxy/splice-floor: the least a userspace TCP proxy can do — accept one client, connect
- * the upstream, and move the upstream's bytes to the client with blocking splice(2) through a
- * 1 MiB pipe, a thread reading and a thread writing. No event loop, no bookkeeping, one
- * direction: the ceiling any splice-based proxy (cairn's TCP mode included) can reach on this
- * machine, so the table can tell the engine's cost from the kernel's.
- *   splice-floor LISTEN_PORT UPSTREAM_PORT      (both on 127.0.0.1; serves clients one by one) */
+/* bench/proxy/splice-floor: the least a userspace TCP proxy can do — accept a client, connect
+ * the upstream, and move bytes each way with blocking splice(2) through a 1 MiB pipe, one
+ * thread filling and one draining each pipe. No event loop, no bookkeeping, no limits: the
+ * ceiling any splice-based proxy (cairn's TCP mode and fault proxy included) can reach on this
+ * machine, so a table can tell the engine's cost from the kernel's. A thread per connection
+ * and direction: a reference for throughput, not a design.
+ *   splice-floor LISTEN_PORT UPSTREAM_PORT      (both on 127.0.0.1; 0: any, printed) */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -17,16 +19,57 @@
 
 #define PIPE_BYTES (1 << 20)
 
-struct fwd {
-	int pipe_r, client, upstream;
+static struct sockaddr_in upstream;
+
+struct pump {
+	int src, dst, pipe[2];
+	pthread_t writer;
 };
 
-static void *writer(void *arg)
+static void *drain(void *arg)
 {
-	struct fwd *f = arg;
-	while (splice(f->pipe_r, NULL, f->client, NULL, PIPE_BYTES, SPLICE_F_MOVE | SPLICE_F_MORE) > 0)
+	struct pump *p = arg;
+	while (splice(p->pipe[0], NULL, p->dst, NULL, PIPE_BYTES, SPLICE_F_MOVE | SPLICE_F_MORE) > 0)
 		;
-	shutdown(f->upstream, SHUT_RDWR); /* the client went away: end the reader too */
+	shutdown(p->dst, SHUT_WR);
+	shutdown(p->src, SHUT_RD); /* the far side went away: stop filling too */
+	return NULL;
+}
+
+static void *fill(void *arg)
+{
+	struct pump *p = arg;
+	while (splice(p->src, NULL, p->pipe[1], NULL, PIPE_BYTES, SPLICE_F_MOVE | SPLICE_F_MORE) > 0)
+		;
+	close(p->pipe[1]); /* the drain sees EOF once the pipe is empty */
+	pthread_join(p->writer, NULL);
+	close(p->pipe[0]);
+	return NULL;
+}
+
+static int pump_start(struct pump *p, pthread_t *t)
+{
+	if (pipe2(p->pipe, O_CLOEXEC))
+		return -1;
+	fcntl(p->pipe[1], F_SETPIPE_SZ, PIPE_BYTES);
+	if (pthread_create(&p->writer, NULL, drain, p))
+		return -1;
+	return pthread_create(t, NULL, fill, p);
+}
+
+static void *conn(void *arg)
+{
+	int c = (int)(intptr_t)arg, u = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct pump down = { .src = u, .dst = c }, up = { .src = c, .dst = u };
+	pthread_t td, tu;
+	if (connect(u, (struct sockaddr *)&upstream, sizeof upstream) == 0 &&
+	    pump_start(&down, &td) == 0) {
+		if (pump_start(&up, &tu) == 0)
+			pthread_join(tu, NULL);
+		pthread_join(td, NULL);
+	}
+	close(u);
+	close(c);
 	return NULL;
 }
 
@@ -38,33 +81,26 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[1])) };
+	socklen_t al = sizeof a;
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	upstream = a;
+	upstream.sin_port = htons((unsigned short)atoi(argv[2]));
 	int one = 1, l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 16))
+	if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 512) ||
+	    getsockname(l, (struct sockaddr *)&a, &al))
 		return perror("splice-floor: listen"), 1;
-	a.sin_port = htons((unsigned short)atoi(argv[2]));
+	printf("ready %d\n", ntohs(a.sin_port));
+	fflush(stdout);
 	for (;;) {
-		int c = accept4(l, NULL, NULL, SOCK_CLOEXEC), u, p[2];
+		int c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+		pthread_t t;
 		if (c < 0)
 			continue;
-		u = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (connect(u, (struct sockaddr *)&a, sizeof a) || pipe2(p, O_CLOEXEC)) {
-			perror("splice-floor: upstream");
+		if (pthread_create(&t, NULL, conn, (void *)(intptr_t)c)) {
 			close(c);
-			close(u);
 			continue;
 		}
-		fcntl(p[1], F_SETPIPE_SZ, PIPE_BYTES);
-		struct fwd f = { p[0], c, u };
-		pthread_t t;
-		pthread_create(&t, NULL, writer, &f);
-		while (splice(u, NULL, p[1], NULL, PIPE_BYTES, SPLICE_F_MOVE | SPLICE_F_MORE) > 0)
-			;
-		close(p[1]); /* the writer sees EOF once the pipe is empty */
-		pthread_join(t, NULL);
-		close(p[0]);
-		close(u);
-		close(c);
+		pthread_detach(t);
 	}
 }
