@@ -10,7 +10,6 @@
 
 #define AGENT_SOCKET_NAME "agent.sock"
 #define AGENT_OBJECT_MAX (64 * 1024 * 1024) /* PUT /v1/objects/{hex}: one object's bytes */
-#define AGENT_DIGESTS_MAX 10000             /* POST /v1/objects/missing: digests per request */
 
 struct agent_opts {
 	const char *state_dir;

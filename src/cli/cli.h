@@ -93,7 +93,7 @@ bool cli_api_is_remote(const struct cli_api_opts *o);
 char *cli_cache_dir(const struct cli_ctx *ctx);
 
 #define CLI_UPLOAD_PARALLEL 4       /* objects uploaded at once */
-#define CLI_UPLOAD_BATCH 100000     /* digests per missing-list request (the API's bound) */
+#define CLI_UPLOAD_BATCH 100000     /* digests per missing-list request (OBJSTORE_DIGESTS_MAX) */
 
 struct cli_upload_result {
 	size_t objects, uploaded, skipped; /* distinct objects of the release (+ its manifest) */
