@@ -1,7 +1,9 @@
 /* fuzz_api_objects: the controller's object-upload body parsers on arbitrary bytes — the
- * missing-list request {"digests":[hex…]} and the release registration {"id","tag"} — must
- * never crash or leak; what they accept is bounded, lowercase hex, and parses the same twice. */
+ * missing-list request {"digests":[hex…]} (objstore_parse_digests, shared with the agent) and
+ * the release registration {"id","tag"} — must never crash or leak; what they accept is
+ * bounded, lowercase hex, and parses the same twice. */
 #include "controller/controller.h"
+#include "release/release.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,11 +13,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_digests(const char *p, size_t n)
 {
-	struct api_digests a, b;
+	struct objstore_digests a, b;
 	struct err e;
-	if (api_parse_digests_body(p, n, &a, &e) < 0)
+	if (objstore_parse_digests(p, n, &a, &e) < 0)
 		return;
-	if (a.n > API_DIGESTS_MAX) {
+	if (a.n > OBJSTORE_DIGESTS_MAX) {
 		fprintf(stderr, "fuzz_api_objects: %zu digests accepted\n", a.n);
 		abort();
 	}
@@ -24,13 +26,13 @@ static void check_digests(const char *p, size_t n)
 			fprintf(stderr, "fuzz_api_objects: accepted a digest that is not hex\n");
 			abort();
 		}
-	if (api_parse_digests_body(p, n, &b, &e) < 0 || a.n != b.n ||
+	if (objstore_parse_digests(p, n, &b, &e) < 0 || a.n != b.n ||
 	    (a.n && memcmp(a.v, b.v, a.n * sizeof(*a.v)))) {
 		fprintf(stderr, "fuzz_api_objects: digests parse is not stable\n");
 		abort();
 	}
-	api_digests_done(&a);
-	api_digests_done(&b);
+	objstore_digests_done(&a);
+	objstore_digests_done(&b);
 }
 
 static void check_release(const char *p, size_t n)

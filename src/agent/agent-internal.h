@@ -107,14 +107,6 @@ struct proxy_req {
 };
 void proxy_req_done(struct proxy_req *r);
 int agent_parse_proxy(const char *body, size_t n, struct proxy_req *out, struct err *e);
-/* POST /v1/objects/missing: {"digests":[hex…]} (at most AGENT_DIGESTS_MAX, each 64 lowercase
- * hex; duplicates allowed). */
-struct digest_list {
-	char (*hex)[HASH_HEX_LEN + 1]; /* owned */
-	size_t n;
-};
-void digest_list_done(struct digest_list *l);
-int agent_parse_digests(const char *body, size_t n, struct digest_list *out, struct err *e);
 /* POST …/instances/{iid}/check: one acceptance request against the instance, judged here
  * {"method","path","headers":{},"body","timeout_ms","expect":{"status","body_contains",
  * "max_latency_ms"}}. Strings point into doc. */

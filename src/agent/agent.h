@@ -11,7 +11,6 @@
 #define AGENT_SOCKET_NAME "agent.sock"
 #define AGENT_OBJECT_MAX (64 * 1024 * 1024) /* PUT /v1/objects/{hex}: one request's bytes */
 #define AGENT_PART_BYTES (32 * 1024 * 1024)   /* what the controller sends per part */
-#define AGENT_DIGESTS_MAX 10000             /* POST /v1/objects/missing: digests per request */
 
 struct agent_opts {
 	const char *state_dir;

@@ -12,46 +12,85 @@
 #include <string.h>
 #include <unistd.h>
 
-/* ---- POST /v1/objects/missing (on the loop: one stat per digest, at most 10000) ----------- */
+/* ---- POST /v1/objects/missing (on a worker) -----------------------------------------------
+ * The body is parsed by objstore_parse_digests (the controller's parser too) and each digest
+ * costs a stat: up to OBJSTORE_DIGESTS_MAX of each, so neither runs on the loop. */
+
+struct missing_job {
+	struct work w;
+	struct evhttp_request *req;
+	struct objstore *os; /* borrowed: objstore_has is safe from a worker */
+	char *body;          /* owned: the request body */
+	size_t n;
+	json_t *miss; /* owned: the answer's list */
+	int r;
+	struct err e;
+};
+
+static void missing_run(struct work *w)
+{
+	struct missing_job *j = (struct missing_job *)w;
+	struct objstore_digests d;
+
+	if ((j->r = objstore_parse_digests(j->body, j->n, &d, &j->e)) < 0)
+		return;
+	/* in request order; a digest asked twice is answered twice (clients dedupe) */
+	j->miss = json_array();
+	for (size_t i = 0; j->miss && i < d.n; i++)
+		if (!objstore_has(j->os, d.v[i]) &&
+		    json_array_append_new(j->miss, json_string(d.v[i])) < 0) {
+			json_decref(j->miss);
+			j->miss = NULL;
+		}
+	objstore_digests_done(&d);
+	if (!j->miss)
+		j->r = err_set(&j->e, ENOMEM, "out of memory");
+}
+
+static void missing_done(struct work *w)
+{
+	struct missing_job *j = (struct missing_job *)w;
+	if (w->cancelled)
+		agent_reply_error(j->req, 503, "unavailable", "the agent is shutting down");
+	else if (j->r < 0)
+		agent_reply_err(j->req, &j->e);
+	else
+		agent_reply_json(j->req, 200, json_pack("{s:O}", "missing", j->miss));
+	json_decref(j->miss);
+	free(j->body);
+	free(j);
+}
 
 static void handle_missing(struct agent *ag, struct evhttp_request *req)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	size_t n = evbuffer_get_length(in);
-	struct digest_list l = {0};
-	struct err e = {0};
-	json_t *miss;
-	char *body;
+	struct missing_job *j;
 
-	if (n > AGENT_BODY_MAX) {
-		agent_reply_error(req, 413, "input", "request body is larger than %d bytes",
-				  AGENT_BODY_MAX);
+	if (n > OBJSTORE_DIGESTS_BODY_MAX) {
+		agent_reply_error(req, 413, "input", "body is larger than %zu bytes",
+				  (size_t)OBJSTORE_DIGESTS_BODY_MAX);
 		return;
 	}
-	body = malloc(n + 1);
-	if (!body) {
+	j = calloc(1, sizeof(*j));
+	if (j)
+		j->body = malloc(n ? n : 1);
+	if (!j || !j->body) {
+		free(j);
 		agent_reply_error(req, 500, "internal", "out of memory");
 		return;
 	}
-	evbuffer_copyout(in, body, n);
-	body[n] = 0;
-	if (agent_parse_digests(body, n, &l, &e) < 0) {
-		free(body);
-		agent_reply_err(req, &e);
-		return;
+	evbuffer_copyout(in, j->body, n);
+	j->n = n;
+	j->w.run = missing_run;
+	j->w.done = missing_done;
+	j->req = req;
+	j->os = ag->os;
+	if (work_submit(ag->pool, &j->w) < 0) {
+		free(j->body);
+		free(j);
+		agent_reply_error(req, 503, "busy", "too many jobs queued; try again");
 	}
-	free(body);
-	miss = json_array();
-	/* in request order; a digest asked twice is answered twice (clients dedupe) */
-	for (size_t i = 0; miss && i < l.n; i++)
-		if (!objstore_has(ag->os, l.hex[i]))
-			json_array_append_new(miss, json_string(l.hex[i]));
-	digest_list_done(&l);
-	if (!miss) {
-		agent_reply_error(req, 500, "internal", "out of memory");
-		return;
-	}
-	agent_reply_json(req, 200, json_pack("{s:o}", "missing", miss));
 }
 
 /* ---- PUT /v1/objects/{hex} (on a worker) ------------------------------------------------- */

@@ -400,58 +400,6 @@ fail:
 	return rc;
 }
 
-void digest_list_done(struct digest_list *l)
-{
-	free(l->hex);
-	l->hex = NULL;
-	l->n = 0;
-}
-
-int agent_parse_digests(const char *body, size_t n, struct digest_list *out, struct err *e)
-{
-	static const char *const known[] = {"digests", NULL};
-	struct digest_list l = {0};
-	json_t *o = NULL, *arr, *v;
-	size_t i;
-	int rc;
-
-	if ((rc = parse_object(body, n, &o, e)) < 0)
-		return rc;
-	if ((rc = check_keys(o, known, e)) < 0)
-		goto out;
-	arr = json_object_get(o, "digests");
-	if (!json_is_array(arr)) {
-		rc = err_set(e, CAIRN_EINPUT, "\"digests\" must be a list of object digests (64 hex)");
-		goto out;
-	}
-	if (json_array_size(arr) > AGENT_DIGESTS_MAX) {
-		rc = err_set(e, CAIRN_EINPUT, "\"digests\" has %zu entries; ask for at most %d at a time",
-			     json_array_size(arr), AGENT_DIGESTS_MAX);
-		goto out;
-	}
-	l.hex = calloc(json_array_size(arr) + 1, sizeof(*l.hex));
-	if (!l.hex) {
-		rc = err_set(e, ENOMEM, "out of memory");
-		goto out;
-	}
-	json_array_foreach(arr, i, v)
-	{
-		const char *s = json_string_value(v);
-		if (!s || strlen(s) != HASH_HEX_LEN || !hash_is_hex(s, HASH_HEX_LEN)) {
-			rc = err_set(e, CAIRN_EINPUT,
-				     "digests[%zu] is not an object digest (64 lowercase hex digits)", i);
-			goto out;
-		}
-		memcpy(l.hex[l.n++], s, HASH_HEX_LEN + 1);
-	}
-	*out = l;
-	l.hex = NULL;
-out:
-	free(l.hex);
-	json_decref(o);
-	return rc;
-}
-
 void check_req_done(struct check_req *r)
 {
 	json_decref(r->doc);

@@ -94,7 +94,7 @@ char *cli_cache_dir(const struct cli_ctx *ctx);
 
 #define CLI_UPLOAD_PARALLEL 4       /* objects uploaded at once */
 #define CLI_PART_BYTES (16 << 20)   /* an object bigger than this is uploaded in parts */
-#define CLI_UPLOAD_BATCH 100000     /* digests per missing-list request (the API's bound) */
+#define CLI_UPLOAD_BATCH 100000     /* digests per missing-list request (OBJSTORE_DIGESTS_MAX) */
 
 struct cli_upload_result {
 	size_t objects, uploaded, skipped; /* distinct objects of the release (+ its manifest) */

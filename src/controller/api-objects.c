@@ -21,7 +21,7 @@
 struct obj_task {
 	struct task t;
 	struct evbuffer *body; /* owned until work() ends: PUT's bytes */
-	struct api_digests dg; /* owned until work() ends: missing-list request */
+	struct objstore_digests dg; /* owned until work() ends: missing-list request */
 	struct api_release_body rel;
 	char hex[HASH_HEX_LEN + 1];
 	int64_t offset, size; /* PUT of a part: ?offset=&size= (size -1: the whole object) */
@@ -65,7 +65,7 @@ static void missing_work(struct task *t)
 	t->status = 200;
 out:
 	objstore_free(os);
-	api_digests_done(&ot->dg);
+	objstore_digests_done(&ot->dg);
 }
 
 /* ---- PUT /v1/objects/{hex} ---------------------------------------------------------------- */
@@ -300,7 +300,7 @@ out:
  * input: when a request line of an object route is at the front of the buffer, the limit is
  * raised to API_OBJECT_MAX (only ever raised there: bytes at the front may be a body); when a
  * request has been read (api_objects_next_limit, from on_request) the limit is set exactly
- * for what waits next: API_DIGESTS_BODY_MAX, API_OBJECT_MAX, else API_BODY_MAX. Handlers
+ * for what waits next: OBJSTORE_DIGESTS_BODY_MAX, API_OBJECT_MAX, else API_BODY_MAX. Handlers
  * check their own bound again after reading. evhttp passes the connection as its
  * bufferevent's callback argument (every 2.x release), which is how it is found here. */
 
@@ -311,8 +311,8 @@ static int64_t limit_for(const char *p, size_t n, bool *out_decided)
 		int64_t max;
 	} routes[] = {
 	    {"PUT /v1/objects/", API_OBJECT_MAX},
-	    {"POST /v1/objects/missing ", API_DIGESTS_BODY_MAX},
-	    {"POST /v1/objects/missing?", API_DIGESTS_BODY_MAX},
+	    {"POST /v1/objects/missing ", OBJSTORE_DIGESTS_BODY_MAX},
+	    {"POST /v1/objects/missing?", OBJSTORE_DIGESTS_BODY_MAX},
 	};
 	bool maybe = false;
 	for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
@@ -413,7 +413,7 @@ void api_objects_handle(struct server *srv, struct evhttp_request *req, const st
 	switch (p->route) {
 	case ROUTE_OBJECTS_MISSING:
 		if (!method_is(req, EVHTTP_REQ_POST, "POST") ||
-		    !(body = json_body(req, API_DIGESTS_BODY_MAX, &n)))
+		    !(body = json_body(req, OBJSTORE_DIGESTS_BODY_MAX, &n)))
 			return;
 		break;
 	case ROUTE_RELEASES:
@@ -441,7 +441,7 @@ void api_objects_handle(struct server *srv, struct evhttp_request *req, const st
 	if (p->route == ROUTE_OBJECTS_MISSING || p->route == ROUTE_RELEASES) {
 		int r = p->route == ROUTE_RELEASES
 			    ? api_parse_release_body(body, n, &ot->rel, &ot->t.err)
-			    : api_parse_digests_body(body, n, &ot->dg, &ot->t.err);
+			    : objstore_parse_digests(body, n, &ot->dg, &ot->t.err);
 		if (r < 0) {
 			server_reply_error(req, server_status_for(&ot->t.err),
 					   server_code_for(&ot->t.err), "%s", ot->t.err.msg);

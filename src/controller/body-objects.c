@@ -1,6 +1,7 @@
-/* controller/body-objects: parsing of the object-upload bodies — the missing-list request
- * {"digests":[hex…]} and the release registration {"id","tag"}. Pure functions over outside
- * bytes with bounds; they never crash on any input (fuzz/fuzz_api_objects.c). */
+/* controller/body-objects: parsing of the release registration body {"id","tag"} (the
+ * missing-list body {"digests":[hex…]} is objstore_parse_digests, shared with the agent).
+ * Pure functions over outside bytes with bounds; they never crash on any input
+ * (fuzz/fuzz_api_objects.c). */
 #include "controller/controller.h"
 
 #include <errno.h>
@@ -47,60 +48,6 @@ static int only_keys(json_t *root, const char *const *keys, size_t n_keys, const
 	return 0;
 }
 
-int api_parse_digests_body(const char *p, size_t n, struct api_digests *out, struct err *e)
-{
-	static const char *const keys[] = {"digests"};
-	struct api_digests d = {NULL, 0};
-	json_t *root, *arr, *v;
-	size_t i;
-	int r;
-
-	if ((r = load_object(p, n, API_DIGESTS_BODY_MAX, &root, e)) < 0)
-		return r;
-	if ((r = only_keys(root, keys, ARRAY_SIZE(keys), "\"digests\"", e)) < 0)
-		goto fail;
-	arr = json_object_get(root, "digests");
-	if (!json_is_array(arr)) {
-		r = err_set(e, CAIRN_EINPUT,
-			    "body: \"digests\" must be an array of hex SHA-256 digests");
-		goto fail;
-	}
-	if (json_array_size(arr) > API_DIGESTS_MAX) {
-		r = err_set(e, E2BIG, "body: %zu digests; ask about at most %d per request",
-			    json_array_size(arr), API_DIGESTS_MAX);
-		goto fail;
-	}
-	if (json_array_size(arr) && !(d.v = calloc(json_array_size(arr), sizeof(*d.v)))) {
-		r = err_set(e, ENOMEM, "out of memory");
-		goto fail;
-	}
-	json_array_foreach(arr, i, v)
-	{
-		const char *s = json_string_value(v);
-		if (!s || !api_digest_ok(s, json_string_length(v))) {
-			r = err_set(e, CAIRN_EINPUT,
-				    "body: digests[%zu] is not a SHA-256 digest (64 lowercase hex "
-				    "characters)",
-				    i);
-			goto fail;
-		}
-		memcpy(d.v[d.n++], s, HASH_HEX_LEN + 1);
-	}
-	*out = d;
-	d.v = NULL;
-fail:
-	free(d.v);
-	json_decref(root);
-	return r;
-}
-
-void api_digests_done(struct api_digests *d)
-{
-	free(d->v);
-	d->v = NULL;
-	d->n = 0;
-}
-
 static bool tag_ok(const char *s, size_t n)
 {
 	if (n == 0 || n > STORE_TAG_MAX)
@@ -117,7 +64,7 @@ int api_parse_release_body(const char *p, size_t n, struct api_release_body *out
 {
 	static const char *const keys[] = {"id", "tag"};
 	struct api_release_body b;
-	json_t *root, *v;
+	json_t *root = NULL, *v;
 	int r;
 
 	memset(&b, 0, sizeof(b));

@@ -124,23 +124,13 @@ struct api_path {
 };
 /* ---- object upload by digest (body-objects.c; handlers in api-objects.c) -------------------
  * The same shapes as the agent's object routes: POST /v1/objects/missing {"digests":[hex…]}
- * → {"missing":[hex…]}, PUT /v1/objects/{hex} raw bytes, POST /v1/releases {"id","tag"}. */
+ * → {"missing":[hex…]}, PUT /v1/objects/{hex} raw bytes, POST /v1/releases {"id","tag"}.
+ * The missing-list body is parsed by objstore_parse_digests (release/release.h), the same
+ * parser and limits as the agent's (OBJSTORE_DIGESTS_MAX, OBJSTORE_DIGESTS_BODY_MAX). */
 
-#define API_DIGESTS_MAX 100000 /* digests in one missing-list request */
-/* a missing-list body: API_DIGESTS_MAX quoted digests with separators, plus room for spaces */
-#define API_DIGESTS_BODY_MAX (API_DIGESTS_MAX * (HASH_HEX_LEN + 4) + 64 * 1024)
 /* largest object a PUT takes: evhttp 2.1 buffers a body whole before any handler runs, so this
  * is also the server's body limit (each other route checks its own smaller one) */
 #define API_OBJECT_MAX (256LL * 1024 * 1024)
-
-struct api_digests {
-	char (*v)[HASH_HEX_LEN + 1]; /* owned array of n lowercase hex digests, in body order */
-	size_t n;
-};
-/* {"digests":[hex…]}: 0..API_DIGESTS_MAX lowercase hex SHA-256 strings, nothing else. On
- * success *out is filled (free with api_digests_done); on failure it is untouched. */
-int api_parse_digests_body(const char *p, size_t n, struct api_digests *out, struct err *e);
-void api_digests_done(struct api_digests *d);
 
 struct api_release_body {
 	char hex[HASH_HEX_LEN + 1];   /* the manifest's digest ("sha256:" prefix accepted) */

@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PUSH_BATCH 4096 /* digests per "missing" request (the agent takes AGENT_DIGESTS_MAX) */
+#define PUSH_BATCH 4096 /* digests per "missing" request (the agent takes OBJSTORE_DIGESTS_MAX) */
 
 static int cmp_hex(const void *a, const void *b)
 {

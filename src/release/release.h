@@ -55,6 +55,26 @@ int objstore_parse_part_query(const char *q, int64_t *out_offset, int64_t *out_s
 int objstore_sync(struct objstore *os);
 const char *objstore_state_dir(const struct objstore *os);
 
+/* ---- digest lists (digests.c) --------------------------------------------------------------
+ * {"digests":[hex…]}: the body of POST /v1/objects/missing on the agent's API and the
+ * controller's alike — 0..OBJSTORE_DIGESTS_MAX lowercase hex SHA-256 strings (duplicates
+ * allowed, kept in body order), no other key. One parser, one set of limits and messages for
+ * both: too many digests or a body over OBJSTORE_DIGESTS_BODY_MAX is E2BIG (413), anything
+ * else CAIRN_EINPUT (400). It lives here, beside the store the list asks about, because the
+ * agent and the controller both already depend on release/ for objects (store/ is the state
+ * database and must not parse API bodies). */
+#define OBJSTORE_DIGESTS_MAX 100000
+/* OBJSTORE_DIGESTS_MAX quoted digests with separators, plus room for spaces (6.6 MiB) */
+#define OBJSTORE_DIGESTS_BODY_MAX (OBJSTORE_DIGESTS_MAX * (HASH_HEX_LEN + 4) + 64 * 1024)
+
+struct objstore_digests {
+	char (*v)[HASH_HEX_LEN + 1]; /* owned array of n lowercase hex digests, in body order */
+	size_t n;
+};
+/* On success *out is filled (free with objstore_digests_done); on failure it is untouched. */
+int objstore_parse_digests(const char *p, size_t n, struct objstore_digests *out, struct err *e);
+void objstore_digests_done(struct objstore_digests *d);
+
 /* ---- dependencies ------------------------------------------------------------------------ */
 
 struct dep {

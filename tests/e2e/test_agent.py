@@ -389,6 +389,32 @@ def test_bad_requests_get_json_errors(agent, rel):
     assert agent.call("GET", "/v1/instances")[1]["instances"] == []
 
 
+def test_objects_missing_has_the_controllers_parser_and_bounds(agent, rel):
+    """POST /v1/objects/missing is parsed by the parser the controller uses
+    (objstore_parse_digests): the same 100 000 bound, the same codes (400 a bad body, naming
+    the entry; 413 too many) — docs/agent.md and docs/controller.md say the same."""
+    have = sorted(p.parent.name + p.name for p in (agent.state / "objects").glob("??/*")
+                  if len(p.name) == 62)
+    assert have
+    h, gone = have[0], "0" * 64
+    st, b = agent.call("POST", "/v1/objects/missing", {"digests": [gone, h, gone]})
+    assert st == 200 and b == {"missing": [gone, gone]}, b
+    st, b = agent.call("POST", "/v1/objects/missing", {"digests": []})
+    assert st == 200 and b == {"missing": []}, b
+    for raw, want in [(json.dumps({"digests": [h, h[:-1]]}), "digests[1]"),
+                      (json.dumps({"digests": [h.upper()]}), "digests[0]"),
+                      (json.dumps({"digests": [], "x": 1}), 'unknown key "x"'),
+                      (json.dumps({"digests": h}), "must be an array"),
+                      ("[", "not JSON")]:
+        st, b = agent.call("POST", "/v1/objects/missing", raw=raw)
+        assert st == 400 and b["error"]["code"] == "input" and want in b["error"]["message"], b
+    st, b = agent.call("POST", "/v1/objects/missing", {"digests": [h] * 100000}, timeout=60)
+    assert st == 200 and b == {"missing": []}, b
+    st, b = agent.call("POST", "/v1/objects/missing", {"digests": [h] * 100001}, timeout=60)
+    assert st == 413 and "at most 100000" in b["error"]["message"], b
+    assert agent.up()
+
+
 def test_port_taken_meanwhile_gets_a_new_port(agent, rel):
     import socket as so
     (i,) = start(agent, rel)

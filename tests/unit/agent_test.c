@@ -320,48 +320,6 @@ static void test_parse_proxy(void **state)
 	assert_true(proxy_err("{\"listen\":\"x:1\",\"extra\":1}", "unknown field") < 0);
 }
 
-static void test_parse_digests(void **state)
-{
-	static const char h1[] = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
-	struct digest_list l;
-	struct err e = {0};
-	char *body;
-	(void)state;
-
-	body = xasprintf("{\"digests\":[\"%s\",\"%s\"]}", h1, h1);
-	assert_int_equal(agent_parse_digests(body, strlen(body), &l, &e), 0);
-	assert_int_equal(l.n, 2);
-	assert_string_equal(l.hex[0], h1);
-	assert_string_equal(l.hex[1], h1);
-	digest_list_done(&l);
-	free(body);
-	assert_int_equal(agent_parse_digests("{\"digests\":[]}", 14, &l, &e), 0);
-	assert_int_equal(l.n, 0);
-	digest_list_done(&l);
-	/* refused: no list, unknown keys, upper case, short, non-strings, not an object */
-	static const char *const bad[] = {
-	    "{}", "{\"digests\":\"x\"}", "{\"digests\":[],\"more\":1}",
-	    "{\"digests\":[\"2CF24DBA5FB0A30E26E83B2AC5B9E29E1B161E5C1FA7425E73043362938B9824\"]}",
-	    "{\"digests\":[\"2cf2\"]}", "{\"digests\":[1]}", "[]", "nope",
-	};
-	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-		memset(&e, 0, sizeof(e));
-		assert_true(agent_parse_digests(bad[i], strlen(bad[i]), &l, &e) < 0);
-		assert_int_equal(e.code, CAIRN_EINPUT);
-	}
-	/* over the count limit: the error names it */
-	struct buf b;
-	buf_init(&b, 2 * 1024 * 1024);
-	buf_adds(&b, "{\"digests\":[");
-	for (int i = 0; i <= AGENT_DIGESTS_MAX; i++)
-		buf_addf(&b, "%s\"%s\"", i ? "," : "", h1);
-	buf_adds(&b, "]}");
-	assert_true(b.len < AGENT_BODY_MAX);
-	assert_true(agent_parse_digests(b.data, b.len, &l, &e) < 0);
-	assert_non_null(strstr(e.msg, "ask for at most 10000"));
-	buf_done(&b);
-}
-
 static void test_parse_check(void **state)
 {
 	(void)state;
@@ -410,7 +368,6 @@ int main(void)
 		cmocka_unit_test(test_log_long_line_is_cut),
 		cmocka_unit_test(test_parse_start),
 		cmocka_unit_test(test_parse_proxy),
-		cmocka_unit_test(test_parse_digests),
 		cmocka_unit_test(test_parse_check),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

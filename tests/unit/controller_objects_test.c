@@ -1,6 +1,6 @@
-/* Unit tests for controller/body-objects.c and the object routes: the missing-list body
- * (bounds, hex rules), the release-registration body (id forms, tag rules) and path routing
- * of /v1/objects/… and /v1/releases. */
+/* Unit tests for controller/body-objects.c and the object routes: the release-registration
+ * body (id forms, tag rules) and path routing of /v1/objects/… and /v1/releases. (The
+ * missing-list body is objstore_parse_digests: tests/unit/digests_test.c.) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,80 +15,6 @@
 
 #define D1 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define D2 "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
-
-static void digests_bad(const char *body, int code, const char *want)
-{
-	struct api_digests d = {NULL, 7};
-	struct err e;
-	assert_true(api_parse_digests_body(body, strlen(body), &d, &e) < 0);
-	assert_int_equal(e.code, code);
-	if (!strstr(e.msg, want))
-		fail_msg("'%s': message '%s' lacks '%s'", body, e.msg, want);
-	assert_null(d.v); /* untouched on failure */
-	assert_int_equal(d.n, 7);
-}
-
-static void test_digests_body(void **state)
-{
-	struct api_digests d;
-	struct err e;
-	(void)state;
-	const char *ok = "{\"digests\":[\"" D1 "\",\"" D2 "\",\"" D1 "\"]}";
-	assert_int_equal(api_parse_digests_body(ok, strlen(ok), &d, &e), 0);
-	assert_int_equal(d.n, 3);
-	assert_string_equal(d.v[0], D1);
-	assert_string_equal(d.v[1], D2);
-	assert_string_equal(d.v[2], D1);
-	api_digests_done(&d);
-	assert_null(d.v);
-	assert_int_equal(api_parse_digests_body("{\"digests\":[]}", 14, &d, &e), 0);
-	assert_int_equal(d.n, 0);
-	api_digests_done(&d);
-
-	digests_bad("", CAIRN_EINPUT, "not JSON");
-	digests_bad("[]", CAIRN_EINPUT, "JSON object");
-	digests_bad("{}", CAIRN_EINPUT, "\"digests\" must be an array");
-	digests_bad("{\"digests\":\"" D1 "\"}", CAIRN_EINPUT, "must be an array");
-	digests_bad("{\"digests\":[],\"more\":1}", CAIRN_EINPUT, "unknown key \"more\"");
-	digests_bad("{\"digests\":[],\"digests\":[]}", CAIRN_EINPUT, "not JSON");
-	digests_bad("{\"digests\":[1]}", CAIRN_EINPUT, "digests[0]");
-	digests_bad("{\"digests\":[\"" D1
-		    "\",\"E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855\"]}",
-		    CAIRN_EINPUT, "digests[1]");
-	digests_bad("{\"digests\":[\"" D1 "0\"]}", CAIRN_EINPUT, "digests[0]");
-	digests_bad("{\"digests\":[\"e3b0\\u0000\"]}", CAIRN_EINPUT, "not JSON");
-}
-
-static void test_digests_limits(void **state)
-{
-	struct api_digests d;
-	struct err e;
-	(void)state;
-	/* exactly API_DIGESTS_MAX fits in API_DIGESTS_BODY_MAX; one more is refused by count */
-	for (size_t count = API_DIGESTS_MAX; count <= API_DIGESTS_MAX + 1; count++) {
-		size_t cap = count * (HASH_HEX_LEN + 3) + 32, n = 0;
-		char *b = malloc(cap);
-		assert_non_null(b);
-		n += (size_t)snprintf(b + n, cap - n, "{\"digests\":[");
-		for (size_t i = 0; i < count; i++)
-			n += (size_t)snprintf(b + n, cap - n, "%s\"%s\"", i ? "," : "", D2);
-		n += (size_t)snprintf(b + n, cap - n, "]}");
-		assert_true(n <= API_DIGESTS_BODY_MAX);
-		int r = api_parse_digests_body(b, n, &d, &e);
-		if (count == API_DIGESTS_MAX) {
-			assert_int_equal(r, 0);
-			assert_int_equal(d.n, API_DIGESTS_MAX);
-			api_digests_done(&d);
-		} else {
-			assert_true(r < 0);
-			assert_int_equal(e.code, E2BIG);
-		}
-		free(b);
-	}
-	/* a body over the byte bound is refused before it is parsed */
-	assert_true(api_parse_digests_body("{}", API_DIGESTS_BODY_MAX + 1, &d, &e) < 0);
-	assert_int_equal(e.code, E2BIG);
-}
 
 static void test_release_body(void **state)
 {
@@ -168,8 +94,6 @@ static void test_object_paths(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_digests_body),
-	    cmocka_unit_test(test_digests_limits),
 	    cmocka_unit_test(test_release_body),
 	    cmocka_unit_test(test_object_paths),
 	};
