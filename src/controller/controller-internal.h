@@ -14,6 +14,7 @@
 struct event_base;
 struct event;
 struct evhttp;
+struct evhttp_bound_socket;
 struct evhttp_request;
 struct bufferevent;
 struct config;
@@ -27,6 +28,7 @@ struct config;
 #define CTL_AGENT_CALL_MS 20000         /* one agent request */
 #define CTL_DRAIN_MS 30000             /* requests in flight to instances about to stop */
 #define CTL_AGENT_START_MS 10000        /* `cairn agent --daemon` must be listening by then */
+#define CTL_SHUTDOWN_DRAIN_MS 2000    /* on SIGTERM: answers and stream ends get this long */
 #define CTL_SSH_CONNECT_S 5             /* ssh ConnectTimeout; the master's forward waits 2 s more */
 #define CTL_SSH_ALIVE_S 5               /* ServerAliveInterval: 3 missed → ssh exits, relinked */
 #define CTL_IDEM_TTL_MS (24LL * 3600 * 1000) /* published: keys kept 24 h */
@@ -161,6 +163,7 @@ struct conn_rec {
 	struct evhttp_connection *conn; /* borrowed */
 	struct task *task;   /* a request of it waiting for the worker, or NULL */
 	struct sse_sub *sub; /* its event stream, or NULL */
+	bool busy;           /* a request of it is read and its answer not yet all written */
 	struct conn_rec *next;
 };
 
@@ -202,6 +205,12 @@ struct server {
 	struct event *ping_ev;       /* SSE keep-alive timer (loop thread) */
 	struct conn_rec *conns;      /* open connections (loop thread), owned */
 	int n_conns;
+
+	/* shutdown (loop thread): listeners closed, streams ended, waiting for the connections */
+	struct evhttp_bound_socket *bound[2]; /* the unix and TCP listeners, borrowed from http */
+	bool draining;
+	int64_t signal_ns;       /* when the first signal came (CLOCK_MONOTONIC) */
+	struct event *drain_ev;  /* the drain's deadline */
 };
 
 /* server.c */
@@ -233,8 +242,10 @@ void api_objects_next_limit(struct evhttp_request *req);
 /* events.c: server-sent events */
 void events_subscribe(struct server *srv, struct evhttp_request *req);
 void events_broadcast(struct server *srv);
-void events_close_all(struct server *srv);
 void events__gone(struct server *srv, struct sse_sub *s); /* its connection closed */
+/* On shutdown: ends every stream (its last chunk, then its connection closes, which the
+ * drain waits for) and stops the keep-alive timer; returns how many streams it ended. */
+int events_end_all(struct server *srv);
 
 /* runner.c */
 /* Starts a runner for every app with a queued or running job and none yet (loop thread). */
