@@ -226,6 +226,11 @@ const char *server_code_for(const struct err *e);
 /* Queues a task for the worker (loop thread). */
 void server_submit(struct server *srv, struct task *t);
 int server_open_store(const struct server *srv, struct store **out, struct err *e);
+/* From a connection's close callback: on EOF or a timeout evhttp lets go of a request whose
+ * answer is not finished (a stream, one waiting for the worker) — its connection becomes NULL —
+ * and leaves it to us to free; this frees it then (a request still attached goes with its
+ * connection). */
+void server__drop_request(struct evhttp_request *req);
 /* The record of a request's connection (NULL if none). */
 struct conn_rec *server_conn(struct server *srv, struct evhttp_request *req);
 

@@ -35,6 +35,7 @@ static void sub_remove(struct server *srv, struct sse_sub *s)
 
 void events__gone(struct server *srv, struct sse_sub *s)
 {
+	server__drop_request(s->req);
 	sub_remove(srv, s);
 }
 

@@ -203,13 +203,21 @@ static void start_drain(struct server *srv)
  * its first request until it closes; one that never sends a request is closed by the I/O
  * timeout. Over the bound, a new connection's request is answered 503 and it is closed. */
 
+void server__drop_request(struct evhttp_request *req)
+{
+	if (req && !evhttp_request_get_connection(req))
+		evhttp_request_free(req);
+}
+
 static void on_conn_close(struct evhttp_connection *c, void *arg)
 {
 	struct conn_rec *rec = arg;
 	struct server *srv = rec->srv;
 	(void)c;
-	if (rec->task)
+	if (rec->task) {
+		server__drop_request(rec->task->req);
 		rec->task->req = NULL;
+	}
 	if (rec->sub)
 		events__gone(srv, rec->sub);
 	for (struct conn_rec **pp = &srv->conns; *pp; pp = &(*pp)->next)
