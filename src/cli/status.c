@@ -22,13 +22,16 @@ const struct cli_command cli_cmd_status = {
 		"    running and queued deploy jobs, the deploy lease, every host's instances as its\n"
 		"    agent reports them (release, pid, port, state, since when; an instance of\n"
 		"    another release than the current one is flagged) and the upstream set recorded\n"
-		"    by the last switch.\n\n"
+		"    by the last switch. Hosts are asked in parallel, each for at most 1.5 s (its\n"
+		"    SSH connection included): a host that is down or does not answer is shown as\n"
+		"    UNREACHABLE with the reason, next to the hosts that answered.\n\n"
 		"OPTIONS\n"
 		"    --app APP            the app (default: app of ./cairn.yml)\n"
 		"    --addr, --token-file the controller on TCP (default: STATE/cairn.sock)\n"
 		"    --json               the controller's answer as JSON\n\n"
 		"EXIT STATUS\n"
-		"    0 shown, 1 the controller could not be asked, 2 usage or unknown app.\n\n"
+		"    0 shown, every host answered; 1 the controller could not be asked, or a host\n"
+		"    did not answer (everything else is still shown); 2 usage or unknown app.\n\n"
 		"EXAMPLES\n"
 		"    cairn status\n"
 		"    cairn status --app urlshort --json | jq .current\n",
@@ -70,6 +73,7 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 	struct err e;
 	json_t *ans = NULL;
 	long status;
+	bool host_down = false;
 
 	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, opts, NULL)) != -1) {
 		if (cli_api_opt(&ao, &app_flag, c, optarg))
@@ -110,6 +114,12 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 	free(app);
 	if (r < 0)
 		return cli_fail(&ctx, &e);
+	if (!history) {
+		size_t i;
+		json_t *h;
+		json_array_foreach(json_object_get(ans, "hosts"), i, h)
+			host_down |= !json_is_true(json_object_get(h, "ok"));
+	}
 	if (ctx.json) {
 		json_dumpf(ans, stdout, JSON_COMPACT);
 		fputc('\n', stdout);
@@ -147,8 +157,13 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 		json_t *h, *in;
 		json_array_foreach(json_object_get(ans, "hosts"), i, h)
 		{
-			printf("host %s:%s\n", json_string_value(json_object_get(h, "host")),
-			       json_is_true(json_object_get(h, "ok")) ? "" : " (agent not reachable)");
+			const char *why = json_string_value(json_object_get(h, "error"));
+			if (json_is_true(json_object_get(h, "ok")))
+				printf("host %s:\n", json_string_value(json_object_get(h, "host")));
+			else
+				printf("host %s: UNREACHABLE: %s\n",
+				       json_string_value(json_object_get(h, "host")),
+				       why ? why : "its agent did not answer");
 			json_array_foreach(json_object_get(h, "instances"), k, in)
 			{
 				const char *rel = json_string_value(json_object_get(in, "release"));
@@ -197,7 +212,7 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 		}
 	}
 	json_decref(ans);
-	return 0;
+	return host_down ? 1 : 0;
 }
 
 static int run_status(int argc, char **argv)

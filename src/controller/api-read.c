@@ -238,46 +238,93 @@ static void lease_work(struct task *t)
 }
 
 /* GET /v1/apps/{app}/instances: every host of the current release's plan, asked through the
- * executor (blocking: the worker's job). */
+ * executor. Hosts are asked in parallel (CTL_STATUS_PARALLEL threads), each within
+ * CTL_STATUS_HOST_MS, its SSH connection included: a host that is down or hung is reported
+ * with the reason ("ok": false, "error") and never holds up the others or the answer. */
+struct host_ask {
+	struct server *srv;
+	const char *app;
+	const struct config *cfg; /* borrowed; NULL: only local */
+	size_t n;
+	atomic_size_t next;
+	json_t **out; /* out[i]: host i's object, made by whichever thread asked it */
+};
+
+static json_t *ask_host(struct host_ask *a, const char *host)
+{
+	struct executor *x = a->srv->exec;
+	int64_t until = time_mono_ns() / 1000000 + CTL_STATUS_HOST_MS;
+	json_t *arr = NULL, *px = NULL;
+	struct err e;
+	int r = x->ops->instances(x, a->app, host, CTL_STATUS_HOST_MS, &arr, &e);
+	json_t *h = json_pack("{s:s,s:b}", "host", host, "ok", r >= 0);
+	if (!h) {
+		json_decref(arr);
+		return NULL;
+	}
+	if (r >= 0)
+		json_object_set_new(h, "instances", arr);
+	else
+		json_object_set_new(h, "error", json_string(e.msg));
+	int64_t left = until - time_mono_ns() / 1000000;
+	if (r >= 0 && x->ops->proxy && left > 0 &&
+	    x->ops->proxy(x, a->app, host, left, &px, &e) == 0 && px) {
+		json_t *v;
+		size_t k;
+		/* the counters a person reads; the histograms stay with the agent */
+		json_array_foreach(json_object_get(px, "releases"), k, v)
+		{
+			json_object_del(json_object_get(v, "total"), "hist");
+			json_object_del(v, "window");
+		}
+		json_object_set_new(h, "proxy", px);
+	}
+	return h;
+}
+
+static void *ask_hosts(void *arg)
+{
+	struct host_ask *a = arg;
+	for (size_t i; (i = atomic_fetch_add(&a->next, 1)) < a->n;)
+		a->out[i] = ask_host(a, a->cfg ? a->cfg->hosts[i].name : "local");
+	return NULL;
+}
+
 static void instances_work(struct task *t)
 {
 	struct server *srv = t->srv;
 	struct store_app a;
 	struct config *cfg = NULL;
+	pthread_t th[CTL_STATUS_PARALLEL];
+	size_t n_th = 0;
 	if (task_app_get(t, &a) < 0)
 		return;
 	if (a.current[0] && plan_load(srv->o.state_dir, a.current, &cfg, &t->err) < 0)
 		cfg = NULL;
+	struct host_ask ask = { .srv = srv, .app = t->app, .cfg = cfg, .n = cfg ? cfg->n_hosts : 1 };
+	atomic_init(&ask.next, 0);
+	ask.out = calloc(ask.n, sizeof(*ask.out));
 	t->answer = json_pack("{s:s,s:s?,s:[]}", "app", t->app, "current",
 			      a.current[0] ? a.current : NULL, "hosts");
-	size_t n = cfg ? cfg->n_hosts : 1;
-	for (size_t i = 0; i < n; i++) {
-		const char *host = cfg ? cfg->hosts[i].name : "local";
-		json_t *arr = NULL;
-		struct err e;
-		int r = srv->exec->ops->instances(srv->exec, t->app, host, &arr, &e);
-		json_t *h = json_pack("{s:s,s:b}", "host", host, "ok", r >= 0);
-		if (r >= 0)
-			json_object_set_new(h, "instances", arr);
-		else
-			json_object_set_new(h, "error", json_string(e.msg));
-		json_t *px = NULL;
-		if (r >= 0 && srv->exec->ops->proxy &&
-		    srv->exec->ops->proxy(srv->exec, t->app, host, &px, &e) == 0 && px) {
-			json_t *v;
-			size_t k;
-			/* the counters a person reads; the histograms stay with the agent */
-			json_array_foreach(json_object_get(px, "releases"), k, v)
-			{
-				json_object_del(json_object_get(v, "total"), "hist");
-				json_object_del(v, "window");
-			}
-			json_object_set_new(h, "proxy", px);
-		}
-		json_array_append_new(json_object_get(t->answer, "hosts"), h);
+	if (!ask.out || !t->answer) {
+		t->status = 503;
+		err_set(&t->err, ENOMEM, "out of memory");
+		goto out;
 	}
-	config_free(cfg);
+	/* the worker asks too: with one host (or no thread to be had) nothing is started */
+	while (n_th + 1 < ask.n && n_th < ARRAY_SIZE(th) - 1 &&
+	       pthread_create(&th[n_th], NULL, ask_hosts, &ask) == 0)
+		n_th++;
+	ask_hosts(&ask);
+	for (size_t i = 0; i < n_th; i++)
+		pthread_join(th[i], NULL);
+	for (size_t i = 0; i < ask.n; i++)
+		if (ask.out[i])
+			json_array_append_new(json_object_get(t->answer, "hosts"), ask.out[i]);
 	t->status = 200;
+out:
+	free(ask.out);
+	config_free(cfg);
 }
 
 static void task_done_reply(struct task *t)

@@ -14,6 +14,7 @@
 struct event_base;
 struct event;
 struct evhttp;
+struct evhttp_bound_socket;
 struct evhttp_request;
 struct bufferevent;
 struct config;
@@ -27,6 +28,9 @@ struct config;
 #define CTL_AGENT_CALL_MS 20000         /* one agent request */
 #define CTL_DRAIN_MS 30000             /* requests in flight to instances about to stop */
 #define CTL_AGENT_START_MS 10000        /* `cairn agent --daemon` must be listening by then */
+#define CTL_SHUTDOWN_DRAIN_MS 2000    /* on SIGTERM: answers and stream ends get this long */
+#define CTL_STATUS_HOST_MS 1500       /* status: one host's answer, its SSH connection included */
+#define CTL_STATUS_PARALLEL 16        /* status: hosts asked at once */
 #define CTL_SSH_CONNECT_S 5             /* ssh ConnectTimeout; the master's forward waits 2 s more */
 #define CTL_SSH_ALIVE_S 5               /* ServerAliveInterval: 3 missed → ssh exits, relinked */
 #define CTL_IDEM_TTL_MS (24LL * 3600 * 1000) /* published: keys kept 24 h */
@@ -59,17 +63,18 @@ struct executor_ops {
 	/* After a crash interrupted step s: 1 it took effect, 0 it did not, <0 cannot tell. */
 	int (*reconcile)(struct executor *x, const struct exec_job *j, const char *host,
 			 enum deploy_step s, struct err *e);
-	/* The app's instances on the host as the agent reports them (a new JSON array). */
-	int (*instances)(struct executor *x, const char *app, const char *host, json_t **out,
-			 struct err *e);
+	/* The app's instances on the host as the agent reports them (a new JSON array), within
+	 * bound_ms, the SSH connection included (for status: never waits on a host that is down). */
+	int (*instances)(struct executor *x, const char *app, const char *host, int64_t bound_ms,
+			 json_t **out, struct err *e);
 	/* Adds what a failed step leaves behind on the host (the new instances' last log lines)
 	 * to its detail object. May be NULL. */
 	void (*evidence)(struct executor *x, const struct exec_job *j, const char *host,
 			 json_t *detail);
 	/* The app's proxy on the host (listen, mode, stopped, upstreams, per-release traffic), or
-	 * *out = NULL when it has none. May be NULL (executors without proxies). */
-	int (*proxy)(struct executor *x, const char *app, const char *host, json_t **out,
-		     struct err *e);
+	 * *out = NULL when it has none, within bound_ms. May be NULL (executors without proxies). */
+	int (*proxy)(struct executor *x, const char *app, const char *host, int64_t bound_ms,
+		     json_t **out, struct err *e);
 	/* Emergency stop of every instance of the app on the host. */
 	int (*stop)(struct executor *x, const char *app, const char *host, struct buf *detail,
 		    struct err *e);
@@ -161,6 +166,7 @@ struct conn_rec {
 	struct evhttp_connection *conn; /* borrowed */
 	struct task *task;   /* a request of it waiting for the worker, or NULL */
 	struct sse_sub *sub; /* its event stream, or NULL */
+	bool busy;           /* a request of it is read and its answer not yet all written */
 	struct conn_rec *next;
 };
 
@@ -202,6 +208,12 @@ struct server {
 	struct event *ping_ev;       /* SSE keep-alive timer (loop thread) */
 	struct conn_rec *conns;      /* open connections (loop thread), owned */
 	int n_conns;
+
+	/* shutdown (loop thread): listeners closed, streams ended, waiting for the connections */
+	struct evhttp_bound_socket *bound[2]; /* the unix and TCP listeners, borrowed from http */
+	bool draining;
+	int64_t signal_ns;       /* when the first signal came (CLOCK_MONOTONIC) */
+	struct event *drain_ev;  /* the drain's deadline */
 };
 
 /* server.c */
@@ -214,6 +226,11 @@ const char *server_code_for(const struct err *e);
 /* Queues a task for the worker (loop thread). */
 void server_submit(struct server *srv, struct task *t);
 int server_open_store(const struct server *srv, struct store **out, struct err *e);
+/* From a connection's close callback: on EOF or a timeout evhttp lets go of a request whose
+ * answer is not finished (a stream, one waiting for the worker) — its connection becomes NULL —
+ * and leaves it to us to free; this frees it then (a request still attached goes with its
+ * connection). */
+void server__drop_request(struct evhttp_request *req);
 /* The record of a request's connection (NULL if none). */
 struct conn_rec *server_conn(struct server *srv, struct evhttp_request *req);
 
@@ -233,8 +250,10 @@ void api_objects_next_limit(struct evhttp_request *req);
 /* events.c: server-sent events */
 void events_subscribe(struct server *srv, struct evhttp_request *req);
 void events_broadcast(struct server *srv);
-void events_close_all(struct server *srv);
 void events__gone(struct server *srv, struct sse_sub *s); /* its connection closed */
+/* On shutdown: ends every stream (its last chunk, then its connection closes, which the
+ * drain waits for) and stops the keep-alive timer; returns how many streams it ended. */
+int events_end_all(struct server *srv);
 
 /* runner.c */
 /* Starts a runner for every app with a queued or running job and none yet (loop thread). */
@@ -260,6 +279,10 @@ int hosts_socket(const char *host, char **out_path, struct err *e);
  * repaired and the call made again when repeating it is safe. */
 int hosts_call(const char *host, const char *method, const char *path, json_t *body,
 	       const void *raw, size_t raw_n, int64_t timeout_ms, json_t **out, struct err *e);
+/* One GET to an ssh host's agent within bound_ms, everything included (the link's lock, a
+ * connect, the call); no repair. A master still connecting at the bound is left to go on. */
+int hosts_query(const char *host, const char *path, int64_t bound_ms, json_t **out,
+		struct err *e);
 /* push.c: STEP_ENSURE_OBJECTS on an ssh host — the release's manifest and objects the host
  * lacks are sent, then the host's agent re-hashes the release. */
 int hosts_push_release(const struct exec_job *j, const char *host, struct buf *detail,

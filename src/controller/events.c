@@ -35,6 +35,7 @@ static void sub_remove(struct server *srv, struct sse_sub *s)
 
 void events__gone(struct server *srv, struct sse_sub *s)
 {
+	server__drop_request(s->req);
 	sub_remove(srv, s);
 }
 
@@ -180,18 +181,23 @@ void events_subscribe(struct server *srv, struct evhttp_request *req)
 	}
 }
 
-void events_close_all(struct server *srv)
+int events_end_all(struct server *srv)
 {
+	int n = 0;
 	while (srv->subs) {
 		struct sse_sub *s = srv->subs;
 		struct conn_rec *rec = server_conn(srv, s->req);
 		if (rec)
 			rec->sub = NULL;
+		/* read after the last chunk is written: evhttp then closes the connection */
+		evhttp_add_header(evhttp_request_get_output_headers(s->req), "Connection", "close");
 		evhttp_send_reply_end(s->req);
 		sub_remove(srv, s);
+		n++;
 	}
 	if (srv->ping_ev) {
 		event_free(srv->ping_ev);
 		srv->ping_ev = NULL;
 	}
+	return n;
 }

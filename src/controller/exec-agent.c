@@ -408,14 +408,23 @@ static int ax_stop(struct executor *x, const char *app, const char *host, struct
 	return r;
 }
 
-static int ax_instances(struct executor *x, const char *app, const char *host, json_t **out,
-			struct err *e)
+/* A read for status: bounded as a whole (an ssh host's connection included), never repaired. */
+static int agent_query(struct agent_exec *ax, const char *host, const char *path,
+		       int64_t bound_ms, json_t **out, struct err *e)
+{
+	if (strcmp(host, "local"))
+		return hosts_query(host, path, bound_ms, out, e);
+	return agent_call(ax, host, "GET", path, NULL, bound_ms, out, e);
+}
+
+static int ax_instances(struct executor *x, const char *app, const char *host, int64_t bound_ms,
+			json_t **out, struct err *e)
 {
 	struct agent_exec *ax = (struct agent_exec *)x;
 	char path[256];
 	json_t *ans = NULL;
 	snprintf(path, sizeof(path), "/v1/apps/%s/instances", app);
-	int r = agent_call(ax, host, "GET", path, NULL, 5000, &ans, e);
+	int r = agent_query(ax, host, path, bound_ms, &ans, e);
 	if (r == 0) {
 		json_t *arr = json_object_get(ans, "instances");
 		*out = json_is_array(arr) ? json_incref(arr) : json_array();
@@ -424,12 +433,12 @@ static int ax_instances(struct executor *x, const char *app, const char *host, j
 	return r;
 }
 
-static int ax_proxy(struct executor *x, const char *app, const char *host, json_t **out,
-		    struct err *e)
+static int ax_proxy(struct executor *x, const char *app, const char *host, int64_t bound_ms,
+		    json_t **out, struct err *e)
 {
 	char path[256];
 	snprintf(path, sizeof(path), "/v1/apps/%s/proxy", app);
-	int r = agent_call((struct agent_exec *)x, host, "GET", path, NULL, 5000, out, e);
+	int r = agent_query((struct agent_exec *)x, host, path, bound_ms, out, e);
 	if (r == -CAIRN_ENOTFOUND) {
 		*e = (struct err){0};
 		*out = NULL;

@@ -93,10 +93,10 @@ static int lx_stop(struct executor *x, const char *app, const char *host, struct
 	return 0;
 }
 
-static int lx_instances(struct executor *x, const char *app, const char *host, json_t **out,
-			struct err *e)
+static int lx_instances(struct executor *x, const char *app, const char *host, int64_t bound_ms,
+			json_t **out, struct err *e)
 {
-	(void)x, (void)app, (void)host, (void)e;
+	(void)x, (void)app, (void)host, (void)bound_ms, (void)e;
 	*out = json_array();
 	return 0;
 }

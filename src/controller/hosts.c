@@ -27,6 +27,8 @@ struct host_link {
 	char *ssh, *rstate, *cairn;    /* owned: destination, remote state dir, remote binary */
 	char *sock, *ctl, *log, *pidf; /* owned: <state>/hosts/<name>.{sock,ctl,log,pid} */
 	pid_t pid;		       /* the ssh master (our child), 0 when none runs */
+	int64_t started_ms;	       /* when it was started (CLOCK_MONOTONIC) */
+	bool ready;		       /* its forward listens and the agent there was ensured */
 	unsigned starts;	       /* masters started so far */
 	pthread_mutex_t mu;	       /* held while the link is (re)established or used to spawn */
 	struct host_link *next;
@@ -144,6 +146,7 @@ static void link_stop(struct host_link *h)
 	waitpid(h->pid, NULL, 0);
 gone:
 	h->pid = 0;
+	h->ready = false;
 	unlink(h->sock);
 	unlink(h->ctl);
 	unlink(h->pidf);
@@ -372,13 +375,13 @@ static int ensure_agent(struct host_link *h, struct err *e)
 	return r;
 }
 
-/* Starts the master and waits until its forward listens; h->mu held. */
-static int link_start(struct host_link *h, struct err *e)
+/* Starts the master (it connects in the background; link_wait waits for it); h->mu held. */
+static int link_spawn(struct host_link *h, struct err *e)
 {
 	const char *argv[40];
 	char fwd[2 * SOCK_PATH_MAX + 64];
 	size_t n;
-	int status = 0, r;
+	int r;
 
 	if (strlen(h->sock) > SOCK_PATH_MAX || strlen(h->ctl) + CTL_SUFFIX > SOCK_PATH_MAX)
 		return err_set(e, CAIRN_EINPUT,
@@ -414,20 +417,39 @@ static int link_start(struct host_link *h, struct err *e)
 		return r;
 	}
 	h->starts++;
-	int64_t deadline = time_mono_ns() / 1000000 + CTL_SSH_CONNECT_S * 1000 + 2000;
+	h->started_ms = time_mono_ns() / 1000000;
+	h->ready = false;
+	return 0;
+}
+
+/* Waits until the master's forward listens, then ensures the agent there; h->mu held. The
+ * master gets CTL_SSH_CONNECT_S (+ 2 s for the forward), then it is stopped and the host is
+ * unreachable. A caller with a shorter bound (until_ms, CLOCK_MONOTONIC; INT64_MAX: none)
+ * gets ETIMEDOUT at it and leaves the master connecting: the next call waits on. */
+static int link_wait(struct host_link *h, int64_t until_ms, struct err *e)
+{
+	int64_t deadline = h->started_ms + CTL_SSH_CONNECT_S * 1000 + 2000;
 	struct stat st;
+	int status, r;
+
 	while (stat(h->sock, &st) < 0 || stat(h->ctl, &st) < 0) {
+		int64_t now = time_mono_ns() / 1000000;
 		if (reaped(h, &status)) {
 			char how[64];
 			h->pid = 0;
 			exec_describe_status(status, how, sizeof(how));
 			return unreachable(h, how, e);
 		}
-		if (time_mono_ns() / 1000000 > deadline) {
+		if (now > deadline) {
 			link_stop(h);
 			return unreachable(
 			    h, "no connection within " CTL_STR(CTL_SSH_CONNECT_S) " s", e);
 		}
+		if (now > until_ms)
+			return err_set(e, ETIMEDOUT,
+				       "host %s: no SSH connection to %s yet after %lld ms (ssh is still "
+				       "trying; it gives up after " CTL_STR(CTL_SSH_CONNECT_S) " s)",
+				       h->name, h->ssh, (long long)(now - h->started_ms));
 		struct timespec ts = {0, 10 * 1000000L};
 		nanosleep(&ts, NULL);
 	}
@@ -436,24 +458,30 @@ static int link_start(struct host_link *h, struct err *e)
 	fs_write_atomic(h->pidf, pid, strlen(pid), 0600, NULL);
 	log_info("controller", "hosts: ssh to %s (%s) up, pid %d, forward %s", h->name, h->ssh,
 		 (int)h->pid, h->sock);
-	if ((r = ensure_agent(h, e)) < 0)
+	if ((r = ensure_agent(h, e)) < 0) {
 		link_stop(h);
-	return r;
+		return r;
+	}
+	h->ready = true;
+	return 0;
 }
 
-/* The link is up (restarted if its ssh died); h->mu held. */
-static int link_up(struct host_link *h, struct err *e)
+/* The link is up (started, or restarted if its ssh died), within until_ms; h->mu held. */
+static int link_up(struct host_link *h, int64_t until_ms, struct err *e)
 {
-	int status;
+	int status, r;
 	if (reaped(h, &status)) {
 		char how[64];
 		exec_describe_status(status, how, sizeof(how));
 		log_warn("controller", "hosts: ssh to %s %s; connecting again", h->name, how);
 		h->pid = 0;
+		h->ready = false;
 	}
-	if (h->pid > 0)
+	if (h->pid > 0 && h->ready)
 		return 0;
-	return link_start(h, e);
+	if (h->pid <= 0 && (r = link_spawn(h, e)) < 0)
+		return r;
+	return link_wait(h, until_ms, e);
 }
 
 int hosts_socket(const char *host, char **out_path, struct err *e)
@@ -464,7 +492,7 @@ int hosts_socket(const char *host, char **out_path, struct err *e)
 			       "host %s is not in the hosts of any release this controller loaded",
 			       host);
 	pthread_mutex_lock(&h->mu);
-	int r = link_up(h, e);
+	int r = link_up(h, INT64_MAX, e);
 	if (r == 0)
 		*out_path = xstrdup(h->sock);
 	pthread_mutex_unlock(&h->mu);
@@ -479,11 +507,12 @@ static int repair(const char *host, struct err *e)
 	if (!h)
 		return err_set(e, CAIRN_ENOTFOUND, "host %s is unknown", host);
 	pthread_mutex_lock(&h->mu);
-	if (h->pid > 0 && !reaped(h, &status)) {
+	if (h->pid > 0 && h->ready && !reaped(h, &status)) {
 		r = ensure_agent(h, e);
 	} else {
-		h->pid = 0;
-		r = link_start(h, e);
+		if (h->pid > 0 && h->ready) /* reaped just now */
+			h->pid = 0;
+		r = link_up(h, INT64_MAX, e);
 	}
 	pthread_mutex_unlock(&h->mu);
 	return r;
@@ -531,5 +560,49 @@ int hosts_call(const char *host, const char *method, const char *path, json_t *b
 			 host, e->msg);
 	}
 	json_decref(body);
+	return r;
+}
+
+int hosts_query(const char *host, const char *path, int64_t bound_ms, json_t **out,
+		struct err *e)
+{
+	struct host_link *h = find(host);
+	int64_t until = time_mono_ns() / 1000000 + bound_ms;
+	struct agent_client *c = NULL;
+	struct timespec ts;
+	long status = 0;
+	char *sock = NULL;
+	int r;
+
+	if (!h)
+		return err_set(e, CAIRN_ENOTFOUND,
+			       "host %s is not in the hosts of any release this controller loaded",
+			       host);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += bound_ms / 1000;
+	ts.tv_nsec += (bound_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	if (pthread_mutex_timedlock(&h->mu, &ts) != 0)
+		return err_set(e, ETIMEDOUT,
+			       "host %s: its SSH link to %s is being set up by a deploy step; no "
+			       "answer within %lld ms",
+			       h->name, h->ssh, (long long)bound_ms);
+	r = link_up(h, until, e);
+	if (r == 0)
+		sock = xstrdup(h->sock);
+	pthread_mutex_unlock(&h->mu);
+	if (r < 0)
+		return r;
+	int64_t left = until - time_mono_ns() / 1000000;
+	r = agent_client_new_unix(sock, left > 100 ? left : 100, &c, e);
+	if (r == 0)
+		r = agent_client_call(c, "GET", path, NULL, &status, out, e);
+	if (r < 0 && status == 0 && r != -CAIRN_ENOTFOUND)
+		err_prefix(e, "host %s: its agent did not answer through SSH", h->name);
+	agent_client_free(c);
+	free(sock);
 	return r;
 }

@@ -1,7 +1,8 @@
 /* controller/server: `cairn serve`'s process — the event loop, listeners (unix socket 0600,
  * optional TCP with a bearer token compared in constant time), limits, routing, JSON replies,
- * the store worker thread and clean shutdown. Handlers live in api.c; nothing here blocks on a
- * deploy: writes go to the worker, deploys to runner threads. */
+ * the store worker thread and clean shutdown (listeners closed, streams ended, answers drained
+ * within CTL_SHUTDOWN_DRAIN_MS). Handlers live in api.c; nothing here blocks on a deploy:
+ * writes go to the worker, deploys to runner threads. */
 #include "controller/controller-internal.h"
 
 #include "base/httpc.h"
@@ -139,18 +140,84 @@ static void *worker_main(void *arg)
 	}
 }
 
+/* ---- shutdown ---------------------------------------------------------------------------------
+ * The first SIGTERM/SIGINT closes the listeners (and removes the socket file), ends every event
+ * stream with its last chunk and "Connection: close", and answers any request still read on an
+ * open connection 503 shutting_down. The loop runs on until no connection is busy (a request
+ * read, its answer not all written: a stream's end, a worker's answer), at most
+ * CTL_SHUTDOWN_DRAIN_MS; then controller_serve stops the runners and threads and evhttp_free
+ * closes what is left (idle keep-alives, uploads still arriving). A second signal stops at once. */
+
+static void drain_check(struct server *srv)
+{
+	if (!srv->draining)
+		return;
+	for (struct conn_rec *r = srv->conns; r; r = r->next)
+		if (r->busy || r->task)
+			return;
+	event_base_loopexit(srv->base, NULL);
+}
+
+static void on_drain_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	int n = 0;
+	(void)fd, (void)what;
+	for (struct conn_rec *r = srv->conns; r; r = r->next)
+		n += r->busy || r->task;
+	log_warn("controller", "shutdown: %d connection(s) still busy after %d ms; closing them", n,
+		 CTL_SHUTDOWN_DRAIN_MS);
+	event_base_loopbreak(srv->base);
+}
+
+static void start_drain(struct server *srv)
+{
+	struct timeval tv = { CTL_SHUTDOWN_DRAIN_MS / 1000, (CTL_SHUTDOWN_DRAIN_MS % 1000) * 1000 };
+	char *sock = fs_join(srv->o.state_dir, "cairn.sock");
+	int busy = 0;
+
+	srv->draining = true;
+	for (size_t i = 0; i < ARRAY_SIZE(srv->bound); i++)
+		if (srv->bound[i]) {
+			evhttp_del_accept_socket(srv->http, srv->bound[i]);
+			srv->bound[i] = NULL;
+		}
+	unlink(sock); /* we hold controller.lock: it is ours */
+	free(sock);
+	int streams = events_end_all(srv);
+	for (struct conn_rec *r = srv->conns; r; r = r->next)
+		busy += r->busy || r->task;
+	log_info("controller", "shutdown: listeners closed, %d event stream(s) ended, %d "
+			       "connection(s) to finish (at most %d ms)",
+		 streams, busy, CTL_SHUTDOWN_DRAIN_MS);
+	srv->drain_ev = evtimer_new(srv->base, on_drain_deadline, srv);
+	if (!srv->drain_ev || event_add(srv->drain_ev, &tv) < 0) {
+		event_base_loopbreak(srv->base);
+		return;
+	}
+	drain_check(srv);
+}
+
 /* ---- connections ----------------------------------------------------------------------------
  * evhttp 2.1 has no hook before a connection's first request, so a connection is counted from
  * its first request until it closes; one that never sends a request is closed by the I/O
  * timeout. Over the bound, a new connection's request is answered 503 and it is closed. */
+
+void server__drop_request(struct evhttp_request *req)
+{
+	if (req && !evhttp_request_get_connection(req))
+		evhttp_request_free(req);
+}
 
 static void on_conn_close(struct evhttp_connection *c, void *arg)
 {
 	struct conn_rec *rec = arg;
 	struct server *srv = rec->srv;
 	(void)c;
-	if (rec->task)
+	if (rec->task) {
+		server__drop_request(rec->task->req);
 		rec->task->req = NULL;
+	}
 	if (rec->sub)
 		events__gone(srv, rec->sub);
 	for (struct conn_rec **pp = &srv->conns; *pp; pp = &(*pp)->next)
@@ -160,6 +227,7 @@ static void on_conn_close(struct evhttp_connection *c, void *arg)
 			break;
 		}
 	free(rec);
+	drain_check(srv);
 }
 
 struct conn_rec *server_conn(struct server *srv, struct evhttp_request *req)
@@ -225,6 +293,7 @@ static void on_tasks_done(evutil_socket_t fd, short what, void *arg)
 		t = next;
 	}
 	events_broadcast(srv);
+	drain_check(srv);
 }
 
 static void on_notify(evutil_socket_t fd, short what, void *arg)
@@ -257,9 +326,13 @@ static void count_request(struct server *srv, enum api_route route, int status)
 static void on_request_complete(struct evhttp_request *req, void *arg)
 {
 	struct server *srv = arg;
+	struct conn_rec *rec = server_conn(srv, req);
 	struct api_path p;
 	api_match_path(evhttp_request_get_uri(req), &p);
 	count_request(srv, p.route, evhttp_request_get_response_code(req));
+	if (rec)
+		rec->busy = false;
+	drain_check(srv);
 }
 
 static bool authorised(struct server *srv, struct evhttp_request *req)
@@ -285,11 +358,20 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 	evhttp_request_set_on_complete_cb(req, on_request_complete, srv);
 	api_objects_next_limit(req);
+	if (srv->draining) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+		server_reply_error(req, 503, "shutting_down", "the controller is stopping; retry when "
+							      "it is back");
+		return;
+	}
 	if (!admit(srv, req)) {
 		server_reply_error(req, 503, "busy", "too many open connections (%d); retry later",
 				   CTL_CONN_MAX);
 		return;
 	}
+	struct conn_rec *rec = server_conn(srv, req);
+	if (rec)
+		rec->busy = true;
 	if (!authorised(srv, req)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
 		server_reply_error(req, 401, "unauthorized",
@@ -317,7 +399,7 @@ static int listen_unix(struct server *srv, struct err *e)
 		goto out;
 	struct evconnlistener *l = evconnlistener_new(srv->base, NULL, NULL,
 						     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-	if (!l || !evhttp_bind_listener(srv->http, l)) {
+	if (!l || !(srv->bound[0] = evhttp_bind_listener(srv->http, l))) {
 		if (!l)
 			close(fd);
 		r = err_set(e, ENOMEM, "cannot serve on %s", path);
@@ -371,7 +453,7 @@ static int listen_tcp(struct server *srv, struct err *e)
 	int port = atoi(colon + 1);
 	if (port <= 0 || port > 65535)
 		return err_set(e, CAIRN_EINPUT, "--listen %s: bad port", srv->o.listen);
-	if (!evhttp_bind_socket_with_handle(srv->http, host, (ev_uint16_t)port))
+	if (!(srv->bound[1] = evhttp_bind_socket_with_handle(srv->http, host, (ev_uint16_t)port)))
 		return err_set(e, EADDRINUSE, "cannot listen on %s: %s", srv->o.listen, strerror(errno));
 	return 0;
 }
@@ -406,8 +488,14 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *srv = arg;
 	(void)what;
+	if (srv->draining) {
+		log_info("controller", "signal %d again: stopping now", (int)sig);
+		event_base_loopbreak(srv->base);
+		return;
+	}
 	log_info("controller", "signal %d: shutting down", (int)sig);
-	event_base_loopbreak(srv->base);
+	srv->signal_ns = time_mono_ns();
+	start_drain(srv);
 }
 
 static int take_lock(struct server *srv, struct err *e)
@@ -459,6 +547,7 @@ static struct executor *make_executor(struct server *srv)
 static void server_free(struct server *srv)
 {
 	struct metric_req *m, *mn;
+	srv->draining = false; /* the connections evhttp_free closes are not waited for */
 	if (srv->http)
 		evhttp_free(srv->http); /* closes every connection: their records go with them */
 	while (srv->conns) {
@@ -466,6 +555,8 @@ static void server_free(struct server *srv)
 		srv->conns = r->next;
 		free(r);
 	}
+	if (srv->drain_ev)
+		event_free(srv->drain_ev);
 	if (srv->done_ev)
 		event_free(srv->done_ev);
 	if (srv->notify_ev)
@@ -587,7 +678,7 @@ int controller_serve(const struct controller_opts *o, struct err *e)
 out:
 	if (srv.base)
 		runners_stop_all(&srv);
-	events_close_all(&srv);
+	events_end_all(&srv); /* none left after a drain; the deadline or an error may leave some */
 	pthread_mutex_lock(&srv.mu);
 	srv.stopping = true;
 	pthread_cond_broadcast(&srv.cv);
@@ -618,5 +709,8 @@ out:
 	}
 	ctl_faults_stop(faults);
 	server_free(&srv);
+	if (srv.signal_ns)
+		log_info("controller", "stopped %.2f s after the signal",
+			 (double)(time_mono_ns() - srv.signal_ns) / 1e9);
 	return r;
 }

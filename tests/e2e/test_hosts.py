@@ -1,7 +1,8 @@
 """Deploys to hosts reached over SSH (network namespaces with sshd, hostlib.py): urlshort goes
 to web1 and web2 with its objects pushed (a second release pushes only what changed), the
-instances serve inside each namespace, a killed ssh link is re-established mid-job, and a host
-whose sshd is down fails the job with a message naming the host and what to do."""
+instances serve inside each namespace, a killed ssh link is re-established mid-job, a host
+whose sshd is down fails the job with a message naming the host and what to do, and `cairn
+status` answers at once with a host down or hung, showing the others."""
 import json
 import os
 import random
@@ -212,3 +213,46 @@ def test_host_without_cairn_says_how_to_fix_it(cairn, fleet, tmp_path):
     text = json.dumps(j)
     assert "host web1: cannot start the agent there" in text, text
     assert "/nonexistent/cairn" in text and "install cairn on web1" in text
+
+
+def test_status_answers_with_a_host_down_or_hung(cairn, fleet):
+    """`cairn status` shows the reachable host's instances, marks the other UNREACHABLE with
+    the reason and exits 1 — with web2's sshd gone (refused at once) and with it hung (the
+    TCP handshake completes, nothing answers: ssh would wait its 5 s ConnectTimeout)."""
+    ctl, ids, hosts, src = fleet
+    web1, web2 = hosts
+    ctl.start()
+    j = ctl.wait_terminal(deploy(ctl, ids["v1"], "v1"), timeout=180)
+    assert j["state"] == "succeeded", json.dumps(j, indent=1)
+
+    def check(why):
+        t0 = time.monotonic()
+        p = cairn.run("status", cwd=src, check=1)
+        took = time.monotonic() - t0
+        out = p.stdout
+        w1 = out[out.index("host web1:"):out.index("host web2:")]
+        assert w1.splitlines()[0] == "host web1:", out
+        assert w1.count(" running ") == 2 and ids["v1"][7:19] in w1, out
+        assert f"host web2: UNREACHABLE: host web2: {why}" in out, out
+        st = json.loads(cairn.run("status", "--json", cwd=src, check=1).stdout)
+        h1, h2 = st["hosts"]
+        assert h1["host"] == "web1" and h1["ok"], h1
+        assert [i["state"] for i in h1["instances"]] == ["running", "running"], h1
+        assert h2["host"] == "web2" and not h2["ok"] and why in h2["error"], h2
+        assert "instances" not in h2
+        return took
+
+    # down: web2's sshd is gone, and the ssh link the controller had with it
+    web2.stop_sshd()
+    os.kill(ssh_pid(cairn, "web2"), signal.SIGKILL)
+    check("cannot reach it over SSH")
+    # hung: an sshd that takes connections but never answers. ssh gives up after its 5 s
+    # ConnectTimeout, and status used to wait for it, host after host; now each host gets
+    # 1.5 s. Not a performance bar: a generous bound below the old wait.
+    web2.start_sshd()
+    os.kill(web2.sshd.pid, signal.SIGSTOP)
+    try:
+        took = check("no SSH connection to")
+        assert took < 4, f"status took {took:.1f} s with a hung host"
+    finally:
+        os.kill(web2.sshd.pid, signal.SIGCONT)
