@@ -26,10 +26,11 @@ struct pump {
 	pthread_t writer;
 };
 
+/* no SPLICE_F_MORE: it corks the socket, and a one-byte ping would wait for more forever */
 static void *drain(void *arg)
 {
 	struct pump *p = arg;
-	while (splice(p->pipe[0], NULL, p->dst, NULL, PIPE_BYTES, SPLICE_F_MOVE | SPLICE_F_MORE) > 0)
+	while (splice(p->pipe[0], NULL, p->dst, NULL, PIPE_BYTES, SPLICE_F_MOVE) > 0)
 		;
 	shutdown(p->dst, SHUT_WR);
 	shutdown(p->src, SHUT_RD); /* the far side went away: stop filling too */
@@ -39,7 +40,7 @@ static void *drain(void *arg)
 static void *fill(void *arg)
 {
 	struct pump *p = arg;
-	while (splice(p->src, NULL, p->pipe[1], NULL, PIPE_BYTES, SPLICE_F_MOVE | SPLICE_F_MORE) > 0)
+	while (splice(p->src, NULL, p->pipe[1], NULL, PIPE_BYTES, SPLICE_F_MOVE) > 0)
 		;
 	close(p->pipe[1]); /* the drain sees EOF once the pipe is empty */
 	pthread_join(p->writer, NULL);
