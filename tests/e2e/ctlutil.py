@@ -137,7 +137,9 @@ class Controller:
         return wait_for(lambda: (lambda j: j if j["terminal"] else None)(self.job(jid)),
                         timeout=timeout, what=f"job {jid} to end")
 
-    def stop(self):
+    def stop(self, check=True):
+        """SIGTERM and wait. A controller that was running must end with 0: a clean shutdown,
+        and under ASan no leak or error report (abort_on_error makes those non-zero)."""
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -145,6 +147,11 @@ class Controller:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                raise AssertionError("controller did not end within 20 s of SIGTERM: " +
+                                     self.log_text()[-4000:])
+            if check and self.proc.returncode != 0:
+                raise AssertionError(f"controller ended with {self.proc.returncode} after "
+                                     f"SIGTERM: " + self.log_text()[-4000:])
         return self.proc.returncode if self.proc else None
 
     def steps_run(self):
