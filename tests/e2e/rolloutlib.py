@@ -66,6 +66,20 @@ class AgentController(Controller):
         return self
 
 
+def stop_local_agent(cairn):
+    """The local agent `cairn serve` started outlives the controller by design: stop its
+    instances, then the agent, and wait until no process of the test's state is left."""
+    st = cairn.run("agent", "status", "--json")
+    cairn.run("agent", "--stop-all")
+    if st.returncode == 0:
+        try:
+            os.kill(json.loads(st.stdout)["pid"], signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    wait_for(lambda: state_pids(cairn.state) == [], timeout=30,
+             what="every process of the test to end")
+
+
 def state_pids(state):
     """Pids of live processes started for this state directory (their environment names it)."""
     want = str(state).encode()
@@ -139,16 +153,7 @@ class Fleet:
 
     def teardown(self):
         self.ctl.stop()
-        st = self.cairn.run("agent", "status", "--json")
-        self.cairn.run("agent", "--stop-all")
-        if st.returncode == 0:
-            pid = json.loads(st.stdout)["pid"]
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        wait_for(lambda: state_pids(self.cairn.state) == [], timeout=30,
-                 what="every process of the test to end")
+        stop_local_agent(self.cairn)
 
 
 class Load:

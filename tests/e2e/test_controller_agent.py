@@ -11,7 +11,7 @@ import pytest
 from conftest import EXAMPLES
 from agentlib import answers
 from ctlutil import has_test_hooks, wait_for
-from rolloutlib import AgentController
+from rolloutlib import AgentController, stop_local_agent
 
 needs_hooks = pytest.mark.skipif(not has_test_hooks(), reason="needs a -Dtest_hooks=true build")
 
@@ -33,13 +33,7 @@ def urlshort(cairn, tmp_path):
     ctl = AgentController(cairn, tmp_path)
     yield ctl, ids, src
     ctl.stop()
-    st = cairn.run("agent", "status", "--json")
-    cairn.run("agent", "--stop-all")
-    if st.returncode == 0:
-        pid = json.loads(st.stdout)["pid"]
-        os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
-                 open(f"/proc/{pid}/stat").read().split()[2] == "Z", what="agent to stop")
+    stop_local_agent(cairn)
 
 
 def serving(ids, cairn, rel):

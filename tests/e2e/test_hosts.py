@@ -15,7 +15,7 @@ import pytest
 
 from conftest import BIN, EXAMPLES
 from hostlib import ssh_hosts  # noqa: F401 (fixture)
-from rolloutlib import AgentController
+from rolloutlib import AgentController, stop_local_agent
 from ctlutil import wait_for
 
 
@@ -52,7 +52,7 @@ def fleet(cairn, tmp_path, ssh_hosts):  # noqa: F811
     ssh_left = [p for p in os.listdir("/proc") if p.isdigit() and
                 str(cairn.state / "hosts") in _cmdline(p)]
     assert ssh_left == [], "ssh processes outlived the controller"
-    cairn.run("agent", "--stop-all")
+    stop_local_agent(cairn)
 
 
 def _cmdline(pid):

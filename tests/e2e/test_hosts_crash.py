@@ -13,7 +13,7 @@ import pytest
 from conftest import BIN
 from ctlutil import has_test_hooks, wait_for
 from hostlib import ssh_hosts  # noqa: F401 (fixture)
-from rolloutlib import AgentController
+from rolloutlib import AgentController, stop_local_agent
 
 pytestmark = pytest.mark.skipif(not has_test_hooks(), reason="needs a -Dtest_hooks=true build")
 
@@ -106,8 +106,8 @@ def test_kill_after_each_step_boundary_ssh_hosts(cairn, tmp_path, ssh_hosts, hos
             ctl.stop()
             assert ssh_processes(cairn) == []
     finally:
-        ctl.stop()
-        cairn.run("agent", "--stop-all")
+        ctl.stop(check=False)
+        stop_local_agent(cairn)
 
 
 def test_kills_at_random_moments_ssh_hosts(cairn, tmp_path, ssh_hosts):  # noqa: F811
@@ -136,5 +136,5 @@ def test_kills_at_random_moments_ssh_hosts(cairn, tmp_path, ssh_hosts):  # noqa:
                 assert starts(h, rel) == 1, (i, n, h.name, starts(h, rel))
             ctl.stop()
     finally:
-        ctl.stop()
-        cairn.run("agent", "--stop-all")
+        ctl.stop(check=False)
+        stop_local_agent(cairn)
