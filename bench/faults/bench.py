@@ -23,6 +23,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 PY = "/usr/bin/python3"
 PEERS = [PY, str(HERE / "peers.py")]
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+import oneway  # noqa: E402 (the one-way latency kit the e2e tests use)
 procs = []
 
 
@@ -107,12 +109,13 @@ def main():
     sink, echo = f"127.0.0.1:{sink_port}", f"127.0.0.1:{echo_port}"
     targets = {"direct": (sink, echo)}
     pids = {"direct": None}  # the process whose CPU the forwarding costs
-    apis = {}
+    apis, api_pids = {}, {}
     for threads in (1, 2):
         cp, addr = spawn([cairn, "fault", "serve", "--listen", "127.0.0.1:0",
                          "--threads", str(threads)])
         base = "http://" + addr
         apis[threads] = base
+        api_pids[threads] = cp.pid
         for name, toxic in (("", None), ("+lat0", 0)):
             ps = api(base, "POST", "/proxies", {"name": "s" + name, "listen": "127.0.0.1:0",
                                                  "upstream": sink})
@@ -194,9 +197,44 @@ def main():
         print(f"{r['latency_ms']:>8}ms {r['samples']:>8} {r['p50_error_ms']:>7.3f}ms "
               f"{r['p99_error_ms']:>7.3f}ms {r['min_ms']:>7.3f}ms")
 
+    # the same toxic timed one way with the kernel's receive timestamp, paired with a 0 ms twin,
+    # samples the scheduler held up left out (tests/e2e/oneway.py, as the e2e test does): the
+    # toxic's own error, without the round trip's Python echo and wake-ups
+    def make_proxy(name, upstream, toxics):
+        p = api(base, "POST", "/proxies", {"name": name, "listen": "127.0.0.1:0",
+                                            "upstream": upstream})
+        for t in toxics:
+            api(base, "POST", f"/proxies/{name}/toxics", dict(type="latency", **t))
+        return p["listen"]
+
+    ow = []
+    for ms in (1, 5, 10, 50, 100):
+        want = max(100, min(400, int(10000 / ms)))
+        try:
+            tox, twin, every = oneway.one_way_paired(
+                make_proxy, api_pids[1], "downstream", [{"attributes": {"latency": ms}}],
+                name=f"ow{ms}", want=want, rounds=60)
+        except (oneway.NoSchedstat, oneway.TooBusy) as e:
+            print(f"  one-way {ms} ms: {e}", file=sys.stderr)
+            continue
+        path = oneway.pct(twin, 50)
+        ow.append({"latency_ms": ms, "kept": len(tox), "samples": len(every),
+                   "p50_error_ms": (oneway.pct(tox, 50) - path) * 1e3 - ms,
+                   "p99_error_ms": (oneway.pct(tox, 99) - path) * 1e3 - ms,
+                   "p99_all_error_ms": (oneway.pct(every, 99) - path) * 1e3 - ms,
+                   "min_ms": min(every) * 1e3})
+    print("\nlatency toxic accuracy, one way (kernel receive timestamps, paired with a 0 ms twin; "
+          "p99 over the samples no thread waited for a CPU, and over all)")
+    print(f"{'configured':>10} {'kept/all':>10} {'p50 err':>9} {'p99 err':>9} {'p99 all':>9} "
+          f"{'min':>9}")
+    for r in ow:
+        print(f"{r['latency_ms']:>8}ms {r['kept']:>4}/{r['samples']:<5} {r['p50_error_ms']:>7.3f}ms "
+              f"{r['p99_error_ms']:>7.3f}ms {r['p99_all_error_ms']:>7.3f}ms {r['min_ms']:>7.3f}ms")
+
     ratio = rows["cairn t1"]["MBps"] / rows["direct"]["MBps"] if rows else float("nan")
     fratio = rows["cairn t1"]["MBps"] / rows["splice floor"]["MBps"] if rows else float("nan")
-    worst99 = max(abs(r["p99_error_ms"]) for r in acc)
+    # the goal is the toxic's error: the one-way measurement when it could be made
+    worst99 = max(abs(r["p99_error_ms"]) for r in (ow or acc))
     goals = {"passthrough_vs_direct": {"value": ratio, "goal": ">= 0.9", "met": ratio >= 0.9 or not rows},
              "passthrough_vs_splice_floor": {"value": fratio, "goal": ">= 0.95",
                                              "met": fratio >= 0.95 or not rows},
@@ -214,7 +252,8 @@ def main():
           "loopback TCP work done in its context included) per GB sent")
     out = Path(os.environ.get("BENCH_OUT", ROOT / "bench" / "out"))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "faults.json").write_text(json.dumps({"rows": rows, "accuracy": acc, "goals": goals},
+    (out / "faults.json").write_text(json.dumps({"rows": rows, "accuracy": acc,
+                                                 "accuracy_one_way": ow, "goals": goals},
                                                 indent=2))
     return 0 if not a.check or all(g["met"] for g in goals.values()) else 1
 

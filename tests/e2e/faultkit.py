@@ -15,6 +15,7 @@ import urllib.request
 import pytest
 
 from conftest import BIN
+from oneway import pct  # noqa: F401 (one percentile for tests and bench)
 
 
 class Api:
@@ -194,12 +195,6 @@ def wait_for(cond, timeout=10, what="condition"):
             return v
         time.sleep(0.01)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def pct(values, p):
-    s = sorted(values)
-    k = max(0, min(len(s) - 1, int(round(p / 100 * (len(s) - 1)))))
-    return s[k]
 
 
 def rtt(c, payload=b"x"):
