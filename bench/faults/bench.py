@@ -207,6 +207,12 @@ def main():
             api(base, "POST", f"/proxies/{name}/toxics", dict(type="latency", **t))
         return p["listen"]
 
+    # the peers poll (the echo every 0.2 ms) and would compete for the two CPUs: only the
+    # measured cairn process stays for this part
+    for p in procs:
+        if p.pid != api_pids[1] and p.poll() is None:
+            p.terminate()
+            p.wait(timeout=10)
     ow = []
     for ms in (1, 5, 10, 50, 100):
         want = max(100, min(400, int(10000 / ms)))
@@ -239,11 +245,15 @@ def main():
              "passthrough_vs_splice_floor": {"value": fratio, "goal": ">= 0.95",
                                              "met": fratio >= 0.95 or not rows},
              "latency_p99_error_ms": {"value": worst99, "goal": "<= 1", "met": worst99 <= 1}}
-    print("\ngoals: pass-through %.2fx direct (>= 0.9x: %s), %.2fx the splice floor (>= 0.95x: "
-          "%s); worst latency p99 error %.3f ms (<= 1 ms: %s)" % (
-              ratio, "met" if goals["passthrough_vs_direct"]["met"] else "MISSED", fratio,
-              "met" if goals["passthrough_vs_splice_floor"]["met"] else "MISSED",
-              worst99, "met" if goals["latency_p99_error_ms"]["met"] else "MISSED"))
+    if rows:
+        print("\ngoals: pass-through %.2fx direct (>= 0.9x: %s), %.2fx the splice floor "
+              "(>= 0.95x: %s)" % (
+                  ratio, "met" if goals["passthrough_vs_direct"]["met"] else "MISSED", fratio,
+                  "met" if goals["passthrough_vs_splice_floor"]["met"] else "MISSED"))
+    else:
+        print("\ngoals: pass-through not measured (--skip-throughput)")
+    print("goal: worst latency p99 error %.3f ms (<= 1 ms: %s)" % (
+        worst99, "met" if goals["latency_p99_error_ms"]["met"] else "MISSED"))
     if not have_socat:
         print("socat is not installed (bench/install-deps): its row is missing")
     print(f"machine: {os.cpu_count()} CPUs, load {open('/proc/loadavg').read().split()[0]}; "

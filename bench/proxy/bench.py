@@ -276,7 +276,8 @@ def main():
         print(f"| {t['case']} | {t['gb_s']:.2f} | {t['gb_s'] / direct:.2f} | "
               f"{t['gb_s'] / sfloor:.2f} | {c['sender']:.2f} | {c['proxy']:.2f} | "
               f"{c['receiver']:.2f} | {tot:.2f} | {os.cpu_count() / tot:.2f} GB/s |")
-    print("(splice floor: a two-thread blocking splice forwarder, the ceiling of any splice "
+    print("(splice floor: bench/proxy/splice-floor.c, a thread per direction polling and "
+          "splicing through a pipe, the ceiling of any splice "
           "proxy here; wall floor = CPUs / total CPU s per GB, the best any path with that CPU "
           "cost can do even with perfect overlap)")
     goals = []

@@ -1,6 +1,7 @@
 """One-way latency through a proxy, timed with the kernel's receive timestamp, paired sample by
 sample with a 0 ms twin, leaving out samples the scheduler held up. No pytest here: the fault
 tests (test_fault_toxics.py) and bench/faults measure the latency toxic with the same code."""
+import gc
 import os
 import socket
 import struct
@@ -109,6 +110,10 @@ def one_way_paired(make_proxy, pid, stream, toxics, name="p", want=200, rounds=4
     waits = RunQueueWait(pid)
     if not waits.kept():
         raise NoSchedstat("this kernel keeps no run-queue wait (/proc/PID/task/TID/schedstat)")
+    # the collector would stop this thread between its clock read and its send, in a process
+    # holding many objects (the bench) for milliseconds: no collection while sampling
+    gc_was = gc.isenabled()
+    gc.disable()
     try:
         for _ in range(10):  # warm up
             tox_p.once()
@@ -137,6 +142,8 @@ def one_way_paired(make_proxy, pid, stream, toxics, name="p", want=200, rounds=4
             f"only {len(tox)} of {len(every)} samples were undisturbed ({dropped} noisy rounds "
             f"dropped): the machine is too busy to measure a 1 ms bound")
     finally:
+        if gc_was:
+            gc.enable()
         tox_p.close()
         twin_p.close()
 
