@@ -144,6 +144,8 @@ int fs_write_atomic(const char *path, const void *data, size_t n, mode_t mode, s
  * old or empty. For caches, which are checked when read and cost only time when lost. */
 int fs_write_replace(const char *path, const void *data, size_t n, mode_t mode, struct err *e);
 int fs_write_all(int fd, const void *p, size_t n);
+/* Reads exactly n bytes at off (retrying EINTR and short reads): 0, -errno, or -EIO at EOF. */
+int fs_pread_all(int fd, void *p, size_t n, int64_t off);
 /* Copies the rest of in to out (copy_file_range where the kernel can, else read/write). */
 int fs_copy_fd(int in, int out);
 /* Removes a tree (no following of symlinks). Missing path is not an error. */
@@ -162,6 +164,9 @@ char *fs_realpath(const char *path, struct err *e);
 
 int64_t time_now_ns(void);   /* CLOCK_REALTIME */
 int64_t time_mono_ns(void);  /* CLOCK_MONOTONIC */
+struct timespec;
+/* The CLOCK_REALTIME instant ms from now, for pthread_*_timed* deadlines. */
+void time_deadline_ms(int64_t ms, struct timespec *out);
 /* "250ms", "10s", "5m", "1h", "1.5s", "0" → milliseconds. Returns 0 or -EINVAL. */
 int time_parse_duration_ms(const char *s, int64_t *out_ms);
 /* Writes a short human duration ("350ms", "12.5s", "3m20s", "2h5m", "4d") into out. */

@@ -251,3 +251,18 @@ char *fs_realpath(const char *path, struct err *e)
 		err_set(e, errno, "%s: %s", path, strerror(errno));
 	return p;
 }
+
+int fs_pread_all(int fd, void *p, size_t n, int64_t off)
+{
+	for (size_t done = 0; done < n;) {
+		ssize_t r = pread(fd, (char *)p + done, n - done, (off_t)(off + (int64_t)done));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -EIO;
+		done += (size_t)r;
+	}
+	return 0;
+}

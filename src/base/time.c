@@ -92,3 +92,10 @@ void time_fmt_rfc3339(int64_t unix_s, char *out, size_t n)
 	gmtime_r(&t, &tm);
 	strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
+
+void time_deadline_ms(int64_t ms, struct timespec *out)
+{
+	int64_t t = time_now_ns() + ms * 1000000;
+	out->tv_sec = (time_t)(t / 1000000000);
+	out->tv_nsec = (long)(t % 1000000000);
+}

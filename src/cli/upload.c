@@ -162,13 +162,9 @@ static int put_parts(struct pool *p, struct httpc_session *hs, const struct obj 
 	for (int64_t off = 0; off < o->size && r == 0;) {
 		size_t want =
 		    o->size - off < CLI_PART_BYTES ? (size_t)(o->size - off) : CLI_PART_BYTES;
-		ssize_t got;
-		do
-			got = pread(fd, chunk, want, off);
-		while (got < 0 && errno == EINTR);
-		if (got != (ssize_t)want) {
-			r = err_set(e, got < 0 ? errno : EIO, "cannot read object %s (%s): %s",
-				    o->hex, file, got < 0 ? strerror(errno) : "shorter than built");
+		if ((r = fs_pread_all(fd, chunk, want, off)) < 0) {
+			r = err_set(e, -r, "cannot read object %s (%s): %s", o->hex, file,
+				    strerror(-r));
 			break;
 		}
 		snprintf(path, sizeof(path), "/v1/objects/%s?offset=%lld&size=%lld", o->hex,

@@ -578,13 +578,7 @@ int hosts_query(const char *host, const char *path, int64_t bound_ms, json_t **o
 		return err_set(e, CAIRN_ENOTFOUND,
 			       "host %s is not in the hosts of any release this controller loaded",
 			       host);
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += bound_ms / 1000;
-	ts.tv_nsec += (bound_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	time_deadline_ms(bound_ms, &ts);
 	if (pthread_mutex_timedlock(&h->mu, &ts) != 0)
 		return err_set(e, ETIMEDOUT,
 			       "host %s: its SSH link to %s is being set up by a deploy step; no "

@@ -83,17 +83,12 @@ static int send_parts(const struct exec_job *j, const char *host, const char *he
 	}
 	for (int64_t off = 0; off < size && r == 0;) {
 		size_t want = size - off < AGENT_PART_BYTES ? (size_t)(size - off) : AGENT_PART_BYTES;
-		ssize_t got;
 		if (atomic_load(j->abort)) {
 			r = err_set(e, ECANCELED, "stopped while sending objects to %s", host);
 			break;
 		}
-		do
-			got = pread(fd, chunk, want, off);
-		while (got < 0 && errno == EINTR);
-		if (got != (ssize_t)want) {
-			r = err_set(e, got < 0 ? errno : EIO, "cannot read object %.12s…: %s", hex,
-				    got < 0 ? strerror(errno) : "it is shorter than its size");
+		if ((r = fs_pread_all(fd, chunk, want, off)) < 0) {
+			r = err_set(e, -r, "cannot read object %.12s…: %s", hex, strerror(-r));
 			break;
 		}
 		snprintf(path, sizeof(path), "/v1/objects/%s?offset=%lld&size=%lld", hex,

@@ -32,13 +32,7 @@ bool runner__wait(struct runner *rn, int64_t ms)
 		ms = 50;
 	if (ms > CTL_LEASE_RENEW_MS)
 		ms = CTL_LEASE_RENEW_MS;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	time_deadline_ms(ms, &ts);
 	pthread_mutex_lock(&srv->rmu);
 	pthread_cond_timedwait(&srv->rcv, &srv->rmu, &ts);
 	pthread_mutex_unlock(&srv->rmu);

@@ -387,16 +387,11 @@ int objstore_part_put(struct objstore *os, const char *hex, int64_t offset, int6
 			    hex, (long long)*out_received, (long long)*out_received);
 		goto out;
 	}
-	for (size_t done = 0; done < n;) {
-		ssize_t w = pwrite(fd, (const char *)p + done, n - done, offset + (off_t)done);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			r = err_set(e, w < 0 ? errno : EIO, "cannot write %s: %s", path,
-				    strerror(w < 0 ? errno : EIO));
-			goto out;
-		}
-		done += (size_t)w;
+	/* offset is the file's size here: the part is appended */
+	if (lseek(fd, offset, SEEK_SET) < 0 || (r = fs_write_all(fd, p, n)) < 0) {
+		r = err_set(e, r < 0 ? -r : errno, "cannot write %s: %s", path,
+			    strerror(r < 0 ? -r : errno));
+		goto out;
 	}
 	*out_received = offset + (int64_t)n;
 	if (*out_received < size)
