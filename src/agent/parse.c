@@ -37,18 +37,7 @@ const char *agent_signal_name(int sig)
 
 bool agent_name_ok(const char *s)
 {
-	size_t n = strlen(s);
-	if (n == 0 || n > AGENT_NAME_MAX)
-		return false;
-	if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
-		return false;
-	for (size_t i = 1; i < n; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-		      c == '-'))
-			return false;
-	}
-	return true;
+	return strlen(s) <= AGENT_NAME_MAX && name_app_ok(s, strlen(s)); /* base/names.c */
 }
 
 /* Parses an object body; an empty body is {}. */

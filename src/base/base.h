@@ -112,6 +112,26 @@ void strv_push(struct strv *s, const char *str); /* dies on OOM (CLI) */
 void strv_push_owned(struct strv *s, char *str);
 void strv_sort(struct strv *s);
 
+/* ---- names (names.c) ------------------------------------------------------------------
+ * The one validator of app names and release tags, used on every path that takes one. */
+
+#define NAME_APP_MAX 63      /* [a-z0-9][a-z0-9_.-]{0,62}, as in cairn.yml */
+#define NAME_TAG_MAX 128
+#define NAME_ID_PREFIX_MIN 4 /* the shortest hex prefix a REF resolves as an id */
+
+bool name_app_ok(const char *s, size_t n);
+/* Could s stand for a release id: "sha256:…", or NAME_ID_PREFIX_MIN..64 hex digits (any case)? */
+bool name_is_id_like(const char *s, size_t n);
+/* A tag: 1-NAME_TAG_MAX printable ASCII bytes without spaces, '/' or ':', and not id-like
+ * (a tag can never impersonate a release id). CAIRN_EINPUT with the rule otherwise. */
+int name_tag_check(const char *s, size_t n, struct err *e);
+/* Text from outside (names, reasons, log lines) for a terminal: control characters become
+ * \xNN. name_safe writes into out (n bytes; 4 * strlen(s) + 1 always suffice, else it is
+ * cut) and returns out. */
+void name_fput_safe(const char *s, FILE *out);
+const char *name_safe(const char *s, char *out, size_t n);
+#define NAME_SAFE_LEN(n) (4 * (n) + 1)
+
 /* ---- hashing --------------------------------------------------------------------------- */
 
 #define HASH_HEX_LEN 64 /* SHA-256 in lowercase hex */

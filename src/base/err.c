@@ -54,31 +54,19 @@ void err_clear(struct err *e)
 		memset(e, 0, sizeof(*e));
 }
 
-/* Writes s with control characters escaped: messages quote names that come from outside
- * (archive entries, file names, YAML), and those must not drive the terminal. */
-static void put_safe(const char *s, FILE *out)
-{
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p < 0x20 || *p == 0x7f)
-			fprintf(out, "\\x%02x", *p);
-		else
-			fputc(*p, out);
-	}
-}
-
 void err_print(const struct err *e, FILE *out)
 {
 	const char *msg = e->msg[0] ? e->msg : strerror(e->code < 1000 ? e->code : EIO);
 
 	if (e->file[0]) {
-		put_safe(e->file, out);
+		name_fput_safe(e->file, out);
 		if (e->line > 0)
 			fprintf(out, ":%d:%d", e->line, e->col > 0 ? e->col : 1);
 		fputs(": error: ", out);
 	} else {
 		fputs("cairn: error: ", out);
 	}
-	put_safe(msg, out);
+	name_fput_safe(msg, out);
 	fputc('\n', out);
 }
 

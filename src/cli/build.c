@@ -134,11 +134,11 @@ static int run_build(int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage(&cli_cmd_build, "unexpected argument '%s'", argv[optind]);
-	if (tag && (!*tag || strlen(tag) > STORE_TAG_MAX || strchr(tag, '/') || strchr(tag, ':') ||
-		    strchr(tag, ' ')))
-		return cli_usage(&cli_cmd_build,
-				 "bad tag '%s': use 1-%d characters without '/', ':' or spaces", tag,
-				 STORE_TAG_MAX);
+	if (tag && name_tag_check(tag, strlen(tag), &e) < 0) {
+		char q[NAME_SAFE_LEN(64)];
+		return cli_usage(&cli_cmd_build, "bad tag '%s': %s", name_safe(tag, q, sizeof(q)),
+				 e.msg);
+	}
 	remote = cli_api_is_remote(&ao);
 	if (remote) {
 		/* the build goes to the local cache; the controller gets it through its API */

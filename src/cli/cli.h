@@ -53,6 +53,11 @@ int cli_load_config(const struct cli_ctx *ctx, struct config **out, struct err *
 /* Opens the state directory (object store + state database), creating it. */
 int cli_open_state(const struct cli_ctx *ctx, struct objstore **out_os, struct store **out_st,
 		   struct err *e);
+/* Appends a JSON array of tags as "v1,v2" (each escaped for the terminal: name_safe) to b;
+ * nothing for NULL or an empty array. */
+void cli_tags_text(const struct json_t *tags, struct buf *b);
+/* The same as " (v1,v2)" after a release id; nothing when it has no tags. */
+void cli_release_tags_text(const struct json_t *tags, struct buf *b);
 /* Is stdout a terminal (and not --json)? For progress lines and colour. */
 bool cli_is_tty(const struct cli_ctx *ctx);
 

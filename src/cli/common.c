@@ -124,3 +124,30 @@ bool cli_is_tty(const struct cli_ctx *ctx)
 {
 	return !ctx->json && isatty(STDOUT_FILENO);
 }
+
+void cli_tags_text(const json_t *tags, struct buf *b)
+{
+	size_t i;
+	json_t *t;
+
+	json_array_foreach(tags, i, t) {
+		const char *s = json_string_value(t);
+		char q[NAME_SAFE_LEN(NAME_TAG_MAX)];
+		if (!s)
+			continue;
+		if (b->len)
+			buf_addc(b, ',');
+		buf_adds(b, name_safe(s, q, sizeof(q)));
+	}
+}
+
+void cli_release_tags_text(const json_t *tags, struct buf *b)
+{
+	struct buf t;
+
+	buf_init(&t, b->max);
+	cli_tags_text(tags, &t);
+	if (t.len)
+		buf_addf(b, " (%s)", buf_str(&t));
+	buf_done(&t);
+}

@@ -62,6 +62,7 @@ const struct cli_command cli_cmd_verify = {
 
 struct list_ctx {
 	const struct cli_ctx *ctx;
+	struct store *st;
 	json_t *arr;
 	size_t n;
 	int64_t now;
@@ -71,22 +72,39 @@ static int list_one(void *arg, const struct store_release *r)
 {
 	struct list_ctx *l = arg;
 	char age[32], when[32];
+	struct err e;
+	json_t *tags = store_release_tags_json(l->st, r->id, &e);
+
+	if (!tags) {
+		err_print(&e, stderr);
+		return 1;
+	}
 	time_fmt_duration((l->now - r->created_at) * 1000, age, sizeof(age));
 	time_fmt_rfc3339(r->created_at, when, sizeof(when));
 	if (l->ctx->json) {
-		json_array_append_new(l->arr, json_pack("{s:s,s:s,s:s?,s:s,s:s,s:I,s:I}", "id", r->id, "app",
-							r->app, "tag", r->tag[0] ? r->tag : NULL,
+		json_array_append_new(l->arr, json_pack("{s:s,s:s,s:s?,s:O,s:s,s:s,s:I,s:I}", "id",
+							r->id, "app", r->app, "tag",
+							r->tag[0] ? r->tag : NULL, "tags", tags,
 							"created_at", when, "state",
 							release_state_name(r->state), "files",
 							(json_int_t)r->n_files, "bytes", (json_int_t)r->bytes));
 	} else {
+		/* app names and tags are checked when given, but an older state.db may hold any
+		 * bytes: nothing from it drives the terminal */
+		char app[NAME_SAFE_LEN(64)];
+		struct buf tb;
+		buf_init(&tb, 1 << 20);
+		cli_tags_text(tags, &tb);
 		if (l->n == 0)
-			printf("%-12s  %-16s  %-16s  %-8s  %-9s  %7s  %9s\n", "ID", "APP", "TAG", "AGE",
+			printf("%-12s  %-16s  %-16s  %-8s  %-9s  %7s  %9s\n", "ID", "APP", "TAGS", "AGE",
 			       "STATE", "FILES", "SIZE");
-		printf("%.12s  %-16s  %-16s  %-8s  %-9s  %7lld  %8.1fM\n", r->id + 7, r->app,
-		       r->tag[0] ? r->tag : "-", age, release_state_name(r->state), (long long)r->n_files,
+		printf("%.12s  %-16s  %-16s  %-8s  %-9s  %7lld  %8.1fM\n", r->id + 7,
+		       name_safe(r->app, app, sizeof(app)), tb.len ? buf_str(&tb) : "-", age,
+		       release_state_name(r->state), (long long)r->n_files,
 		       (double)r->bytes / 1048576.0);
+		buf_done(&tb);
 	}
+	json_decref(tags);
 	l->n++;
 	return 0;
 }
@@ -115,7 +133,10 @@ static int run_releases(int argc, char **argv)
 	if (cli_open_state(&ctx, &os, &st, &e) < 0)
 		return cli_fail(&ctx, &e);
 	l.arr = json_array();
-	if (store_release_list(st, app, list_one, &l, &e) < 0) {
+	l.st = st;
+	if ((rc = store_release_list(st, app, list_one, &l, &e)) == 1) {
+		rc = 1; /* printed by list_one */
+	} else if (rc < 0) {
 		rc = cli_fail(&ctx, &e);
 	} else if (ctx.json) {
 		json_t *o = json_pack("{s:O}", "releases", l.arr);
@@ -156,8 +177,11 @@ static int verify_one(void *arg, const struct store_release *r)
 	int ok;
 
 	v->problems = json_array();
-	if (!v->ctx->json)
-		printf("%.19s %s%s%s\n", r->id, r->app, r->tag[0] ? " " : "", r->tag);
+	if (!v->ctx->json) {
+		char app[NAME_SAFE_LEN(64)], tag[NAME_SAFE_LEN(STORE_TAG_MAX)];
+		printf("%.19s %s%s%s\n", r->id, name_safe(r->app, app, sizeof(app)),
+		       r->tag[0] ? " " : "", name_safe(r->tag, tag, sizeof(tag)));
+	}
 	ok = release_verify(v->os, r->id, on_problem, v, &e) == 0;
 	if (!ok)
 		v->n_bad++;

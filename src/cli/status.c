@@ -133,22 +133,34 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 			const char *rel = json_string_value(json_object_get(j, "release"));
 			const char *err = json_string_value(json_object_get(j, "error"));
 			const char *reason = json_string_value(json_object_get(j, "reason"));
-			printf("%-6lld %-9s %-12s %-14.12s %-21s %s\n",
+			struct buf rb;
+			buf_init(&rb, 1 << 20);
+			buf_addf(&rb, "%.12s", rel && strlen(rel) > 7 ? rel + 7 : "?");
+			cli_release_tags_text(json_object_get(j, "release_tags"), &rb);
+			printf("%-6lld %-9s %-12s %-14s %-21s ",
 			       (long long)json_integer_value(json_object_get(j, "id")),
 			       json_string_value(json_object_get(j, "kind")),
-			       json_string_value(json_object_get(j, "state")),
-			       rel && strlen(rel) > 7 ? rel + 7 : "?",
-			       json_string_value(json_object_get(j, "created_at")) ?: "",
-			       err ? err : reason ? reason : "");
+			       json_string_value(json_object_get(j, "state")), buf_str(&rb),
+			       json_string_value(json_object_get(j, "created_at")) ?: "");
+			name_fput_safe(err ? err : reason ? reason : "", stdout);
+			putchar('\n');
+			buf_done(&rb);
 		}
 	} else {
 		const char *cur = json_string_value(json_object_get(ans, "current"));
 		const char *good = json_string_value(json_object_get(ans, "last_good"));
 		json_t *run = json_object_get(ans, "running_job");
 		printf("app:        %s\n", json_string_value(json_object_get(ans, "app")));
-		printf("current:    %s\n", cur ? cur : "(none deployed)");
-		printf("last good:  %s%s\n", good ? good : "(none)",
+		struct buf ct, gt;
+		buf_init(&ct, 1 << 20);
+		buf_init(&gt, 1 << 20);
+		cli_release_tags_text(json_object_get(ans, "current_tags"), &ct);
+		cli_release_tags_text(json_object_get(ans, "last_good_tags"), &gt);
+		printf("current:    %s%s\n", cur ? cur : "(none deployed)", buf_str(&ct));
+		printf("last good:  %s%s%s\n", good ? good : "(none)", buf_str(&gt),
 		       cur && good && strcmp(cur, good) ? "   (current is NOT the last good release)" : "");
+		buf_done(&ct);
+		buf_done(&gt);
 		if (json_is_integer(run))
 			printf("running:    job %lld\n", (long long)json_integer_value(run));
 		if (json_array_size(json_object_get(ans, "queued_jobs")))

@@ -291,10 +291,11 @@ static int run_import(int argc, char **argv)
 			json_array_append_new(
 			    w, json_pack("{s:s,s:s}", "code", "tag_taken", "tag", res.dropped_tag));
 		json_t *o =
-		    json_pack("{s:s,s:s,s:s?,s:I,s:I,s:I,s:b,s:o}", "id", res.id, "app", res.app,
+		    json_pack("{s:s,s:s,s:s?,s:I,s:I,s:I,s:I,s:b,s:o}", "id", res.id, "app", res.app,
 			      "tag", res.tag[0] ? res.tag : NULL, "files", (json_int_t)res.n_files,
 			      "bytes", (json_int_t)res.bytes, "new_objects",
-			      (json_int_t)res.n_new_objects, "existed", res.existed, "warnings", w);
+			      (json_int_t)res.n_new_objects, "repaired_objects",
+			      (json_int_t)res.n_repaired, "existed", res.existed, "warnings", w);
 		if (o && remote)
 			json_object_set_new(
 			    o, "upload",
@@ -314,9 +315,13 @@ static int run_import(int argc, char **argv)
 			"cairn import: warning: tag '%s' already names another release of %s here; "
 			"imported untagged\n",
 			res.dropped_tag, res.app);
-	printf("imported %s (%s, %zu files%s%s)%s\n", res.id, res.app, res.n_files,
+	printf("imported %s (%s, %zu files%s%s)%s", res.id, res.app, res.n_files,
 	       res.tag[0] ? ", tag " : "", res.tag,
-	       res.existed ? " — already stored, nothing changed" : "");
+	       res.existed && !res.n_repaired ? " — already stored, nothing changed" : "");
+	if (res.n_repaired)
+		printf(" — repaired %zu corrupt object%s", res.n_repaired,
+		       res.n_repaired == 1 ? "" : "s");
+	putchar('\n');
 	cli_api_done(&api);
 	return 0;
 }

@@ -95,7 +95,7 @@ static int parse_app(struct cfg_parse *p, struct config *c, const struct cnode *
 	char q[CONFIG__QUOTE_BUF];
 	int r = config__str(p, n, "app", &c->app);
 
-	if (r == 0 && !valid_name(c->app, false))
+	if (r == 0 && !name_app_ok(c->app, strlen(c->app)))
 		return config__err(
 		    p, n,
 		    "app: %s is not a valid app name: use lowercase letters, digits, "

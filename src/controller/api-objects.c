@@ -161,7 +161,8 @@ static void put_work(struct task *t)
 	}
 	if (open_objects(ot, &os) < 0)
 		goto out;
-	if (!objstore_has(os, ot->hex)) {
+	/* a stored copy whose bytes no longer match its digest is replaced (repair) */
+	if (!objstore_has(os, ot->hex) || objstore_verify(os, ot->hex, NULL) < 0) {
 		if (objstore_tmp_open(os, &fd, &tmp, &t->err) < 0) {
 			t->status = 500;
 			goto out;

@@ -66,6 +66,9 @@ static void list_jobs(struct server *srv, struct evhttp_request *req, const char
 struct rel_ctx {
 	json_t *arr;
 	const struct store_app *a;
+	struct store *st;
+	json_t *app; /* gets current_tags and last_good_tags */
+	struct err *e;
 };
 
 static int add_release(void *ctx, const struct store_release *r)
@@ -73,11 +76,19 @@ static int add_release(void *ctx, const struct store_release *r)
 	struct rel_ctx *rc = ctx;
 	char t[32];
 	time_fmt_rfc3339(r->created_at, t, sizeof(t));
-	json_array_append_new(rc->arr, json_pack("{s:s,s:s?,s:s,s:s,s:b,s:b}", "id", r->id, "tag",
-						 r->tag[0] ? r->tag : NULL, "created_at", t, "state",
+	json_t *tags = store_release_tags_json(rc->st, r->id, rc->e);
+	if (!tags)
+		return -EIO;
+	json_array_append_new(rc->arr, json_pack("{s:s,s:s?,s:o,s:s,s:s,s:b,s:b}", "id", r->id,
+						 "tag", r->tag[0] ? r->tag : NULL, "tags", tags,
+						 "created_at", t, "state",
 						 release_state_name(r->state), "current",
 						 !strcmp(r->id, rc->a->current), "last_good",
 						 !strcmp(r->id, rc->a->last_good)));
+	if (!strcmp(r->id, rc->a->current))
+		json_object_set(rc->app, "current_tags", tags);
+	if (!strcmp(r->id, rc->a->last_good))
+		json_object_set(rc->app, "last_good_tags", tags);
 	return 0;
 }
 
@@ -93,18 +104,21 @@ static void get_app(struct server *srv, struct evhttp_request *req, const char *
 	struct store_app a;
 	struct store_lease l;
 	struct err e;
-	json_t *rels = json_array(), *queued = json_array(), *o;
+	json_t *rels = json_array(), *queued = json_array(), *tags = json_object(), *o;
 	if (J->app_get(srv->rd, app, &a, &e) < 0 ||
-	    store_release_list(srv->rd, app, add_release, &(struct rel_ctx){ rels, &a }, &e) < 0 ||
+	    store_release_list(srv->rd, app, add_release,
+			       &(struct rel_ctx){ rels, &a, srv->rd, tags, &e }, &e) != 0 ||
 	    J->list(srv->rd, app, 1u << JOB_QUEUED, 0, add_queued, queued, &e) < 0) {
 		json_decref(rels);
 		json_decref(queued);
+		json_decref(tags);
 		reply_store_error(req, &e);
 		return;
 	}
 	if (!a.current[0] && json_array_size(rels) == 0 && json_array_size(queued) == 0) {
 		json_decref(rels);
 		json_decref(queued);
+		json_decref(tags);
 		server_reply_error(req, 404, "not_found",
 				   "no app '%s' here: build a release of it first ('cairn build')", app);
 		return;
@@ -113,6 +127,12 @@ static void get_app(struct server *srv, struct evhttp_request *req, const char *
 		      a.current[0] ? a.current : NULL, "last_good", a.last_good[0] ? a.last_good : NULL,
 		      "running_job", a.running_job ? json_integer(a.running_job) : json_null(),
 		      "queued_jobs", queued, "releases", rels);
+	/* the tags of current and last good, beside their ids ([] when none) */
+	json_object_set_new(o, "current_tags",
+			    json_incref(json_object_get(tags, "current_tags")) ?: json_array());
+	json_object_set_new(o, "last_good_tags",
+			    json_incref(json_object_get(tags, "last_good_tags")) ?: json_array());
+	json_decref(tags);
 	if (a.upstreams[0]) {
 		json_t *u = json_loads(a.upstreams, 0, NULL);
 		json_object_set_new(o, "upstreams", u ? u : json_null());

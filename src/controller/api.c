@@ -54,6 +54,11 @@ json_t *api_job_json(struct store *st, const struct store_job *j, bool with_step
 	if (!o)
 		return NULL;
 	json_object_set_new(o, "terminal", json_boolean(job_state_terminal(j->state)));
+	json_t *tags = store_release_tags_json(st, j->release, &e);
+	if (!tags)
+		log_warn("controller", "job %lld: reading the release's tags: %s", (long long)j->id,
+			 e.msg);
+	json_object_set_new(o, "release_tags", tags ? tags : json_array());
 	if (with_steps) {
 		json_t *steps = json_array();
 		if (store_jobs(st)->steps(st, j->id, add_step, steps, &e) < 0)

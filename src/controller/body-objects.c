@@ -48,18 +48,6 @@ static int only_keys(json_t *root, const char *const *keys, size_t n_keys, const
 	return 0;
 }
 
-static bool tag_ok(const char *s, size_t n)
-{
-	if (n == 0 || n > STORE_TAG_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c < 0x21 || c == 0x7f || c == '/' || c == ':')
-			return false;
-	}
-	return true;
-}
-
 int api_parse_release_body(const char *p, size_t n, struct api_release_body *out, struct err *e)
 {
 	static const char *const keys[] = {"id", "tag"};
@@ -88,12 +76,12 @@ int api_parse_release_body(const char *p, size_t n, struct api_release_body *out
 	memcpy(b.hex, id, HASH_HEX_LEN);
 	if ((v = json_object_get(root, "tag")) && !json_is_null(v)) {
 		const char *t = json_string_value(v);
-		if (!t || !tag_ok(t, json_string_length(v))) {
-			r = err_set(
-			    e, CAIRN_EINPUT,
-			    "body: \"tag\" must be 1-%d characters without '/', ':', spaces or "
-			    "control characters",
-			    STORE_TAG_MAX);
+		if (!t) {
+			r = err_set(e, CAIRN_EINPUT, "body: \"tag\" must be a string or null");
+			goto fail;
+		}
+		if ((r = name_tag_check(t, json_string_length(v), e)) < 0) {
+			err_prefix(e, "body: \"tag\"");
 			goto fail;
 		}
 		memcpy(b.tag, t, json_string_length(v) + 1);

@@ -144,16 +144,7 @@ const char *api_parse_bearer(const char *v)
 
 bool api_app_name_ok(const char *s, size_t n)
 {
-	if (n == 0 || n > 63)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-			  (i > 0 && (c == '_' || c == '.' || c == '-'));
-		if (!ok)
-			return false;
-	}
-	return true;
+	return name_app_ok(s, n); /* the one rule: base/names.c */
 }
 
 static const char *const route_names[ROUTE_COUNT] = {

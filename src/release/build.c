@@ -292,6 +292,55 @@ static int cmp_walk_path(const void *key, const void *el)
 	return strcmp((const char *)key, ((const struct walk_entry *)el)->path);
 }
 
+/* The id the tree would have, without storing anything: files the cache does not know are
+ * hashed in place (their digests then go to store_files as known). */
+static int tree_id(const struct config *cfg, const char *root, struct walk *w,
+		   char out_hex[HASH_HEX_LEN + 1], struct err *e)
+{
+	struct manifest *m = NULL;
+	struct buf b;
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < w->n; i++) {
+		struct walk_entry *en = &w->v[i];
+		if (en->type != MANIFEST_FILE || en->digest[0])
+			continue;
+		char *path = fs_join(root, en->path);
+		r = hash_file(path, en->digest, e);
+		free(path);
+	}
+	if (r < 0 || (r = build_manifest(cfg, root, w, &m, e)) < 0)
+		return r;
+	buf_init(&b, MANIFEST_MAX_BYTES);
+	if ((r = manifest_serialize(m, &b)) < 0)
+		r = err_set(e, -r, "cannot serialise the manifest: %s", strerror(-r));
+	else
+		hash_mem(b.data, b.len, out_hex);
+	buf_done(&b);
+	manifest_free(m);
+	return r;
+}
+
+/* A tag that already names a release may only be given to that same release: find out
+ * before anything is stored, so a refused build leaves nothing behind. */
+static int check_tag(const struct config *cfg, struct store *st, const char *tag,
+		     const char *root, struct walk *w, struct err *e)
+{
+	char holder[HASH_ID_LEN + 1], hex[HASH_HEX_LEN + 1];
+	int r = store_tag_get(st, cfg->app, tag, holder, e);
+
+	if (r <= 0)
+		return r;
+	if ((r = tree_id(cfg, root, w, hex, e)) < 0)
+		return r;
+	if (strcmp(holder + 7, hex))
+		return err_set(e, CAIRN_EINPUT,
+			       "tag '%s' already names release %.19s of app %s; tags never move — "
+			       "choose another tag (nothing was stored)",
+			       tag, holder, cfg->app);
+	return 0;
+}
+
 int release_build(const struct config *cfg, struct objstore *os, struct store *st,
 		  const struct release_build_opts *o, struct release_build_result *out,
 		  struct err *e)
@@ -333,6 +382,8 @@ int release_build(const struct config *cfg, struct objstore *os, struct store *s
 		w = &built;
 	}
 	log_debug("build", "walk: %zu entries in %.3fs", w->n, (double)(time_mono_ns() - t0) / 1e9);
+	if (o->tag && o->tag[0] && (r = check_tag(cfg, st, o->tag, root, w, e)) < 0)
+		goto done;
 	t0 = time_mono_ns();
 	if ((r = store_files(os, root, w, o->progress, &res, e)) < 0)
 		goto done;
@@ -358,7 +409,6 @@ int release_build(const struct config *cfg, struct objstore *os, struct store *s
 		goto done;
 	}
 	hash_mem(mbytes.data, mbytes.len, hex);
-	res.existed = objstore_has(os, hex);
 	if ((r = objstore_put_mem(os, mbytes.data, mbytes.len, hex, e)) < 0)
 		goto done;
 	log_debug("build", "manifest: %zu bytes in %.3fs", mbytes.len, (double)(time_mono_ns() - t0) / 1e9);
@@ -380,6 +430,16 @@ int release_build(const struct config *cfg, struct objstore *os, struct store *s
 				rel.n_files++;
 				rel.bytes += m->entries[i].size;
 			}
+		struct store_release old;
+		struct err ge;
+		/* "already stored" means the release is recorded, not that its manifest object
+		 * happens to exist (a refused or killed build may have left it) */
+		r = store_release_get(st, rel.id, &old, &ge);
+		if (r < 0 && ge.code != CAIRN_ENOTFOUND) {
+			*e = ge;
+			goto done;
+		}
+		res.existed = r == 0;
 		if ((r = store_release_put(st, &rel, e)) < 0)
 			goto done;
 		res.n_files = (size_t)rel.n_files;

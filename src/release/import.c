@@ -34,6 +34,7 @@ struct digest_slot {
 struct staged {
 	char *tmp;	 /* owned; the temp file (NULL once committed or removed) */
 	const char *hex; /* borrowed from the manifest */
+	bool repair;     /* replaces a stored object whose bytes no longer match */
 };
 
 struct importer {
@@ -107,30 +108,6 @@ static int check_limit(struct importer *im, const char *name, struct err *e)
 		    "accounts for",
 		    name, (unsigned long long)im->limit);
 	return 0;
-}
-
-static bool app_ok(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > RELEASE_APP_MAX ||
-	    !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
-		      s[i] == '.' || s[i] == '-'))
-			return false;
-	return true;
-}
-
-static bool tag_ok(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > RELEASE_TAG_MAX || s[0] == ' ' || s[n - 1] == ' ')
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-			return false;
-	return true;
 }
 
 static bool has_dotdot(const char *p)
@@ -210,7 +187,7 @@ static int read_manifest(struct importer *im, struct archive_entry *ae, struct e
 	buf_done(&canon);
 	if (r < 0)
 		return r;
-	if (!app_ok(im->m->app))
+	if (!name_app_ok(im->m->app, strlen(im->m->app)))
 		return refuse(e, "%s: app name %s is not [a-z0-9][a-z0-9_.-]{0,62}",
 			      RELEASE_AR_MANIFEST, quoted(im, im->m->app));
 	hash_mem(im->mbytes.data, im->mbytes.len, im->hex);
@@ -261,11 +238,11 @@ static int read_meta(struct importer *im, struct archive_entry *ae, struct err *
 	}
 	if ((v = json_object_get(root, "tag"))) {
 		const char *t = json_string_value(v);
-		if (!t || strlen(t) != json_string_length(v) || !tag_ok(t)) {
-			r = refuse(e,
-				   "%s: \"tag\" is not a usable tag (1-%d characters, no control "
-				   "characters)",
-				   RELEASE_AR_META, RELEASE_TAG_MAX);
+		struct err te;
+		if (!t || strlen(t) != json_string_length(v) ||
+		    name_tag_check(t, strlen(t), &te) < 0) {
+			r = refuse(e, "%s: \"tag\" is not a usable tag: %s", RELEASE_AR_META,
+				   t && strlen(t) == json_string_length(v) ? te.msg : "not a string");
 			goto done;
 		}
 		snprintf(im->tag, sizeof(im->tag), "%s", t);
@@ -292,7 +269,11 @@ static int read_file_data(struct importer *im, const struct manifest_entry *en, 
 			  struct err *e)
 {
 	struct digest_slot *slot = find_slot(im, en->digest);
-	bool write = slot && !slot->have && !objstore_has(im->os, en->digest);
+	/* stored objects are re-hashed: an import replaces one whose bytes no longer match its
+	 * digest (the repair path, docs/releases.md) */
+	bool stored = slot && !slot->have && objstore_has(im->os, en->digest);
+	bool repair = stored && objstore_verify(im->os, en->digest, NULL) < 0;
+	bool write = slot && !slot->have && (!stored || repair);
 	struct hasher *h;
 	char got[HASH_HEX_LEN + 1];
 	char *tmp = NULL;
@@ -346,7 +327,8 @@ static int read_file_data(struct importer *im, const struct manifest_entry *en, 
 			im->cap_staged = im->cap_staged ? im->cap_staged * 2 : 64;
 			im->staged = xrealloc(im->staged, im->cap_staged * sizeof(*im->staged));
 		}
-		im->staged[im->n_staged++] = (struct staged){.tmp = tmp, .hex = en->digest};
+		im->staged[im->n_staged++] =
+		    (struct staged){.tmp = tmp, .hex = en->digest, .repair = repair};
 	}
 	if (slot)
 		slot->have = true;
@@ -511,7 +493,9 @@ static int commit(struct importer *im, struct store *st, struct release_import_r
 	int r;
 
 	for (size_t i = 0; i < im->n_staged; i++) {
-		if (!objstore_has(im->os, im->staged[i].hex))
+		if (im->staged[i].repair)
+			res->n_repaired++;
+		else if (!objstore_has(im->os, im->staged[i].hex))
 			res->n_new_objects++;
 		if ((r = objstore_tmp_commit(im->os, im->staged[i].tmp, im->staged[i].hex, NULL, e)) < 0)
 			return r;
@@ -536,10 +520,7 @@ static int commit(struct importer *im, struct store *st, struct release_import_r
 		return r;
 	}
 	res->existed = r == 0;
-	if (res->existed && old.tag[0]) {
-		snprintf(res->tag, sizeof(res->tag), "%s", old.tag);
-		return 0; /* already recorded and named (tags never move): nothing to change */
-	}
+	/* a release keeps every tag it was given: the archive's tag is added to the others */
 	snprintf(rel.tag, sizeof(rel.tag), "%s", im->tag);
 	r = store_release_put(st, &rel, &ge);
 	if (r < 0 && ge.code == CAIRN_EINPUT && rel.tag[0]) {
@@ -554,7 +535,7 @@ static int commit(struct importer *im, struct store *st, struct release_import_r
 		*e = ge;
 		return r;
 	}
-	snprintf(res->tag, sizeof(res->tag), "%s", rel.tag);
+	snprintf(res->tag, sizeof(res->tag), "%s", rel.tag[0] || !res->existed ? rel.tag : old.tag);
 	return 0;
 }
 

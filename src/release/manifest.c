@@ -406,6 +406,15 @@ int manifest_parse(const char *data, size_t n, struct manifest **out, struct err
 		r = err_set(e, CAIRN_EINPUT, "manifest: no app");
 		goto fail;
 	}
+	if (!name_app_ok(m->app, strlen(m->app))) {
+		/* the same rule as cairn.yml's app: (base/names.c) — every path that registers a
+		 * release reads its manifest here */
+		r = err_set(e, CAIRN_EINPUT,
+			    "manifest: \"app\" is not a valid app name: lowercase letters, digits, "
+			    "'_', '.' and '-', starting with a letter or digit, at most %d characters",
+			    NAME_APP_MAX);
+		goto fail;
+	}
 	v = json_object_get(root, "entries");
 	if (!json_is_array(v) || json_array_size(v) > MANIFEST_ENTRIES_MAX) {
 		r = err_set(e, CAIRN_EINPUT, "manifest: no entries list");

@@ -110,12 +110,21 @@ int objstore_tmp_commit(struct objstore *os, const char *tmp_path, const char *h
 	snprintf(rel, sizeof(rel), "%.2s/%s", hex, hex + 2);
 	if (chmod(tmp_path, 0444) < 0)
 		return err_set(e, errno, "chmod %s: %s", tmp_path, strerror(errno));
-	/* An existing object has the same bytes by definition: keep it, drop ours. */
+	/* An intact existing object has the same bytes by definition: keep it, drop ours. One
+	 * whose bytes no longer match its name (written through a hard link, a bad disk) is
+	 * replaced by ours, which the caller has checked: that is how import and upload repair
+	 * the store. Readers holding the old file keep their inode. */
 	if (renameat2(AT_FDCWD, tmp_path, os->objects_fd, rel, RENAME_NOREPLACE) == 0) {
 		if (out_added)
 			*out_added = true;
 	} else if (errno == EEXIST) {
-		unlink(tmp_path);
+		if (objstore_verify(os, hex, NULL) == 0)
+			unlink(tmp_path);
+		else if (renameat(AT_FDCWD, tmp_path, os->objects_fd, rel) < 0)
+			r = err_set(e, errno, "cannot replace corrupt object %s: %s", hex,
+				    strerror(errno));
+		else if (out_added)
+			*out_added = true;
 	} else {
 		r = err_set(e, errno, "cannot store object %s: %s", hex, strerror(errno));
 	}
@@ -272,7 +281,7 @@ int objstore_put_mem(struct objstore *os, const void *p, size_t n, char *out_hex
 	int fd, r;
 
 	hash_mem(p, n, hex);
-	if (objstore_has(os, hex)) {
+	if (objstore_has(os, hex) && objstore_verify(os, hex, NULL) == 0) {
 		memcpy(out_hex, hex, sizeof(hex));
 		return 0;
 	}
@@ -352,12 +361,16 @@ int objstore_part_put(struct objstore *os, const char *hex, int64_t offset, int6
 			       "a part of %zu bytes at offset %lld does not fit an object of %lld "
 			       "bytes",
 			       n, (long long)offset, (long long)size);
-	if (objstore_has(os, hex)) { /* nothing to send: say it is whole */
-		*out_received = size;
-		return 1;
-	}
 	snprintf(name, sizeof(name), "part-%s", hex);
 	path = fs_join(os->tmp, name);
+	/* nothing to send: say it is whole — unless the stored copy is corrupt (checked when a
+	 * sender starts; a repair under way has its part file) */
+	if (objstore_has(os, hex) &&
+	    (offset == 0 ? objstore_verify(os, hex, NULL) == 0 : !fs_exists(path))) {
+		*out_received = size;
+		free(path);
+		return 1;
+	}
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		r = err_set(e, errno, "cannot open %s: %s", path, strerror(errno));

@@ -234,6 +234,7 @@ struct release_import_result {
 	char dropped_tag[RELEASE_TAG_MAX + 1]; /* meta.json's tag when it already names another
 						  release of the app: imported untagged */
 	size_t n_files, n_new_objects;
+	size_t n_repaired; /* stored objects whose bytes no longer matched, replaced */
 	int64_t bytes; /* content bytes of the release's files */
 	bool existed;  /* the release was already stored: nothing new was recorded */
 };

@@ -3,6 +3,7 @@
 #include "store/sqlite-internal.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,6 +25,21 @@ static const char *const schema[] = {
 	"CREATE INDEX releases_app_created ON releases(app, created_at);",
 	/* version 2: deploy jobs (sqlite-jobs.c) */
 	SQLITE_JOBS_SCHEMA,
+	/* version 3: a release carries every tag it was given (releases.tag held one, and a
+	 * second tag replaced the first). releases.tag stays, always NULL. Tags that could
+	 * stand for a release id ("sha256:…", 4-64 hex digits: name_is_id_like) were never
+	 * resolvable as tags once ids win, and are not carried over. */
+	"CREATE TABLE release_tags ("
+	"  app TEXT NOT NULL, tag TEXT NOT NULL, id TEXT NOT NULL REFERENCES releases(id),"
+	"  created_at INTEGER NOT NULL, PRIMARY KEY (app, tag));"
+	"CREATE INDEX release_tags_id ON release_tags(id);"
+	"INSERT INTO release_tags (app, tag, id, created_at)"
+	"  SELECT app, tag, id, created_at FROM releases WHERE tag IS NOT NULL AND tag <> ''"
+	"  AND tag NOT GLOB 'sha256:*'"
+	"  AND NOT (length(tag) BETWEEN 4 AND 64 AND tag NOT GLOB '*[^0-9a-fA-F]*')"
+	"  ORDER BY created_at, rowid;"
+	"DROP INDEX releases_app_tag;"
+	"UPDATE releases SET tag = NULL;",
 };
 
 int sqlite__fail(struct sqlite_store *s, struct err *e, const char *what)
@@ -96,6 +112,10 @@ static void row_to_release(sqlite3_stmt *q, struct store_release *r)
 }
 
 #define RELEASE_COLS "id, app, tag, created_at, state, n_files, bytes"
+/* what row_to_release reads: the tag is the first one the release was given */
+#define RELEASE_SELECT                                                                             \
+	"SELECT id, app, (SELECT t.tag FROM release_tags t WHERE t.id = releases.id "              \
+	"ORDER BY t.rowid LIMIT 1), created_at, state, n_files, bytes FROM releases"
 
 static int sq_release_get(struct store *base, const char *id, struct store_release *out,
 			  struct err *e)
@@ -104,7 +124,7 @@ static int sq_release_get(struct store *base, const char *id, struct store_relea
 	sqlite3_stmt *q;
 	int rc, r = 0;
 
-	if (sqlite3_prepare_v2(s->db, "SELECT " RELEASE_COLS " FROM releases WHERE id = ?", -1, &q,
+	if (sqlite3_prepare_v2(s->db, RELEASE_SELECT " WHERE id = ?", -1, &q,
 			       NULL) != SQLITE_OK)
 		return sqlite__fail(s, e, "reading release");
 	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
@@ -119,57 +139,91 @@ static int sq_release_get(struct store *base, const char *id, struct store_relea
 	return r;
 }
 
+/* 1 and the id when (app, tag) names a release, 0 when the tag is free. */
+static int tag_lookup(struct sqlite_store *s, const char *app, const char *tag,
+		      char out_id[HASH_ID_LEN + 1], struct err *e)
+{
+	sqlite3_stmt *q;
+	int rc, r = 0;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT id FROM release_tags WHERE app = ? AND tag = ?", -1,
+			       &q, NULL) != SQLITE_OK)
+		return sqlite__fail(s, e, "reading tag");
+	sqlite3_bind_text(q, 1, app, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, tag, -1, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW) {
+		sqlite__copy_col(out_id, HASH_ID_LEN + 1, q, 0);
+		r = 1;
+	} else if (rc != SQLITE_DONE) {
+		r = sqlite__fail(s, e, "reading tag");
+	}
+	sqlite3_finalize(q);
+	return r;
+}
+
 static int sq_release_put(struct store *base, const struct store_release *rel, struct err *e)
 {
 	struct sqlite_store *s = (struct sqlite_store *)base;
 	sqlite3_stmt *q = NULL;
+	char holder[HASH_ID_LEN + 1];
 	int r = 0;
 
+	if (rel->tag[0] && (r = name_tag_check(rel->tag, strlen(rel->tag), e)) < 0)
+		return r;
 	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		return sqlite__fail(s, e, "starting transaction");
-	if (rel->tag[0]) {
-		/* tags are immutable names: refuse one that names another release */
-		if (sqlite3_prepare_v2(s->db, "SELECT id FROM releases WHERE app = ? AND tag = ? AND id <> ?",
-				       -1, &q, NULL) != SQLITE_OK) {
-			r = sqlite__fail(s, e, "checking tag");
-			goto fail;
-		}
-		sqlite3_bind_text(q, 1, rel->app, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 2, rel->tag, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 3, rel->id, -1, SQLITE_STATIC);
-		if (sqlite3_step(q) == SQLITE_ROW) {
-			r = err_set(e, CAIRN_EINPUT,
-				    "tag '%s' already names release %.19s of app %s; tags never move — "
-				    "choose another tag",
-				    rel->tag, (const char *)sqlite3_column_text(q, 0), rel->app);
-			goto fail;
-		}
-		sqlite3_finalize(q);
-		q = NULL;
-	}
 	if (sqlite3_prepare_v2(s->db,
-			       "INSERT INTO releases (" RELEASE_COLS ") VALUES (?,?,?,?,?,?,?) "
-			       "ON CONFLICT(id) DO UPDATE SET tag = COALESCE(excluded.tag, releases.tag)",
+			       "INSERT INTO releases (" RELEASE_COLS ") VALUES (?,?,NULL,?,?,?,?) "
+			       "ON CONFLICT(id) DO NOTHING",
 			       -1, &q, NULL) != SQLITE_OK) {
 		r = sqlite__fail(s, e, "recording release");
 		goto fail;
 	}
 	sqlite3_bind_text(q, 1, rel->id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 2, rel->app, -1, SQLITE_STATIC);
-	if (rel->tag[0])
-		sqlite3_bind_text(q, 3, rel->tag, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_null(q, 3);
-	sqlite3_bind_int64(q, 4, rel->created_at);
-	sqlite3_bind_text(q, 5, state_str(rel->state), -1, SQLITE_STATIC);
-	sqlite3_bind_int64(q, 6, rel->n_files);
-	sqlite3_bind_int64(q, 7, rel->bytes);
+	sqlite3_bind_int64(q, 3, rel->created_at);
+	sqlite3_bind_text(q, 4, state_str(rel->state), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 5, rel->n_files);
+	sqlite3_bind_int64(q, 6, rel->bytes);
 	if (sqlite3_step(q) != SQLITE_DONE) {
 		r = sqlite__fail(s, e, "recording release");
 		goto fail;
 	}
 	sqlite3_finalize(q);
 	q = NULL;
+	if (rel->tag[0]) {
+		/* a tag, once given, names the same release forever; a release keeps every tag */
+		if ((r = tag_lookup(s, rel->app, rel->tag, holder, e)) < 0)
+			goto fail;
+		if (r == 1 && strcmp(holder, rel->id)) {
+			r = err_set(e, CAIRN_EINPUT,
+				    "tag '%s' already names release %.19s of app %s; tags never move — "
+				    "choose another tag",
+				    rel->tag, holder, rel->app);
+			goto fail;
+		}
+		if (r == 0) {
+			if (sqlite3_prepare_v2(s->db,
+					       "INSERT INTO release_tags (app, tag, id, created_at) "
+					       "VALUES (?,?,?,?)",
+					       -1, &q, NULL) != SQLITE_OK) {
+				r = sqlite__fail(s, e, "recording tag");
+				goto fail;
+			}
+			sqlite3_bind_text(q, 1, rel->app, -1, SQLITE_STATIC);
+			sqlite3_bind_text(q, 2, rel->tag, -1, SQLITE_STATIC);
+			sqlite3_bind_text(q, 3, rel->id, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(q, 4, time_now_ns() / 1000000000);
+			if (sqlite3_step(q) != SQLITE_DONE) {
+				r = sqlite__fail(s, e, "recording tag");
+				goto fail;
+			}
+			sqlite3_finalize(q);
+			q = NULL;
+		}
+		r = 0;
+	}
 	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		r = sqlite__fail(s, e, "committing");
 		goto fail;
@@ -181,6 +235,32 @@ fail:
 	return r;
 }
 
+static int sq_release_tags(struct store *base, const char *id,
+			   int (*cb)(void *ctx, const char *tag), void *ctx, struct err *e)
+{
+	struct sqlite_store *s = (struct sqlite_store *)base;
+	sqlite3_stmt *q;
+	int rc, r = 0;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT tag FROM release_tags WHERE id = ? ORDER BY rowid",
+			       -1, &q, NULL) != SQLITE_OK)
+		return sqlite__fail(s, e, "listing tags");
+	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+		if ((r = cb(ctx, (const char *)sqlite3_column_text(q, 0))) != 0)
+			break;
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		r = sqlite__fail(s, e, "listing tags");
+	sqlite3_finalize(q);
+	return r;
+}
+
+static int sq_tag_get(struct store *base, const char *app, const char *tag,
+		      char out_id[HASH_ID_LEN + 1], struct err *e)
+{
+	return tag_lookup((struct sqlite_store *)base, app, tag, out_id, e);
+}
+
 static int sq_release_list(struct store *base, const char *app,
 			   int (*cb)(void *ctx, const struct store_release *r), void *ctx, struct err *e)
 {
@@ -189,7 +269,7 @@ static int sq_release_list(struct store *base, const char *app,
 	int rc, r = 0;
 
 	if (sqlite3_prepare_v2(s->db,
-			       "SELECT " RELEASE_COLS " FROM releases WHERE (?1 IS NULL OR app = ?1) "
+			       RELEASE_SELECT " WHERE (?1 IS NULL OR app = ?1) "
 			       "ORDER BY created_at, rowid",
 			       -1, &q, NULL) != SQLITE_OK)
 		return sqlite__fail(s, e, "listing releases");
@@ -227,6 +307,22 @@ static int sq_release_set_state(struct store *base, const char *id, enum release
 	return r;
 }
 
+/* Collects up to two ids from a query whose first column is an id; returns how many rows. */
+static int collect_ids(sqlite3_stmt *q, char first[HASH_ID_LEN + 1], char second[HASH_ID_LEN + 1])
+{
+	int n = 0;
+	while (sqlite3_step(q) == SQLITE_ROW) {
+		if (n < 2)
+			sqlite__copy_col(n ? second : first, HASH_ID_LEN + 1, q, 0);
+		n++;
+	}
+	return n;
+}
+
+/* Order: a ref that could be an id (name_is_id_like: "sha256:…" or 4-64 hex digits) is only
+ * ever an id — the exact id, else a unique prefix — and never a tag; anything else is a tag.
+ * Tags that look like ids are refused when given (name_tag_check), so no tag can stand for
+ * a release it is not. */
 static int sq_release_resolve(struct store *base, const char *app, const char *ref,
 			      char out_id[HASH_ID_LEN + 1], struct err *e)
 {
@@ -234,50 +330,49 @@ static int sq_release_resolve(struct store *base, const char *app, const char *r
 	sqlite3_stmt *q;
 	const char *hex = str_starts(ref, "sha256:") ? ref + 7 : ref;
 	size_t hexlen = strlen(hex);
-	int n = 0, rc, r = 0;
+	int n = 0, r = 0;
 	char first[HASH_ID_LEN + 1] = "", second[HASH_ID_LEN + 1] = "";
 
 	if (!*ref)
 		return err_set(e, CAIRN_EINPUT, "empty release reference");
-	/* a tag wins over an id prefix: tags are what people type */
-	if (sqlite3_prepare_v2(s->db,
-			       "SELECT id FROM releases WHERE tag = ?1 AND (?2 IS NULL OR app = ?2)",
-			       -1, &q, NULL) != SQLITE_OK)
-		return sqlite__fail(s, e, "resolving release");
-	sqlite3_bind_text(q, 1, ref, -1, SQLITE_STATIC);
-	if (app)
-		sqlite3_bind_text(q, 2, app, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		snprintf(n ? second : first, HASH_ID_LEN + 1, "%s", (const char *)sqlite3_column_text(q, 0));
-		n++;
-	}
-	sqlite3_finalize(q);
-	if (n == 0 && hexlen >= 4 && hexlen <= HASH_HEX_LEN && hash_is_hex(hex, hexlen)) {
-		char *like = xasprintf("sha256:%s*", hex);
-		if (sqlite3_prepare_v2(s->db,
-				       "SELECT id FROM releases WHERE id GLOB ?1 AND (?2 IS NULL OR app = ?2) "
-				       "LIMIT 2",
-				       -1, &q, NULL) != SQLITE_OK) {
+	if (name_is_id_like(ref, strlen(ref))) {
+		if (hexlen >= NAME_ID_PREFIX_MIN && hexlen <= HASH_HEX_LEN && hash_is_hex(hex, hexlen)) {
+			char *like = xasprintf("sha256:%s%s", hex, hexlen == HASH_HEX_LEN ? "" : "*");
+			if (sqlite3_prepare_v2(s->db,
+					       "SELECT id FROM releases WHERE id GLOB ?1 AND "
+					       "(?2 IS NULL OR app = ?2) LIMIT 2",
+					       -1, &q, NULL) != SQLITE_OK) {
+				free(like);
+				return sqlite__fail(s, e, "resolving release");
+			}
+			sqlite3_bind_text(q, 1, like, -1, SQLITE_TRANSIENT);
+			if (app)
+				sqlite3_bind_text(q, 2, app, -1, SQLITE_STATIC);
+			n = collect_ids(q, first, second);
+			sqlite3_finalize(q);
 			free(like);
-			return sqlite__fail(s, e, "resolving release");
 		}
-		sqlite3_bind_text(q, 1, like, -1, SQLITE_STATIC);
+	} else {
+		if (sqlite3_prepare_v2(s->db,
+				       "SELECT id FROM release_tags WHERE tag = ?1 AND "
+				       "(?2 IS NULL OR app = ?2)",
+				       -1, &q, NULL) != SQLITE_OK)
+			return sqlite__fail(s, e, "resolving release");
+		sqlite3_bind_text(q, 1, ref, -1, SQLITE_STATIC);
 		if (app)
 			sqlite3_bind_text(q, 2, app, -1, SQLITE_STATIC);
-		while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-			snprintf(n ? second : first, HASH_ID_LEN + 1, "%s", (const char *)sqlite3_column_text(q, 0));
-			n++;
-		}
+		n = collect_ids(q, first, second);
 		sqlite3_finalize(q);
-		free(like);
 	}
 	if (n == 0)
 		r = err_set(e, CAIRN_ENOTFOUND,
 			    "no release matches '%s'%s%s; 'cairn releases' lists them", ref,
 			    app ? " for app " : "", app ? app : "");
 	else if (n > 1)
-		r = err_set(e, CAIRN_EAMBIGUOUS, "'%s' is ambiguous: it matches %.19s and %.19s; give more digits",
-			    ref, first, second);
+		r = err_set(e, CAIRN_EAMBIGUOUS,
+			    "'%s' is ambiguous: it matches %.19s and %.19s; %s", ref, first, second,
+			    name_is_id_like(ref, strlen(ref)) ? "give more digits"
+							      : "name the app (--app)");
 	else
 		memcpy(out_id, first, HASH_ID_LEN + 1);
 	return r;
@@ -290,6 +385,8 @@ static const struct store_ops sqlite_ops = {
 	.release_list = sq_release_list,
 	.release_set_state = sq_release_set_state,
 	.release_resolve = sq_release_resolve,
+	.release_tags = sq_release_tags,
+	.tag_get = sq_tag_get,
 };
 
 int store_open_sqlite(const char *state_dir, struct store **out, struct err *e)
@@ -318,6 +415,29 @@ fail:
 	free(s);
 	free(path);
 	return r;
+}
+
+static int add_tag_json(void *ctx, const char *tag)
+{
+	return json_array_append_new(ctx, json_string(tag)) < 0 ? -ENOMEM : 0;
+}
+
+json_t *store_release_tags_json(struct store *s, const char *id, struct err *e)
+{
+	json_t *a = json_array();
+	int r;
+
+	if (!a) {
+		err_set(e, ENOMEM, "out of memory");
+		return NULL;
+	}
+	if ((r = store_release_tags(s, id, add_tag_json, a, e)) < 0) {
+		if (r == -ENOMEM)
+			err_set(e, ENOMEM, "out of memory");
+		json_decref(a);
+		return NULL;
+	}
+	return a;
 }
 
 const char *release_state_name(enum release_state st)

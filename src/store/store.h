@@ -6,14 +6,16 @@
 
 #include "base/base.h"
 
-#define STORE_TAG_MAX 128
+#define STORE_TAG_MAX NAME_TAG_MAX
 
 enum release_state { RELEASE_UNTESTED, RELEASE_GOOD, RELEASE_BAD };
 
 struct store_release {
 	char id[HASH_ID_LEN + 1];
 	char app[128];
-	char tag[STORE_TAG_MAX + 1]; /* "" when untagged */
+	/* release_put: a tag to give ("" none). Read: the first tag it was given ("" none);
+	 * a release carries every tag it was given (store_release_tags lists them). */
+	char tag[STORE_TAG_MAX + 1];
 	int64_t created_at;          /* unix seconds */
 	enum release_state state;
 	int64_t n_files, bytes;
@@ -30,9 +32,16 @@ struct store_ops {
 			    struct err *e);
 	int (*release_set_state)(struct store *s, const char *id, enum release_state st,
 				 struct err *e);
-	/* REF → id: full id, a unique prefix (with or without "sha256:"), or a tag. */
+	/* REF → id. A REF that could be an id (name_is_id_like) is the exact id or a unique
+	 * prefix, with or without "sha256:", and never a tag; anything else is a tag. */
 	int (*release_resolve)(struct store *s, const char *app, const char *ref,
 			       char out_id[HASH_ID_LEN + 1], struct err *e);
+	/* The release's tags, oldest first; cb's non-zero return stops and is returned. */
+	int (*release_tags)(struct store *s, const char *id, int (*cb)(void *ctx, const char *tag),
+			    void *ctx, struct err *e);
+	/* 1 and the id when the app's tag names a release, 0 when the tag is free. */
+	int (*tag_get)(struct store *s, const char *app, const char *tag,
+		       char out_id[HASH_ID_LEN + 1], struct err *e);
 };
 
 struct store_job_ops;
@@ -50,8 +59,10 @@ static inline void store_close(struct store *s)
 	if (s)
 		s->ops->close(s);
 }
-/* Inserts a release; if the id exists, only a new non-empty tag is applied. A tag that
- * already names another release of the app is refused (tags are immutable names). */
+/* Inserts a release (an existing id is kept as it is) and gives it r->tag when non-empty: a
+ * release keeps every tag it was given, and a tag that already names another release of the
+ * app is refused (CAIRN_EINPUT: a tag names one release forever), as is one that is not a
+ * valid tag (name_tag_check). */
 static inline int store_release_put(struct store *s, const struct store_release *r, struct err *e)
 {
 	return s->ops->release_put(s, r, e);
@@ -77,6 +88,20 @@ static inline int store_release_resolve(struct store *s, const char *app, const 
 {
 	return s->ops->release_resolve(s, app, ref, out_id, e);
 }
+
+static inline int store_release_tags(struct store *s, const char *id,
+				     int (*cb)(void *ctx, const char *tag), void *ctx, struct err *e)
+{
+	return s->ops->release_tags(s, id, cb, ctx, e);
+}
+static inline int store_tag_get(struct store *s, const char *app, const char *tag,
+				char out_id[HASH_ID_LEN + 1], struct err *e)
+{
+	return s->ops->tag_get(s, app, tag, out_id, e);
+}
+struct json_t;
+/* A JSON array of the release's tags, oldest first (new reference), or NULL with e set. */
+struct json_t *store_release_tags_json(struct store *s, const char *id, struct err *e);
 
 const char *release_state_name(enum release_state st);
 

@@ -28,7 +28,9 @@ def snapshot(state):
     db = state / "state.db"
     if db.exists():
         con = sqlite3.connect(str(db))
-        rows = con.execute("SELECT id, app, tag FROM releases ORDER BY id").fetchall()
+        # the first tag each release was given (a release keeps all of them: release_tags)
+        rows = con.execute("SELECT id, app, (SELECT tag FROM release_tags t WHERE t.id = r.id "
+                           "ORDER BY t.rowid LIMIT 1) FROM releases r ORDER BY id").fetchall()
         con.close()
     return sorted(files), rows
 
