@@ -293,6 +293,41 @@ static int register_release(struct cli_api *a, const char *id, const char *tag, 
 	return 0;
 }
 
+/* A tag the controller already gives another release refuses the build before anything is
+ * uploaded (the controller checks again when the release is registered). */
+static int check_tag(struct cli_api *a, const char *app, const char *id, const char *tag,
+		     struct err *e)
+{
+	char path[64 + NAME_APP_MAX];
+	json_t *ans = NULL, *rel;
+	struct err ge;
+	long status = 0;
+	size_t i;
+	int r = 0;
+
+	snprintf(path, sizeof(path), "/v1/apps/%s", app);
+	if (cli_api_call(a, "GET", path, NULL, NULL, &status, &ans, &ge) < 0)
+		return status == 404 ? 0 : (*e = ge, -ge.code);
+	json_array_foreach(json_object_get(ans, "releases"), i, rel) {
+		const char *rid = json_string_value(json_object_get(rel, "id"));
+		size_t k;
+		json_t *t;
+		json_array_foreach(json_object_get(rel, "tags"), k, t) {
+			if (rid && strcmp(rid, id) && !strcmp(json_string_value(t) ?: "", tag)) {
+				r = err_set(e, CAIRN_EINPUT,
+					    "tag '%s' already names release %.19s of app %s on the "
+					    "controller; tags never move — choose another tag (nothing "
+					    "was uploaded)",
+					    tag, rid, app);
+				goto done;
+			}
+		}
+	}
+done:
+	json_decref(ans);
+	return r;
+}
+
 int cli_upload_release(struct cli_api *a, const struct cli_ctx *ctx, struct objstore *os,
 		       const char *id, const char *tag, bool tag_optional,
 		       struct cli_upload_result *out, struct err *e)
@@ -306,6 +341,8 @@ int cli_upload_release(struct cli_api *a, const struct cli_ctx *ctx, struct objs
 	memset(&res, 0, sizeof(res));
 	if ((r = release_load(os, id, &m, e)) < 0)
 		return r;
+	if (tag && *tag && !tag_optional && (r = check_tag(a, m->app, id, tag, e)) < 0)
+		goto done;
 	v = collect(os, str_starts(id, "sha256:") ? id + 7 : id, m, &n);
 	if ((r = ask_missing(a, v, n, e)) < 0)
 		goto done;

@@ -24,6 +24,13 @@ def resolved(cairn, ref):
     return json.loads(p.stdout)["releases"][0]["id"]
 
 
+@pytest.fixture
+def remote(cairn, tmp_path):
+    r = Remote(cairn, tmp_path)
+    yield r
+    r.ctl.stop()
+
+
 # ---- issue 10 defect 9: a second tag does not remove the first ----------------------------
 
 def test_a_second_tag_keeps_the_first(cairn, tmp_path):
@@ -73,6 +80,23 @@ def test_a_build_refused_for_a_taken_tag_with_build_command_stores_nothing(cairn
     assert build(cairn, a, "--tag", "v1")["existed"] is True
 
 
+def test_a_remote_build_refused_for_a_taken_tag_uploads_nothing(remote, cairn):
+    app = write_app(cairn.cwd / "demo", FILES)
+    first = remote.cli_json("build", "--tag", "v1", cwd=app)["id"]
+    ctl_objects = objects(remote.cairn.state)
+    (app / "app.py").write_bytes(b"print('changed')\n")
+    (app / "static" / "new.bin").write_bytes(b"new" * 100000)
+    p = remote.cli("build", "--tag", "v1", cwd=app, check=2)
+    assert "tag 'v1' already names" in p.stderr and "nothing was uploaded" in p.stderr
+    assert objects(remote.cairn.state) == ctl_objects
+    st, a = remote.http("GET", "/v1/apps/demo")
+    assert [(r["id"], r["tags"]) for r in a["releases"]] == [(first, ["v1"])]
+    # the same content under the same tag is fine (CI rebuilding an unchanged tree)
+    (app / "app.py").write_bytes(FILES["app.py"])
+    (app / "static" / "new.bin").unlink()
+    assert remote.cli_json("build", "--tag", "v1", cwd=app)["id"] == first
+
+
 # ---- issue 9 item 3: a tag can never impersonate a release id -------------------------------
 
 ID_LIKE = ["deadbeef", "DEADBEEF", "0123456789ab", "1234", "a" * 64]
@@ -105,13 +129,6 @@ def test_id_shaped_tags_are_refused_by_import(cairn, tmp_path):
     assert resolved(cairn, real.id()) == real.id()
     assert resolved(cairn, real.id()[7:19]) == real.id()
     assert impostor.id() not in [r["id"] for r in cairn.json("releases")["releases"]]
-
-
-@pytest.fixture
-def remote(cairn, tmp_path):
-    r = Remote(cairn, tmp_path)
-    yield r
-    r.ctl.stop()
 
 
 def test_id_shaped_tags_are_refused_by_the_api(remote, cairn, tmp_path):
