@@ -30,7 +30,12 @@ static void redraw(struct follow *f)
 	if (f->drawn)
 		printf("\033[%dA", f->drawn);
 	for (int i = 0; i < f->n_hosts; i++)
-		printf("\r\033[K  %-16s %s\n", f->hosts[i], f->status[i]);
+	{
+		/* step errors carry the app's own words (log lines, crash reasons): escaped */
+		printf("\r\033[K  %-16s ", f->hosts[i]);
+		name_fput_safe(f->status[i], stdout);
+		putchar('\n');
+	}
 	f->drawn = f->n_hosts;
 	fflush(stdout);
 }
@@ -91,7 +96,9 @@ static void on_event(struct follow *f)
 				redraw(f);
 			}
 		} else if (!f->ctx->json) {
-			printf("job %lld: %s: %s\n", (long long)f->job, host ? host : "?", msg);
+			printf("job %lld: %s: ", (long long)f->job, host ? host : "?");
+			name_fput_safe(msg, stdout);
+			putchar('\n');
 			fflush(stdout);
 		}
 		free(msg);
@@ -99,7 +106,9 @@ static void on_event(struct follow *f)
 		const char *state = json_string_value(json_object_get(d, "state"));
 		const char *err = json_string_value(json_object_get(d, "error"));
 		if (!f->ctx->json && state) {
-			printf("job %lld: %s%s%s\n", (long long)f->job, state, err ? ": " : "", err ? err : "");
+			printf("job %lld: %s%s", (long long)f->job, state, err ? ": " : "");
+			name_fput_safe(err ? err : "", stdout);
+			putchar('\n');
 			f->drawn = 0;
 			fflush(stdout);
 		}

@@ -244,7 +244,7 @@ def test_status_and_history_show_tags(cairn, tmp_path):
     c = Controller(cairn, tmp_path)
     try:
         c.start()
-        cairn.run("deploy", "v1", "--wait", cwd=d, check=0)
+        cairn.run("deploy", "v1", "--wait", "--reason", "\x1b[2Jwiped", cwd=d, check=0)
         st = cairn.json("status", cwd=d)
         assert st["current"] == rid and st["current_tags"] == ["v1", "ci-7"]
         assert st["last_good_tags"] == ["v1", "ci-7"]
@@ -252,6 +252,10 @@ def test_status_and_history_show_tags(cairn, tmp_path):
         assert f"{rid} (v1,ci-7)" in cairn.run("status", cwd=d, check=0).stdout
         h = cairn.json("history", cwd=d)
         assert h["jobs"][0]["release"] == rid and h["jobs"][0]["release_tags"] == ["v1", "ci-7"]
-        assert f"{rid[7:19]} (v1,ci-7)" in cairn.run("history", cwd=d, check=0).stdout
+        text = cairn.run("history", cwd=d, check=0).stdout
+        assert f"{rid[7:19]} (v1,ci-7)" in text
+        # the reason is the user's text: shown, but it cannot drive the terminal
+        assert "\x1b" not in text and "\\x1b[2Jwiped" in text
+        assert h["jobs"][0]["reason"] == "\x1b[2Jwiped"
     finally:
         c.stop()
