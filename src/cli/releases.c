@@ -14,21 +14,22 @@ static int run_verify(int argc, char **argv);
 const struct cli_command cli_cmd_releases = {
 	.name = "releases",
 	.run = run_releases,
-	.summary = "list stored releases with tag, age and state",
+	.summary = "list stored releases with tags, age and state",
 	.help = "NAME\n"
 		"    cairn releases - list stored releases\n\n"
 		"SYNOPSIS\n"
 		"    cairn releases [--app APP] [--state DIR] [--json]\n\n"
 		"DESCRIPTION\n"
-		"    Lists every release in the state directory, oldest first: short id, app, tag,\n"
-		"    age, state (untested, good: passed every gate and its bake; bad: failed one),\n"
-		"    file count and size. Any unique prefix of an id, or a tag, names a release\n"
-		"    wherever a REF is taken.\n\n"
+		"    Lists every release in the state directory, oldest first: short id, app,\n"
+		"    tags (every tag it was given, oldest first), age, state (untested, good:\n"
+		"    passed every gate and its bake; bad: failed one), file count and size. A\n"
+		"    REF names a release wherever one is taken: the full id or a unique prefix\n"
+		"    of 4 or more hex digits (always an id, never a tag), else a tag.\n\n"
 		"OPTIONS\n"
 		"    --app APP     only this app's releases\n"
 		"    --state DIR   state directory\n"
-		"    --json        one JSON object: {\"releases\": [{id, app, tag, created_at, state,\n"
-		"                  files, bytes}]}\n\n"
+		"    --json        one JSON object: {\"releases\": [{id, app, tag (the first),\n"
+		"                  tags, created_at, state, files, bytes}]}\n\n"
 		"EXIT STATUS\n"
 		"    0 listed, 1 the state could not be read, 2 usage.\n\n"
 		"EXAMPLES\n"
