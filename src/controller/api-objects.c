@@ -285,9 +285,16 @@ static void release_work(struct task *t)
 		t->status = 500;
 		goto out;
 	}
+	json_t *tags = store_release_tags_json(st, rel.id, &t->err);
+	if (!tags) {
+		t->status = 500;
+		goto out;
+	}
+	/* "tag": the one just given, else the first the release has; "tags": all of them */
+	const char *tag = rel.tag[0] ? rel.tag : old.tag;
 	t->status = existed ? 200 : 201;
-	t->answer = json_pack("{s:s,s:s,s:s?,s:I,s:I,s:b}", "id", rel.id, "app", rel.app, "tag",
-			      old.tag[0] ? old.tag : NULL, "files", (json_int_t)rel.n_files,
+	t->answer = json_pack("{s:s,s:s,s:s?,s:o,s:I,s:I,s:b}", "id", rel.id, "app", rel.app, "tag",
+			      tag[0] ? tag : NULL, "tags", tags, "files", (json_int_t)rel.n_files,
 			      "bytes", (json_int_t)rel.bytes, "existed", existed);
 out:
 	manifest_free(m);

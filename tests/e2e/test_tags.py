@@ -144,7 +144,14 @@ def test_id_shaped_tags_are_refused_by_the_api(remote, cairn, tmp_path):
         assert st == 400 and b["error"]["code"] == "input", (tag, b)
     assert remote.http("GET", "/v1/apps/demo")[0] == 404  # nothing recorded
     st, b = remote.http("POST", "/v1/releases", {"id": rid, "tag": "v1"})
-    assert st == 201 and b["tag"] == "v1"
+    assert st == 201 and b["tag"] == "v1" and b["tags"] == ["v1"]
+    st, b = remote.http("POST", "/v1/releases", {"id": rid, "tag": "ci-2"})
+    assert st == 200 and b["tag"] == "ci-2" and b["tags"] == ["v1", "ci-2"]
+    # a remote build of the same tree with a third tag keeps the other two
+    j = remote.cli_json("build", "--tag", "ci-3", cwd=app)
+    assert j["id"] == rid and j["tag"] == "ci-3"
+    st, a = remote.http("GET", "/v1/apps/demo")
+    assert a["releases"][0]["tags"] == ["v1", "ci-2", "ci-3"]
 
 
 # ---- issue 9 item 10: app names are checked on every path, the terminal gets no raw bytes ---
