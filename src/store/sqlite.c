@@ -162,77 +162,57 @@ static int tag_lookup(struct sqlite_store *s, const char *app, const char *tag,
 	return r;
 }
 
-static int sq_release_put(struct store *base, const struct store_release *rel, struct err *e)
+/* Inserts the row (an existing id is kept as it is) and gives it rel->tag; in a transaction. */
+static int release_put_locked(struct sqlite_store *s, const struct store_release *rel,
+			      struct err *e)
 {
-	struct sqlite_store *s = (struct sqlite_store *)base;
-	sqlite3_stmt *q = NULL;
 	char holder[HASH_ID_LEN + 1];
-	int r = 0;
+	sqlite3_stmt *q;
+	int r;
 
-	if (rel->tag[0] && (r = name_tag_check(rel->tag, strlen(rel->tag), e)) < 0)
+	if ((r = sqlite__prep(s,
+			      "INSERT INTO releases (" RELEASE_COLS ") VALUES (?,?,NULL,?,?,?,?) "
+			      "ON CONFLICT(id) DO NOTHING",
+			      &q, e)) < 0)
 		return r;
-	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-		return sqlite__fail(s, e, "starting transaction");
-	if (sqlite3_prepare_v2(s->db,
-			       "INSERT INTO releases (" RELEASE_COLS ") VALUES (?,?,NULL,?,?,?,?) "
-			       "ON CONFLICT(id) DO NOTHING",
-			       -1, &q, NULL) != SQLITE_OK) {
-		r = sqlite__fail(s, e, "recording release");
-		goto fail;
-	}
 	sqlite3_bind_text(q, 1, rel->id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 2, rel->app, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 3, rel->created_at);
 	sqlite3_bind_text(q, 4, state_str(rel->state), -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 5, rel->n_files);
 	sqlite3_bind_int64(q, 6, rel->bytes);
-	if (sqlite3_step(q) != SQLITE_DONE) {
-		r = sqlite__fail(s, e, "recording release");
-		goto fail;
-	}
-	sqlite3_finalize(q);
-	q = NULL;
-	if (rel->tag[0]) {
-		/* a tag, once given, names the same release forever; a release keeps every tag */
-		if ((r = tag_lookup(s, rel->app, rel->tag, holder, e)) < 0)
-			goto fail;
-		if (r == 1 && strcmp(holder, rel->id)) {
-			r = err_set(e, CAIRN_EINPUT,
-				    "tag '%s' already names release %.19s of app %s; tags never move — "
-				    "choose another tag",
-				    rel->tag, holder, rel->app);
-			goto fail;
-		}
-		if (r == 0) {
-			if (sqlite3_prepare_v2(s->db,
-					       "INSERT INTO release_tags (app, tag, id, created_at) "
-					       "VALUES (?,?,?,?)",
-					       -1, &q, NULL) != SQLITE_OK) {
-				r = sqlite__fail(s, e, "recording tag");
-				goto fail;
-			}
-			sqlite3_bind_text(q, 1, rel->app, -1, SQLITE_STATIC);
-			sqlite3_bind_text(q, 2, rel->tag, -1, SQLITE_STATIC);
-			sqlite3_bind_text(q, 3, rel->id, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(q, 4, time_now_ns() / 1000000000);
-			if (sqlite3_step(q) != SQLITE_DONE) {
-				r = sqlite__fail(s, e, "recording tag");
-				goto fail;
-			}
-			sqlite3_finalize(q);
-			q = NULL;
-		}
-		r = 0;
-	}
-	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		r = sqlite__fail(s, e, "committing");
-		goto fail;
-	}
-	return 0;
-fail:
-	sqlite3_finalize(q);
-	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-	return r;
+	if ((r = sqlite__exec_done(s, q, "recording release", e)) < 0 || !rel->tag[0])
+		return r;
+	/* a tag, once given, names the same release forever; a release keeps every tag */
+	if ((r = tag_lookup(s, rel->app, rel->tag, holder, e)) < 0)
+		return r;
+	if (r == 1 && !strcmp(holder, rel->id))
+		return 0; /* given again: nothing to do */
+	if (r == 1)
+		return err_set(e, CAIRN_EINPUT,
+			       "tag '%s' already names release %.19s of app %s; tags never move — "
+			       "choose another tag",
+			       rel->tag, holder, rel->app);
+	if ((r = sqlite__prep(s, "INSERT INTO release_tags (app, tag, id, created_at) VALUES (?,?,?,?)",
+			      &q, e)) < 0)
+		return r;
+	sqlite3_bind_text(q, 1, rel->app, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, rel->tag, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 3, rel->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 4, time_now_ns() / 1000000000);
+	return sqlite__exec_done(s, q, "recording tag", e);
+}
+
+static int sq_release_put(struct store *base, const struct store_release *rel, struct err *e)
+{
+	struct sqlite_store *s = (struct sqlite_store *)base;
+	int r;
+
+	if (rel->tag[0] && (r = name_tag_check(rel->tag, strlen(rel->tag), e)) < 0)
+		return r;
+	if ((r = sqlite__begin(s, e)) < 0)
+		return r;
+	return sqlite__finish(s, release_put_locked(s, rel, e), e);
 }
 
 static int sq_release_tags(struct store *base, const char *id,
