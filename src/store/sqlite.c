@@ -287,15 +287,27 @@ static int sq_release_set_state(struct store *base, const char *id, enum release
 	return r;
 }
 
-/* Collects up to two ids from a query whose first column is an id; returns how many rows. */
-static int collect_ids(sqlite3_stmt *q, char first[HASH_ID_LEN + 1], char second[HASH_ID_LEN + 1])
+/* Runs a query whose first column is an id with ?1 = key and ?2 = app (NULL: any); the first
+ * two ids go to first and second. Returns how many rows, or a negative error. */
+static int query_ids(struct sqlite_store *s, const char *sql, const char *key, const char *app,
+		     char first[HASH_ID_LEN + 1], char second[HASH_ID_LEN + 1], struct err *e)
 {
-	int n = 0;
-	while (sqlite3_step(q) == SQLITE_ROW) {
+	sqlite3_stmt *q;
+	int n = 0, rc;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK)
+		return sqlite__fail(s, e, "resolving release");
+	sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+	if (app)
+		sqlite3_bind_text(q, 2, app, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
 		if (n < 2)
 			sqlite__copy_col(n ? second : first, HASH_ID_LEN + 1, q, 0);
 		n++;
 	}
+	if (rc != SQLITE_DONE)
+		n = sqlite__fail(s, e, "resolving release");
+	sqlite3_finalize(q);
 	return n;
 }
 
@@ -307,55 +319,34 @@ static int sq_release_resolve(struct store *base, const char *app, const char *r
 			      char out_id[HASH_ID_LEN + 1], struct err *e)
 {
 	struct sqlite_store *s = (struct sqlite_store *)base;
-	sqlite3_stmt *q;
 	const char *hex = str_starts(ref, "sha256:") ? ref + 7 : ref;
 	size_t hexlen = strlen(hex);
-	int n = 0, r = 0;
+	bool id_like = name_is_id_like(ref, strlen(ref));
 	char first[HASH_ID_LEN + 1] = "", second[HASH_ID_LEN + 1] = "";
+	int n = 0;
 
 	if (!*ref)
 		return err_set(e, CAIRN_EINPUT, "empty release reference");
-	if (name_is_id_like(ref, strlen(ref))) {
-		if (hexlen >= NAME_ID_PREFIX_MIN && hexlen <= HASH_HEX_LEN && hash_is_hex(hex, hexlen)) {
-			char *like = xasprintf("sha256:%s%s", hex, hexlen == HASH_HEX_LEN ? "" : "*");
-			if (sqlite3_prepare_v2(s->db,
-					       "SELECT id FROM releases WHERE id GLOB ?1 AND "
-					       "(?2 IS NULL OR app = ?2) LIMIT 2",
-					       -1, &q, NULL) != SQLITE_OK) {
-				free(like);
-				return sqlite__fail(s, e, "resolving release");
-			}
-			sqlite3_bind_text(q, 1, like, -1, SQLITE_TRANSIENT);
-			if (app)
-				sqlite3_bind_text(q, 2, app, -1, SQLITE_STATIC);
-			n = collect_ids(q, first, second);
-			sqlite3_finalize(q);
-			free(like);
-		}
-	} else {
-		if (sqlite3_prepare_v2(s->db,
-				       "SELECT id FROM release_tags WHERE tag = ?1 AND "
-				       "(?2 IS NULL OR app = ?2)",
-				       -1, &q, NULL) != SQLITE_OK)
-			return sqlite__fail(s, e, "resolving release");
-		sqlite3_bind_text(q, 1, ref, -1, SQLITE_STATIC);
-		if (app)
-			sqlite3_bind_text(q, 2, app, -1, SQLITE_STATIC);
-		n = collect_ids(q, first, second);
-		sqlite3_finalize(q);
-	}
+	if (!id_like)
+		n = query_ids(s, "SELECT id FROM release_tags WHERE tag = ?1 AND (?2 IS NULL OR app = ?2)",
+			      ref, app, first, second, e);
+	else if (hexlen >= NAME_ID_PREFIX_MIN && hexlen <= HASH_HEX_LEN && hash_is_hex(hex, hexlen))
+		/* lowercase hex holds no GLOB metacharacter; 64 digits match the id alone */
+		n = query_ids(s,
+			      "SELECT id FROM releases WHERE id GLOB 'sha256:' || ?1 || '*' AND "
+			      "(?2 IS NULL OR app = ?2) LIMIT 2",
+			      hex, app, first, second, e);
+	if (n < 0)
+		return n;
 	if (n == 0)
-		r = err_set(e, CAIRN_ENOTFOUND,
-			    "no release matches '%s'%s%s; 'cairn releases' lists them", ref,
-			    app ? " for app " : "", app ? app : "");
-	else if (n > 1)
-		r = err_set(e, CAIRN_EAMBIGUOUS,
-			    "'%s' is ambiguous: it matches %.19s and %.19s; %s", ref, first, second,
-			    name_is_id_like(ref, strlen(ref)) ? "give more digits"
-							      : "name the app (--app)");
-	else
-		memcpy(out_id, first, HASH_ID_LEN + 1);
-	return r;
+		return err_set(e, CAIRN_ENOTFOUND,
+			       "no release matches '%s'%s%s; 'cairn releases' lists them", ref,
+			       app ? " for app " : "", app ? app : "");
+	if (n > 1)
+		return err_set(e, CAIRN_EAMBIGUOUS, "'%s' is ambiguous: it matches %.19s and %.19s; %s",
+			       ref, first, second, id_like ? "give more digits" : "name the app (--app)");
+	memcpy(out_id, first, HASH_ID_LEN + 1);
+	return 0;
 }
 
 static const struct store_ops sqlite_ops = {
