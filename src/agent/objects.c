@@ -129,8 +129,8 @@ static void put_run(struct work *w)
 			    j->n, got, j->hex);
 		return;
 	}
-	if (objstore_has(j->os, j->hex))
-		return;
+	if (objstore_has(j->os, j->hex) && objstore_verify(j->os, j->hex, NULL) == 0)
+		return; /* kept when intact; a corrupt copy is replaced (docs/releases.md "Repair") */
 	if ((j->r = objstore_tmp_open(j->os, &fd, &tmp, &j->e)) < 0)
 		return;
 	j->r = fs_write_all(fd, j->data, j->n);

@@ -266,3 +266,25 @@ def test_status_and_history_show_tags(cairn, tmp_path):
         assert h["jobs"][0]["reason"] == "\x1b[2Jwiped"
     finally:
         c.stop()
+
+
+def test_agent_upload_repairs_a_corrupt_object(tmp_path):
+    from agentlib import Agent, processes_of, wait_for
+    from conftest import BIN
+    a = Agent(BIN, tmp_path / "astate")
+    a.state.mkdir()
+    try:
+        a.start()
+        data = b"agent object\n" * 1000
+        d = sha(data)
+        assert a.call("PUT", f"/v1/objects/{d}", raw=data)[0] == 201
+        obj = a.state / "objects" / d[:2] / d[2:]
+        corrupt(obj)
+        st, b = a.call("PUT", f"/v1/objects/{d}", raw=data)
+        assert st == 201 and b["added"] is True, b
+        assert obj.read_bytes() == data
+        st, b = a.call("PUT", f"/v1/objects/{d}", raw=data)
+        assert st == 200 and b["added"] is False, b
+    finally:
+        a.cleanup()
+    wait_for(lambda: not processes_of(a.state), "no process of the test's state dir")
