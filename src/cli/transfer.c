@@ -317,7 +317,9 @@ static int run_import(int argc, char **argv)
 			res.dropped_tag, res.app);
 	printf("imported %s (%s, %zu files%s%s)%s", res.id, res.app, res.n_files,
 	       res.tag[0] ? ", tag " : "", res.tag,
-	       res.existed && !res.n_repaired ? " — already stored, nothing changed" : "");
+	       res.existed && !res.n_repaired && !res.tag_added ? " — already stored, nothing changed"
+	       : res.existed && res.tag_added ? " — already stored; tag added"
+					      : "");
 	if (res.n_repaired)
 		printf(" — repaired %zu corrupt object%s", res.n_repaired,
 		       res.n_repaired == 1 ? "" : "s");

@@ -522,6 +522,8 @@ static int commit(struct importer *im, struct store *st, struct release_import_r
 	res->existed = r == 0;
 	/* a release keeps every tag it was given: the archive's tag is added to the others */
 	snprintf(rel.tag, sizeof(rel.tag), "%s", im->tag);
+	char holder[HASH_ID_LEN + 1];
+	bool tag_new = rel.tag[0] && store_tag_get(st, rel.app, rel.tag, holder, &ge) == 0;
 	r = store_release_put(st, &rel, &ge);
 	if (r < 0 && ge.code == CAIRN_EINPUT && rel.tag[0]) {
 		/* the tag names another release here: tags never move, so import untagged */
@@ -536,6 +538,7 @@ static int commit(struct importer *im, struct store *st, struct release_import_r
 		return r;
 	}
 	snprintf(res->tag, sizeof(res->tag), "%s", rel.tag[0] || !res->existed ? rel.tag : old.tag);
+	res->tag_added = tag_new && res->existed;
 	return 0;
 }
 

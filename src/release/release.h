@@ -236,7 +236,8 @@ struct release_import_result {
 	size_t n_files, n_new_objects;
 	size_t n_repaired; /* stored objects whose bytes no longer matched, replaced */
 	int64_t bytes; /* content bytes of the release's files */
-	bool existed;  /* the release was already stored: nothing new was recorded */
+	bool existed;  /* the release was already stored: nothing new was recorded but */
+	bool tag_added; /* ...the archive's tag, which it now carries beside its others */
 };
 /* release_import with the details a person is told (out is untouched on failure). */
 int release_import_archive(struct objstore *os, struct store *st, int in_fd,

@@ -128,6 +128,11 @@ def test_id_shaped_tags_are_refused_by_import(cairn, tmp_path):
         assert "may not look like a release id" in r.stderr, tag
     assert resolved(cairn, real.id()) == real.id()
     assert resolved(cairn, real.id()[7:19]) == real.id()
+    # the same release imported again with a tag: it is added beside the others
+    for tag, said in (("v1", "tag added"), ("v2", "tag added"), ("v2", "nothing changed")):
+        p.write_bytes(ra.archive(real.members(meta={"tag": tag, "created_at": 1})))
+        assert said in cairn.run("import", p, check=0).stdout
+    assert tags_of(cairn, real.id()) == ["v1", "v2"]
     assert impostor.id() not in [r["id"] for r in cairn.json("releases")["releases"]]
 
 
