@@ -156,9 +156,38 @@ static void test_same_tag_in_two_apps_is_ambiguous_without_the_app(void **state)
 	free(dir);
 }
 
+/* base/names.c: the rules every path uses */
+static void test_names(void **state)
+{
+	static const char *const ok_tags[] = { "v1", "abc", "1.2.3", "release-2024", "ci_7", "x" };
+	static const char *const bad_tags[] = { "deadbeef", "DEADBEEF", "1234", "sha256:ab",
+						"a b", "a/b", "a:b", "t\x1b", "", "é" };
+	char out[NAME_SAFE_LEN(8)];
+	struct err e;
+	(void)state;
+
+	for (size_t i = 0; i < ARRAY_SIZE(ok_tags); i++)
+		assert_int_equal(name_tag_check(ok_tags[i], strlen(ok_tags[i]), &e), 0);
+	for (size_t i = 0; i < ARRAY_SIZE(bad_tags); i++)
+		assert_int_equal(name_tag_check(bad_tags[i], strlen(bad_tags[i]), &e), -CAIRN_EINPUT);
+	assert_true(name_is_id_like(A, strlen(A)));
+	assert_false(name_is_id_like("abc", 3));
+	assert_true(name_app_ok("urlshort", 8));
+	assert_true(name_app_ok("a-b.c_d", 7));
+	assert_false(name_app_ok("../../evil", 10));
+	assert_false(name_app_ok("", 0));
+	assert_false(name_app_ok("Upper", 5));
+	assert_false(name_app_ok("-x", 2));
+	assert_string_equal(name_safe("a\x1b[2J", out, sizeof(out)), "a\\x1b[2J");
+	/* cut, never overflowing, never half an escape */
+	assert_string_equal(name_safe("\x01\x02\x03", out, 8), "\\x01");
+	assert_string_equal(name_safe("\x01\x02\x03", out, 9), "\\x01\\x02");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_migrates_a_one_tag_db),
 		cmocka_unit_test(test_same_tag_in_two_apps_is_ambiguous_without_the_app),
 	};
