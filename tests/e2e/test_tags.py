@@ -293,3 +293,30 @@ def test_agent_upload_repairs_a_corrupt_object(tmp_path):
     finally:
         a.cleanup()
     wait_for(lambda: not processes_of(a.state), "no process of the test's state dir")
+
+
+def test_rollback_to_an_id_deploys_that_id_whatever_a_tag_says(cairn, tmp_path):
+    """The issue's attack: a tag shaped like the real release's id named an impostor, and
+    `rollback --to <real id>` deployed the impostor. Tags like that are refused now; even one
+    written into the database behind cairn's back is never read for an id-shaped REF."""
+    from ctlutil import Controller, has_test_hooks, make_app
+    if not has_test_hooks():
+        pytest.skip("needs a -Dtest_hooks=true build")
+    real = make_app(cairn, version="1")
+    impostor = make_app(cairn, version="2")
+    db = sqlite3.connect(str(cairn.state / "state.db"))
+    for tag in (real[7:19], real[7:], real):
+        db.execute("INSERT INTO release_tags (app, tag, id, created_at) VALUES ('demo', ?, ?, 1)",
+                   (tag, impostor))
+    db.commit()
+    db.close()
+    c = Controller(cairn, tmp_path)
+    try:
+        c.start()
+        cairn.run("deploy", impostor, "--wait", "--app", "demo", check=0)
+        for ref in (real[7:19], real[7:], real):
+            j = cairn.json("rollback", "--to", ref, "--wait", "--app", "demo")
+            assert j["release"] == real and j["state"] == "succeeded", (ref, j)
+            cairn.run("deploy", impostor, "--wait", "--app", "demo", check=0)
+    finally:
+        c.stop()
