@@ -1,5 +1,6 @@
 /* objstore: content-addressed file store under <state>/objects. Objects are written to
- * <state>/tmp first and renamed into place, read-only; an object's bytes never change.
+ * <state>/tmp first and renamed into place, read-only; an object's bytes never change (one
+ * found corrupt is replaced whole by checked bytes: objstore_tmp_commit).
  * Durability is batched through objstore_sync (one syncfs instead of an fsync per file). */
 #include "release/release-internal.h"
 

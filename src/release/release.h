@@ -32,8 +32,9 @@ int objstore_read(const struct objstore *os, const char *hex, struct buf *b, str
 /* Re-hashes one object: 0 if intact, CAIRN_ECORRUPT / ENOENT with e set otherwise. */
 int objstore_verify(const struct objstore *os, const char *hex, struct err *e);
 /* Staging for writers that must write nothing on failure (import): a temp file in the store's
- * tmp dir; commit renames it into place under its digest (or drops it when the object exists;
- * *out_added says which, may be NULL); on failure the caller unlinks it. */
+ * tmp dir; commit renames it into place under its digest (or drops it when the object exists
+ * and is intact; a stored copy whose bytes no longer match is replaced — the caller has checked
+ * its own; *out_added says whether ours went in, may be NULL); on failure the caller unlinks it. */
 int objstore_tmp_open(struct objstore *os, int *out_fd, char **out_path, struct err *e);
 int objstore_tmp_commit(struct objstore *os, const char *tmp_path, const char *hex,
 			bool *out_added, struct err *e);
@@ -224,8 +225,8 @@ int release_export_meta(const struct objstore *os, const char *id, const struct 
  * nothing is written to the store. out_id receives the id (HASH_ID_LEN + 1 bytes). */
 int release_import(struct objstore *os, struct store *st, int in_fd, char *out_id, struct err *e);
 
-#define RELEASE_TAG_MAX 128 /* == STORE_TAG_MAX */
-#define RELEASE_APP_MAX 63  /* [a-z0-9][a-z0-9_.-]{0,62}, as in cairn.yml */
+#define RELEASE_TAG_MAX NAME_TAG_MAX /* == STORE_TAG_MAX */
+#define RELEASE_APP_MAX NAME_APP_MAX /* [a-z0-9][a-z0-9_.-]{0,62}, as in cairn.yml */
 
 struct release_import_result {
 	char id[HASH_ID_LEN + 1];
