@@ -53,6 +53,11 @@ int cli_load_config(const struct cli_ctx *ctx, struct config **out, struct err *
 /* Opens the state directory (object store + state database), creating it. */
 int cli_open_state(const struct cli_ctx *ctx, struct objstore **out_os, struct store **out_st,
 		   struct err *e);
+/* For read commands: the state directory must exist and hold a state database, else a
+ * CAIRN_ENOTFOUND "nothing is there" (a typo'd --state must not create an empty one). */
+int cli_state_exists(const struct cli_ctx *ctx, struct err *e);
+int cli_open_state_existing(const struct cli_ctx *ctx, struct objstore **out_os,
+			    struct store **out_st, struct err *e);
 /* Is stdout a terminal (and not --json)? For progress lines and colour. */
 bool cli_is_tty(const struct cli_ctx *ctx);
 

@@ -112,7 +112,7 @@ static int run_releases(int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage(&cli_cmd_releases, "unexpected argument '%s'", argv[optind]);
-	if (cli_open_state(&ctx, &os, &st, &e) < 0)
+	if (cli_open_state_existing(&ctx, &os, &st, &e) < 0)
 		return cli_fail(&ctx, &e);
 	l.arr = json_array();
 	if (store_release_list(st, app, list_one, &l, &e) < 0) {
@@ -191,7 +191,7 @@ static int run_verify(int argc, char **argv)
 	}
 	if (argc - optind > 1)
 		return cli_usage(&cli_cmd_verify, "unexpected argument '%s'", argv[optind + 1]);
-	if (cli_open_state(&ctx, &os, &st, &e) < 0)
+	if (cli_open_state_existing(&ctx, &os, &st, &e) < 0)
 		return cli_fail(&ctx, &e);
 	v.os = os;
 	v.arr = json_array();
