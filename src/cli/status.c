@@ -31,7 +31,8 @@ const struct cli_command cli_cmd_status = {
 		"    --json               the controller's answer as JSON\n\n"
 		"EXIT STATUS\n"
 		"    0 shown, every host answered; 1 the controller could not be asked, or a host\n"
-		"    did not answer (everything else is still shown); 2 usage or unknown app.\n\n"
+		"    did not answer (everything else is still shown); 2 usage, unknown app, or\n"
+		"    nothing there (no state directory at --state / CAIRN_STATE).\n\n"
 		"EXAMPLES\n"
 		"    cairn status\n"
 		"    cairn status --app urlshort --json | jq .current\n",
@@ -54,7 +55,8 @@ const struct cli_command cli_cmd_history = {
 		"    --addr, --token-file the controller on TCP (default: STATE/cairn.sock)\n"
 		"    --json               {\"jobs\": [JOB…]}\n\n"
 		"EXIT STATUS\n"
-		"    0 listed, 1 the controller could not be asked, 2 usage.\n\n"
+		"    0 listed, 1 the controller could not be asked, 2 usage, unknown app, or\n"
+		"    nothing there (no state directory at --state / CAIRN_STATE).\n\n"
 		"EXAMPLES\n"
 		"    cairn history --limit 5\n",
 };
