@@ -19,6 +19,7 @@ const struct cli_command *const cli_commands[] = {
 	&cli_cmd_deploy,
 	&cli_cmd_status,
 	&cli_cmd_history,
+	&cli_cmd_job,
 	&cli_cmd_rollback,
 	&cli_cmd_stop,
 	&cli_cmd_unlock,

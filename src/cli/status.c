@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int run_status(int argc, char **argv);
 static int run_history(int argc, char **argv);
@@ -45,7 +46,8 @@ const struct cli_command cli_cmd_history = {
 	.help = "NAME\n"
 		"    cairn history - deploy jobs, newest first\n\n"
 		"SYNOPSIS\n"
-		"    cairn history [--app APP] [--limit N] [--json]\n\n"
+		"    cairn history [--app APP] [--limit N] [--json]\n"
+		"    cairn history N [--json]        (job N in detail, as 'cairn job N')\n\n"
 		"DESCRIPTION\n"
 		"    Lists the app's deploy and rollback jobs: id, kind, state, release, when it\n"
 		"    was asked for, how long it ran, and why it failed or rolled back.\n\n"
@@ -60,6 +62,20 @@ const struct cli_command cli_cmd_history = {
 		"EXAMPLES\n"
 		"    cairn history --limit 5\n",
 };
+
+/* "up 3m12s" from an RFC 3339 UTC time (what the agents report), "" when unparseable */
+static void uptime(const char *since, char *out, size_t n)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	out[0] = '\0';
+	if (!since || !strptime(since, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		return;
+	int64_t up = time_now_ns() / 1000000 - (int64_t)timegm(&tm) * 1000;
+	char d[32];
+	time_fmt_duration(up < 0 ? 0 : up, d, sizeof(d));
+	snprintf(out, n, " (up %s)", d);
+}
 
 static int get(const struct cli_command *cmd, int argc, char **argv, bool history)
 {
@@ -91,6 +107,8 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 		if (r == 0)
 			return cli_usage(cmd, "unexpected option");
 	}
+	if (history && argc - optind == 1)
+		return cli_job_show(&ctx, &ao, argv[optind]); /* history N: that job in detail */
 	if (optind < argc)
 		return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
 	if (cli_app_name(&ctx, app_flag, &app, &e) < 0)
@@ -111,6 +129,13 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 		if (cli_api_call(&a, "GET", path, NULL, NULL, &status, &inst, &e) == 0)
 			json_object_set(ans, "hosts", json_object_get(inst, "hosts"));
 		json_decref(inst);
+		/* the running job: how long it has run and where it is */
+		json_t *run = json_object_get(ans, "running_job"), *rj = NULL;
+		if (json_is_integer(run)) {
+			snprintf(path, sizeof(path), "/v1/jobs/%lld", (long long)json_integer_value(run));
+			if (cli_api_call(&a, "GET", path, NULL, NULL, &status, &rj, &e) == 0)
+				json_object_set_new(ans, "running", rj);
+		}
 	}
 	cli_api_done(&a);
 	free(app);
@@ -128,20 +153,29 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 	} else if (history) {
 		size_t i;
 		json_t *j;
-		printf("%-6s %-9s %-12s %-14s %-21s %s\n", "JOB", "KIND", "STATE", "RELEASE", "CREATED",
-		       "WHY");
+		printf("%-6s %-9s %-12s %-14s %-21s %-8s %s\n", "JOB", "KIND", "STATE", "RELEASE",
+		       "CREATED", "TOOK", "WHY");
 		json_array_foreach(json_object_get(ans, "jobs"), i, j)
 		{
 			const char *rel = json_string_value(json_object_get(j, "release"));
 			const char *err = json_string_value(json_object_get(j, "error"));
 			const char *reason = json_string_value(json_object_get(j, "reason"));
-			printf("%-6lld %-9s %-12s %-14.12s %-21s %s\n",
+			json_t *ms = json_object_get(j, "duration_ms");
+			char took[32] = "-";
+			if (json_is_integer(ms))
+				time_fmt_duration(json_integer_value(ms), took, sizeof(took));
+			if (json_is_integer(ms) && !json_is_true(json_object_get(j, "terminal")))
+				strcat(took, "+"); /* still running */
+			/* the failure and the user's own reason, side by side */
+			bool both = err && reason && *reason;
+			printf("%-6lld %-9s %-12s %-14.12s %-21s %-8s %s%s%s%s\n",
 			       (long long)json_integer_value(json_object_get(j, "id")),
 			       json_string_value(json_object_get(j, "kind")),
 			       json_string_value(json_object_get(j, "state")),
 			       rel && strlen(rel) > 7 ? rel + 7 : "?",
-			       json_string_value(json_object_get(j, "created_at")) ?: "",
-			       err ? err : reason ? reason : "");
+			       json_string_value(json_object_get(j, "created_at")) ?: "", took,
+			       err ? err : reason ? reason : "", both ? " (asked: \"" : "",
+			       both ? reason : "", both ? "\")" : "");
 		}
 	} else {
 		const char *cur = json_string_value(json_object_get(ans, "current"));
@@ -151,8 +185,24 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 		printf("current:    %s\n", cur ? cur : "(none deployed)");
 		printf("last good:  %s%s\n", good ? good : "(none)",
 		       cur && good && strcmp(cur, good) ? "   (current is NOT the last good release)" : "");
-		if (json_is_integer(run))
-			printf("running:    job %lld\n", (long long)json_integer_value(run));
+		if (json_is_integer(run)) {
+			json_t *rj = json_object_get(ans, "running"), *steps = json_object_get(rj, "steps");
+			json_t *last = json_array_get(steps, json_array_size(steps) - 1);
+			char took[32] = "";
+			if (json_is_integer(json_object_get(rj, "duration_ms")))
+				time_fmt_duration(json_integer_value(json_object_get(rj, "duration_ms")), took,
+						  sizeof(took));
+			printf("running:    job %lld", (long long)json_integer_value(run));
+			if (took[0])
+				printf(", %s so far", took);
+			if (last)
+				printf(", at %s %s on %s",
+				       json_string_value(json_object_get(last, "step")) ?: "?",
+				       json_string_value(json_object_get(last, "state")) ?: "?",
+				       json_string_value(json_object_get(last, "host")) ?: "?");
+			printf("   ('cairn deploy --follow %lld' follows it)\n",
+			       (long long)json_integer_value(run));
+		}
 		if (json_array_size(json_object_get(ans, "queued_jobs")))
 			printf("queued:     %zu job(s)\n", json_array_size(json_object_get(ans, "queued_jobs")));
 		size_t i, k;
@@ -169,13 +219,16 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 			json_array_foreach(json_object_get(h, "instances"), k, in)
 			{
 				const char *rel = json_string_value(json_object_get(in, "release"));
-				printf("  %-12s %-14.12s pid %-7lld port %-6lld %-9s since %s%s\n",
+				const char *since = json_string_value(json_object_get(in, "started_at"));
+				char up[48];
+				uptime(since, up, sizeof(up));
+				printf("  %-12s %-14.12s pid %-7lld port %-6lld %-9s since %s%s%s\n",
 				       json_string_value(json_object_get(in, "id")),
 				       rel && strlen(rel) > 7 ? rel + 7 : "?",
 				       (long long)json_integer_value(json_object_get(in, "pid")),
 				       (long long)json_integer_value(json_object_get(in, "port")),
 				       json_string_value(json_object_get(in, "state")),
-				       json_string_value(json_object_get(in, "started_at")) ?: "?",
+				       since ?: "?", up,
 				       cur && rel && strcmp(rel, cur) ? "   (not the current release)" : "");
 			}
 			json_t *px = json_object_get(h, "proxy"), *t;

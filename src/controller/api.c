@@ -54,6 +54,12 @@ json_t *api_job_json(struct store *st, const struct store_job *j, bool with_step
 	if (!o)
 		return NULL;
 	json_object_set_new(o, "terminal", json_boolean(job_state_terminal(j->state)));
+	/* how long it ran (finished) or has been running (not yet) */
+	if (j->started_at)
+		json_object_set_new(o, "duration_ms",
+				    json_integer((j->finished_at ? j->finished_at
+								 : time_now_ns() / 1000000) -
+						 j->started_at));
 	if (with_steps) {
 		json_t *steps = json_array();
 		if (store_jobs(st)->steps(st, j->id, add_step, steps, &e) < 0)

@@ -94,3 +94,82 @@ def test_stop_unlock_and_errors(cairn, ctl):
         h = cairn.run(cmd, "--help", check=0).stdout
         for sec in ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXIT STATUS", "EXAMPLES"]:
             assert sec in h, (cmd, sec)
+
+
+def test_job_shows_one_job_steps_timings_and_why(cairn, ctl):
+    """`cairn job N` (and `cairn history N`): the job's steps per host with their durations,
+    the user's --reason beside the failure reason; history shows durations and both reasons."""
+    v1 = make_app(cairn, version="1")
+    v2 = make_app(cairn, version="2")
+    ctl.start()
+    cairn.run("deploy", v1, "--wait", "--app", "demo", "--reason", "first one", check=0)
+    ctl.stop()
+    ctl.start(env={"CAIRN_TEST_FAIL_STEP": "health"})
+    j = cairn.json("deploy", v2, "--app", "demo", "--reason", "try v2")
+    ctl.wait_terminal(j["id"])
+    p = cairn.run("job", j["id"], check=0)
+    out = p.stdout
+    assert f"job {j['id']}: deploy of demo to {v2}" in out and "rolled_back" in out
+    assert 'reason: "try v2"' in out and "why:" in out and "health on local" in out
+    assert f"replacing: {v1}" in out
+    for step in ["ensure_objects", "activate", "start", "health"]:
+        assert f"local            {step}" in out, out
+    assert "failed" in out and "error:" in out
+    # every step line has a duration, the job too
+    steps = [l for l in out.splitlines() if l.startswith("  local ")]
+    assert steps and all(l.split()[-1].endswith(("ms", "s")) for l in steps), steps
+    assert cairn.run("history", j["id"], check=0).stdout == out
+    js = cairn.json("job", j["id"])
+    assert js["id"] == j["id"] and js["duration_ms"] >= 0 and js["steps"]
+    assert all("duration_ms" in s for s in js["steps"] if s["finished_at"])
+    # history: a TOOK column, and the user's reason kept beside the failure
+    h = cairn.run("history", "--app", "demo", check=0).stdout
+    assert "TOOK" in h.splitlines()[0]
+    line = [l for l in h.splitlines() if l.startswith(str(j["id"]))][0]
+    assert "health on local" in line and '(asked: "try v2")' in line, line
+    assert all("duration_ms" in x for x in cairn.json("history", "--app", "demo")["jobs"])
+    # errors
+    p = cairn.run("job", "99999", check=2)
+    assert "no job 99999" in p.stderr and "cairn history" in p.stderr
+    p = cairn.run("job", "abc", check=2)
+    assert "not a job number" in p.stderr
+    cairn.run("job", check=2)
+    h = cairn.run("job", "--help", check=0).stdout
+    for sec in ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXIT STATUS", "EXAMPLES"]:
+        assert sec in h
+
+
+def test_deploy_follow_reattaches_and_ctrl_c_says_the_job_goes_on(cairn, ctl):
+    """Ctrl-C on `deploy --wait` says the job goes on and how to follow it; `deploy --follow N`
+    re-attaches and follows it to the end (exit 0 succeeded, 1 failed), on a finished job too;
+    `status` shows the running job with how long it has run."""
+    v1 = make_app(cairn)
+    ctl.start(env={"CAIRN_TEST_STEP_DELAY_MS": "300"})
+    env = dict(__import__("os").environ, CAIRN_STATE=str(cairn.state))
+    w = subprocess.Popen([BIN, "deploy", v1, "--wait", "--app", "demo"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        jid = wait_for(lambda: (lambda b: b["jobs"][0]["id"] if b["jobs"] else None)(
+            ctl.get("/v1/apps/demo/deploys")[1]), what="the job")
+        wait_for(lambda: ctl.job(jid)["steps"], what="a first step")
+        st = cairn.run("status", "--app", "demo", check=0).stdout
+        assert f"running:    job {jid}, " in st and "so far" in st and f"--follow {jid}" in st
+        w.send_signal(__import__("signal").SIGINT)
+        out, err = w.communicate(timeout=30)
+    finally:
+        if w.poll() is None:
+            w.kill()
+            w.wait()
+    assert w.returncode == 130, out + err
+    assert f"job {jid} goes on" in err and f"cairn deploy --follow {jid}" in err, err
+    assert not ctl.job(jid)["terminal"]  # the job was not touched
+    p = cairn.run("deploy", "--follow", jid, "--app", "demo", check=0)
+    assert "succeeded" in p.stdout and "local: cleanup done" in p.stdout
+    # a finished job: its whole story, then its end
+    p = cairn.run("deploy", "--follow", jid, check=0)
+    assert "local: cleanup done" in p.stdout and f"job {jid}: succeeded" in p.stdout
+    assert cairn.json("deploy", "--follow", jid)["state"] == "succeeded"
+    p = cairn.run("deploy", "--follow", "424242", check=2)
+    assert "no job 424242" in p.stderr
+    cairn.run("deploy", "--follow", jid, v1, check=2)
+    cairn.run("deploy", "--follow", "x", check=2)
