@@ -220,8 +220,10 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 			{
 				const char *rel = json_string_value(json_object_get(in, "release"));
 				const char *since = json_string_value(json_object_get(in, "started_at"));
-				char up[48];
-				uptime(since, up, sizeof(up));
+				const char *ist = json_string_value(json_object_get(in, "state"));
+				char up[48] = "";
+				if (ist && !strcmp(ist, "running"))
+					uptime(since, up, sizeof(up));
 				printf("  %-12s %-14.12s pid %-7lld port %-6lld %-9s since %s%s%s\n",
 				       json_string_value(json_object_get(in, "id")),
 				       rel && strlen(rel) > 7 ? rel + 7 : "?",
@@ -230,6 +232,10 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 				       json_string_value(json_object_get(in, "state")),
 				       since ?: "?", up,
 				       cur && rel && strcmp(rel, cur) ? "   (not the current release)" : "");
+				/* a crash-looping instance: why, in its own words */
+				const char *iwhy = json_string_value(json_object_get(in, "why"));
+				if (iwhy)
+					printf("    why: %s\n", iwhy);
 			}
 			json_t *px = json_object_get(h, "proxy"), *t;
 			if (px) {
