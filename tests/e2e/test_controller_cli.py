@@ -173,3 +173,34 @@ def test_deploy_follow_reattaches_and_ctrl_c_says_the_job_goes_on(cairn, ctl):
     assert "no job 424242" in p.stderr
     cairn.run("deploy", "--follow", jid, v1, check=2)
     cairn.run("deploy", "--follow", "x", check=2)
+
+
+def test_deploy_wait_across_a_restart_never_prints_a_failure_without_its_reason(cairn, ctl):
+    """The controller dies right after a step failed (before the rollback): the restarted one
+    finishes the job with the step's recorded reason, and `deploy --wait`, which followed it
+    across the restart, prints that reason — not "failed (see its detail)"."""
+    v1 = make_app(cairn, version="1")
+    v2 = make_app(cairn, version="2")
+    ctl.start()
+    cairn.run("deploy", v1, "--wait", "--app", "demo", check=0)
+    ctl.stop()
+    ctl.start(env={"CAIRN_TEST_FAIL_STEP": "health", "CAIRN_TEST_CRASH_AFTER": "failed:local",
+                   "CAIRN_TEST_STEP_DELAY_MS": "100"})
+    env = dict(__import__("os").environ, CAIRN_STATE=str(cairn.state))
+    w = subprocess.Popen([BIN, "deploy", v2, "--wait", "--app", "demo"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert ctl.proc.wait(timeout=60) == 137
+        ctl.start()
+        out, err = w.communicate(timeout=120)
+    finally:
+        if w.poll() is None:
+            w.kill()
+            w.wait()
+    assert w.returncode == 1, out + err
+    end = [l for l in out.splitlines() if l.startswith("job ") and "rolled_back" in l]
+    assert end and "test hook: health fails on local" in end[-1], out
+    assert "see its detail" not in out
+    job = cairn.json("job", json.loads(cairn.run("history", "--app", "demo", "--json",
+                                                 check=0).stdout)["jobs"][0]["id"])
+    assert job["state"] == "rolled_back" and "test hook: health fails" in job["error"]
