@@ -204,3 +204,38 @@ def test_deploy_wait_across_a_restart_never_prints_a_failure_without_its_reason(
     job = cairn.json("job", json.loads(cairn.run("history", "--app", "demo", "--json",
                                                  check=0).stdout)["jobs"][0]["id"])
     assert job["state"] == "rolled_back" and "test hook: health fails" in job["error"]
+
+
+def test_diff_shows_every_run_config_change_and_deploy_says_it_moves_the_port(cairn, ctl):
+    """`cairn diff` lists every run-config change (listen, instances, health, gates), not only
+    run.command/env; a deploy that changes listen says it will move the port."""
+    def build(version, yml):
+        d = cairn.cwd / f"mv-{version}"
+        d.mkdir()
+        (d / "cairn.yml").write_text(yml)
+        (d / "app.py").write_text("print('x')\n")
+        return cairn.run("build", "--tag", version, cwd=d, check=0).stdout.strip().splitlines()[-1]
+    base = 'app: mv\nrun:\n  command: ["python3", "app.py"]\nhosts: [local]\n'
+    build("m1", base + "listen: 8080\ninstances: 1\n")
+    build("m2", base + "listen: 9090\ninstances: 3\nhealth: { http: /healthz, interval: 2s }\n"
+          "rollout:\n  gates: { max_p99: 300ms, min_requests: 50 }\n")
+    out = cairn.run("diff", "m1", "m2", check=0).stdout
+    for line in ["listen: 127.0.0.1:8080 → 127.0.0.1:9090", "instances: 1 → 3",
+                 "health.http: (unset) → /healthz", "health.interval_ms: 1000 → 2000",
+                 "rollout.gates.max_p99_ms: 0 → 300", "rollout.gates.min_requests: 20 → 50"]:
+        assert line in out, (line, out)
+    j = cairn.json("diff", "m1", "m2")
+    keys = {c["key"]: c for c in j["config"]}
+    assert keys["listen"] == {"key": "listen", "old": "127.0.0.1:8080", "new": "127.0.0.1:9090"}
+    assert keys["instances"]["new"] == 3 and "build.command" not in keys
+    # the same config: no config change listed
+    assert cairn.json("diff", "m1", "m1")["config"] == []
+    ctl.start()
+    cairn.run("deploy", "m1", "--wait", "--app", "mv", check=0)
+    p = cairn.run("deploy", "m2", "--app", "mv", check=0)
+    assert "moves mv's port: listen 127.0.0.1:8080 → 127.0.0.1:9090" in p.stdout, p.stdout
+    jid = int(p.stdout.split()[1].rstrip(":"))
+    ctl.wait_terminal(jid)
+    # a deploy that keeps the port says nothing about it
+    p = cairn.run("deploy", "m2", "--force", "--app", "mv", "--json", check=0)
+    assert "listen_change" not in json.loads(p.stdout)
