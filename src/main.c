@@ -20,6 +20,8 @@ const struct cli_command *const cli_commands[] = {
 	&cli_cmd_status,
 	&cli_cmd_history,
 	&cli_cmd_job,
+	&cli_cmd_apps,
+	&cli_cmd_rm,
 	&cli_cmd_rollback,
 	&cli_cmd_stop,
 	&cli_cmd_unlock,

@@ -149,6 +149,7 @@ extern const struct cli_command cli_cmd_serve;
 extern const struct cli_command cli_cmd_deploy, cli_cmd_rollback, cli_cmd_stop, cli_cmd_unlock;
 extern const struct cli_command cli_cmd_status, cli_cmd_history;
 extern const struct cli_command cli_cmd_job;
+extern const struct cli_command cli_cmd_apps, cli_cmd_rm;
 extern const struct cli_command cli_cmd_agent;
 extern const struct cli_command cli_cmd_fault;
 extern const struct cli_command cli_cmd_proxy;

@@ -239,3 +239,47 @@ def test_diff_shows_every_run_config_change_and_deploy_says_it_moves_the_port(ca
     # a deploy that keeps the port says nothing about it
     p = cairn.run("deploy", "m2", "--force", "--app", "mv", "--json", check=0)
     assert "listen_change" not in json.loads(p.stdout)
+
+
+def test_apps_and_rm(cairn, ctl):
+    """`cairn apps` lists the apps and where they stand; `cairn rm APP` takes an app off its
+    hosts (refused while a deploy of it runs), keeps its releases and history, and a deploy
+    brings it back."""
+    v1 = make_app(cairn, version="1")
+    make_app(cairn, name="other", version="1")
+    ctl.start(env={"CAIRN_TEST_STEP_DELAY_MS": "200"})
+    p = cairn.run("apps", check=0)
+    assert p.stdout.splitlines()[0].split()[:3] == ["APP", "CURRENT", "LAST"]
+    assert any(l.startswith("demo ") and "not deployed" in l for l in p.stdout.splitlines())
+    j = cairn.json("deploy", v1, "--app", "demo")
+    wait_for(lambda: ctl.job(j["id"])["state"] == "running", what="the deploy to run")
+    p = cairn.run("rm", "demo", check=1)
+    assert "is running" in p.stderr and f"--follow {j['id']}" in p.stderr, p.stderr
+    assert "remove app=demo" not in (ctl.exec_log.read_text() if ctl.exec_log.exists() else "")
+    ctl.wait_terminal(j["id"])
+    apps = {a["app"]: a for a in cairn.json("apps")["apps"]}
+    assert apps["demo"]["current"] == v1 and apps["demo"]["releases"] == 1
+    assert apps["other"]["current"] is None
+    p = cairn.run("rm", "demo", check=0)
+    assert "local" in p.stdout and "runs nowhere now" in p.stdout, p.stdout
+    assert "remove app=demo host=local" in ctl.exec_log.read_text()
+    st = cairn.json("status", "--app", "demo")
+    assert st["current"] is None and st["last_good"] == v1
+    assert cairn.json("history", "--app", "demo")["jobs"][0]["id"] == j["id"]
+    assert cairn.json("apps")["apps"][0]["current"] is None
+    # again: nothing to remove; an app never deployed: the same; an unknown app: exit 2
+    r = cairn.json("rm", "demo")
+    assert r["hosts"] == [] and "nothing to remove" in r["note"]
+    assert "nothing to remove" in cairn.run("rm", "other", check=0).stdout
+    p = cairn.run("rm", "ghost", check=2)
+    assert "no app 'ghost'" in p.stderr and "cairn apps" in p.stderr
+    cairn.run("rm", check=2)
+    cairn.run("rm", "--app", "demo", check=2)
+    # a deploy of the same release brings it back (not "nothing to do")
+    j2 = cairn.json("deploy", v1, "--app", "demo")
+    assert ctl.wait_terminal(j2["id"])["state"] == "succeeded"
+    assert cairn.json("status", "--app", "demo")["current"] == v1
+    for cmd in ["apps", "rm"]:
+        h = cairn.run(cmd, "--help", check=0).stdout
+        for sec in ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXIT STATUS", "EXAMPLES"]:
+            assert sec in h, (cmd, sec)

@@ -373,3 +373,39 @@ def test_crash_loop_reason_in_status_and_deploy_wait(fleet):
     assert job["state"] in ("rolled_back", "failed")
     assert "can't open file" in job["error"] and "ap.py" in job["error"], job["error"]
     assert len(fleet.live("v1")) == 2
+
+
+def test_rm_takes_the_app_off_its_host_and_frees_its_port(fleet):
+    """`cairn rm APP` with the real agent: the proxy goes (its port is free: connections are
+    refused and another listener can bind it), the instances stop (their processes are gone),
+    the releases stay, and a deploy brings the app back on its port."""
+    import socket
+    fleet.variant("v1")
+    fleet.ctl.start()
+    fleet.deploy("v1")
+    pids = [i["pid"] for i in fleet.live("v1")]
+    assert len(pids) == 2
+    p = fleet.cairn.run("rm", "knobs", "--json", cwd=fleet.dir, check=0)
+    ans = json.loads(p.stdout)
+    assert ans["removed"] and ans["hosts"][0]["proxy_removed"] and ans["hosts"][0]["stopped"] == 2
+    wait_for(lambda: all(not os.path.exists(f"/proc/{pid}") or
+                         open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+                         for pid in pids), what="the instances' processes to end")
+    assert fleet.instances() == []
+    s = socket.socket()
+    try:
+        s.settimeout(5)
+        assert s.connect_ex(("127.0.0.1", fleet.port)) != 0  # nobody listens there now
+    finally:
+        s.close()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", fleet.port))  # the port is free for someone else
+    s.close()
+    assert [r["id"] for r in fleet.cairn.json("releases")["releases"]] == [fleet.ids["v1"]]
+    st = fleet.cairn.run("status", cwd=fleet.dir, check=0).stdout
+    assert "(none deployed)" in st and "i-" not in st, st
+    fleet.deploy("v1")
+    with Load(fleet.port) as load:
+        load.wait_count(10)
+    assert load.failures() == [] and len(fleet.live("v1")) == 2
