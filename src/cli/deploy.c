@@ -213,7 +213,7 @@ static int follow_existing(const struct cli_command *cmd, const struct cli_ctx *
 	struct err e;
 	json_t *job = NULL;
 	char path[64], state[32] = "", *end;
-	long status;
+	long status = 0;
 	long long id = strtoll(arg, &end, 10);
 	int r;
 
@@ -225,7 +225,7 @@ static int follow_existing(const struct cli_command *cmd, const struct cli_ctx *
 		return cli_fail(ctx, &e);
 	snprintf(path, sizeof(path), "/v1/jobs/%lld", id);
 	if ((r = cli_api_call(&a, "GET", path, NULL, NULL, &status, &job, &e)) < 0) {
-		if (e.code == CAIRN_ENOTFOUND)
+		if (status == 404)
 			err_prefix(&e, "no job %lld to follow ('cairn history' lists them)", id);
 		goto out;
 	}

@@ -150,7 +150,7 @@ int cli_job_show(const struct cli_ctx *ctx, const struct cli_api_opts *ao, const
 	struct err e;
 	json_t *j = NULL;
 	char path[64], *end;
-	long status;
+	long status = 0;
 	long long id = strtoll(arg, &end, 10);
 
 	if (*end || id <= 0) {
@@ -163,7 +163,7 @@ int cli_job_show(const struct cli_ctx *ctx, const struct cli_api_opts *ao, const
 	int r = cli_api_call(&a, "GET", path, NULL, NULL, &status, &j, &e);
 	cli_api_done(&a);
 	if (r < 0) {
-		if (e.code == CAIRN_ENOTFOUND)
+		if (status == 404)
 			err_prefix(&e, "no job %lld ('cairn history' lists the app's jobs)", id);
 		return cli_fail(ctx, &e);
 	}

@@ -23,7 +23,8 @@ def test_read_commands_on_a_typod_state_say_nothing_is_there(cairn, tmp_path):
     nothing (exit 0, the reason on stderr); a command that needs something there exits 2."""
     typo = tmp_path / "stat"
     for args in (["verify", "v1"], ["export", "v1", "-o", tmp_path / "x.tar.zst"],
-                 ["status", "--app", "demo"], ["history", "--app", "demo"]):
+                 ["status", "--app", "demo"], ["history", "--app", "demo"], ["job", "1"],
+                 ["apps"], ["rm", "demo"], ["deploy", "--follow", "1"]):
         p = cairn.run(*args, "--state", typo, check=2)
         assert "nothing is there" in p.stderr and str(typo) in p.stderr, (args, p.stderr)
         assert not typo.exists(), args
