@@ -266,6 +266,15 @@ void logw_close(struct logw *w);
 char *agent_log_path(const char *state_dir, const char *app, const char *iid);
 /* The last `tail` lines of an instance's log (and its rotated predecessor) as JSON objects. */
 int agent_log_tail(const char *path, size_t tail, json_t **out, struct err *e);
+/* The same, reading at most the last `window` bytes of each file (cheap enough per request). */
+int agent_log_tail_window(const char *path, size_t tail, size_t window, json_t **out,
+			  struct err *e);
+/* Why an instance that exited is not running (instance.c): {"why": "exited N times; last
+ * exit: …; its last words: …", "last_lines": [..]} from its last exit and the tail of its
+ * log; NULL while it runs or if it never exited. */
+json_t *instance_why(const struct instance *in);
+/* 409 "instance X is STATE, not running: WHY" */
+void agent__reply_not_running(struct evhttp_request *req, const struct instance *in);
 
 /* proxy.c: the apps' proxies (mode http: hproxy; tcp: the engine) */
 int agent_proxies_load(struct agent *ag, struct err *e); /* re-creates <state>/agent/proxies.json */

@@ -323,8 +323,7 @@ static void handle_probe(struct agent *ag, struct evhttp_request *req, struct in
 	if (in->pid <= 0 || !in->port) {
 		free(j->pr.http);
 		free(j);
-		agent_reply_error(req, 409, "conflict", "instance %s is %s, not running", in->id,
-				  sup_state_name(in->sup.state));
+		agent__reply_not_running(req, in);
 		return;
 	}
 	j->w.run = probe_run;

@@ -111,8 +111,7 @@ void agent_handle_check(struct agent *ag, struct evhttp_request *req, struct ins
 	if (in->pid <= 0 || !in->port) {
 		check_req_done(&j->cr);
 		free(j);
-		agent_reply_error(req, 409, "conflict", "instance %s is %s, not running", in->id,
-				  sup_state_name(in->sup.state));
+		agent__reply_not_running(req, in);
 		return;
 	}
 	j->w.run = check_run;

@@ -44,6 +44,52 @@ size_t agent_count(const struct agent *ag, const char *app)
 	return n;
 }
 
+#define WHY_LINES 5         /* log lines kept with a crash-looping instance's reason */
+#define WHY_WINDOW 8192     /* bytes of its log read for them */
+#define WHY_LINE_MAX 300    /* a line quoted in the reason is cut here */
+
+json_t *instance_why(const struct instance *in)
+{
+	enum sup_state st = in->sup.state;
+	if (!in->last_exit[0] ||
+	    !(st == SUP_BACKOFF || st == SUP_FAILED || (st == SUP_STARTING && in->restarts > 0)))
+		return NULL;
+	json_t *tail = NULL, *lines = json_array(), *v;
+	const char *last_err = NULL, *last_any = NULL;
+	struct err e;
+	size_t i;
+	char *path = agent_log_path(in->ag->state_dir, in->app, in->id);
+	if (agent_log_tail_window(path, WHY_LINES, WHY_WINDOW, &tail, &e) == 0)
+		json_array_foreach(tail, i, v)
+		{
+			const char *s = json_string_value(json_object_get(v, "line")) ?: "";
+			json_array_append_new(lines, json_string(s));
+			last_any = s;
+			if (!strcmp(json_string_value(json_object_get(v, "stream")) ?: "", "stderr"))
+				last_err = s;
+		}
+	free(path);
+	const char *words = last_err ? last_err : last_any;
+	long long exits = (long long)in->restarts + (st != SUP_STARTING);
+	char *why = xasprintf("%s %lld exit(s); last exit: %s%s%.*s%s",
+			      st == SUP_FAILED ? "crash loop: gave up after" : "keeps exiting:", exits,
+			      in->last_exit, words ? "; its last words: \"" : "",
+			      WHY_LINE_MAX, words ? words : "", words ? "\"" : "");
+	json_t *o = json_pack("{s:s,s:o}", "why", why, "last_lines", lines);
+	free(why);
+	json_decref(tail);
+	return o;
+}
+
+void agent__reply_not_running(struct evhttp_request *req, const struct instance *in)
+{
+	json_t *why = instance_why(in);
+	const char *w = json_string_value(json_object_get(why, "why"));
+	agent_reply_error(req, 409, "conflict", "instance %s is %s, not running%s%s", in->id,
+			  sup_state_name(in->sup.state), w ? ": " : "", w ? w : "");
+	json_decref(why);
+}
+
 json_t *instance_json(const struct instance *in)
 {
 	char ts[32];
@@ -58,6 +104,10 @@ json_t *instance_json(const struct instance *in)
 	if (!in->started_at)
 		json_object_set_new(o, "started_at", json_null());
 	json_object_set_new(o, "adopted", json_boolean(in->adopted));
+	json_t *why = instance_why(in);
+	if (why)
+		json_object_update(o, why);
+	json_decref(why);
 	json_object_set_new(o, "log_pid", json_integer(in->log_pid));
 	json_object_set_new(o, "stop_timeout_ms", json_integer(in->sup.stop_timeout_ms));
 	json_object_set_new(o, "stop_signal", json_string(agent_signal_name(in->stop_signal)));

@@ -271,7 +271,12 @@ static int read_lines(const char *path, size_t max_bytes, json_t *arr)
 
 int agent_log_tail(const char *path, size_t tail, json_t **out, struct err *e)
 {
-	const size_t window = 4u * 1024 * 1024;
+	return agent_log_tail_window(path, tail, 4u * 1024 * 1024, out, e);
+}
+
+int agent_log_tail_window(const char *path, size_t tail, size_t window, json_t **out,
+			  struct err *e)
+{
 	json_t *all = json_array(), *res;
 	char *older = xasprintf("%s.1", path);
 	int r = read_lines(path, window, all);

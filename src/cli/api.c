@@ -81,11 +81,20 @@ int cli_api_call_code(struct cli_api *a, const char *method, const char *path, j
 	free(txt);
 	free(hk);
 	if (r < 0) {
-		if (r == -ECONNREFUSED || r == -ENOENT || e->code == ECONNREFUSED)
+		char *dir = a->sock ? xstrndup(a->sock, strlen(a->sock) - strlen("/cairn.sock"))
+				    : NULL;
+		if (dir && (r == -ECONNREFUSED || r == -ENOENT || e->code == ECONNREFUSED ||
+			    e->code == ENOENT) && !fs_is_dir(dir))
+			r = err_set(e, CAIRN_ENOTFOUND,
+				    "nothing is there: no state directory %s, so no controller; check "
+				    "--state / CAIRN_STATE (or pass --addr / CAIRN_ADDR)",
+				    dir);
+		else if (r == -ECONNREFUSED || r == -ENOENT || e->code == ECONNREFUSED)
 			err_set(e, ECONNREFUSED,
 				"no controller answers at %s; start one with 'cairn serve' (or pass "
 				"--addr / CAIRN_ADDR)",
 				cli_api_where(a));
+		free(dir);
 		buf_done(&resp.body);
 		return r;
 	}

@@ -58,6 +58,11 @@ int cli_open_state(const struct cli_ctx *ctx, struct objstore **out_os, struct s
 void cli_tags_text(const struct json_t *tags, struct buf *b);
 /* The same as " (v1,v2)" after a release id; nothing when it has no tags. */
 void cli_release_tags_text(const struct json_t *tags, struct buf *b);
+/* For read commands: the state directory must exist and hold a state database, else a
+ * CAIRN_ENOTFOUND "nothing is there" (a typo'd --state must not create an empty one). */
+int cli_state_exists(const struct cli_ctx *ctx, struct err *e);
+int cli_open_state_existing(const struct cli_ctx *ctx, struct objstore **out_os,
+			    struct store **out_st, struct err *e);
 /* Is stdout a terminal (and not --json)? For progress lines and colour. */
 bool cli_is_tty(const struct cli_ctx *ctx);
 
@@ -123,6 +128,11 @@ int cli_app_name(const struct cli_ctx *ctx, const char *flag, char **out, struct
 int cli_follow_job(struct cli_api *a, const struct cli_ctx *ctx, int64_t job, int64_t wait_ms,
 		   char out_state[32], struct err *e);
 
+/* One job in detail (job.c): `cairn job N`, `cairn history N`. cli_job_show asks the
+ * controller and prints (returns the exit code); cli_job_print prints a GET /v1/jobs/N answer. */
+int cli_job_show(const struct cli_ctx *ctx, const struct cli_api_opts *ao, const char *arg);
+int cli_job_print(struct json_t *job);
+
 /* getopt entries and handling shared by the commands that talk to the controller */
 #define CLI_API_LONGOPTS                                                                          \
 	{ "app", required_argument, NULL, 'a' }, { "addr", required_argument, NULL, 'A' },        \
@@ -143,6 +153,8 @@ extern const struct cli_command cli_cmd_import;
 extern const struct cli_command cli_cmd_serve;
 extern const struct cli_command cli_cmd_deploy, cli_cmd_rollback, cli_cmd_stop, cli_cmd_unlock;
 extern const struct cli_command cli_cmd_status, cli_cmd_history;
+extern const struct cli_command cli_cmd_job;
+extern const struct cli_command cli_cmd_apps, cli_cmd_rm;
 extern const struct cli_command cli_cmd_agent;
 extern const struct cli_command cli_cmd_fault;
 extern const struct cli_command cli_cmd_proxy;

@@ -96,6 +96,43 @@ void cli_print_help(const struct cli_command *cmd, FILE *out)
 		fputc('\n', out);
 }
 
+/* Says where the state directory came from, for "nothing is there" messages. */
+static const char *state_source(const struct cli_ctx *ctx)
+{
+	if (ctx->state_flag)
+		return "--state";
+	if (getenv("CAIRN_STATE") && *getenv("CAIRN_STATE"))
+		return "$CAIRN_STATE";
+	return "the default";
+}
+
+int cli_state_exists(const struct cli_ctx *ctx, struct err *e)
+{
+	char *dir = store_state_dir(ctx->state_flag);
+	char *db = fs_join(dir, "state.db");
+	int r = 0;
+	if (!fs_is_dir(dir))
+		r = err_set(e, CAIRN_ENOTFOUND,
+			    "nothing is there: no state directory %s (from %s); check the path, or "
+			    "'cairn build' makes one",
+			    dir, state_source(ctx));
+	else if (!fs_exists(db))
+		r = err_set(e, CAIRN_ENOTFOUND,
+			    "nothing is there: %s (from %s) holds no cairn state (no state.db); check "
+			    "the path, or 'cairn build' makes one",
+			    dir, state_source(ctx));
+	free(db);
+	free(dir);
+	return r;
+}
+
+int cli_open_state_existing(const struct cli_ctx *ctx, struct objstore **out_os,
+			    struct store **out_st, struct err *e)
+{
+	int r = cli_state_exists(ctx, e);
+	return r < 0 ? r : cli_open_state(ctx, out_os, out_st, e);
+}
+
 int cli_open_state(const struct cli_ctx *ctx, struct objstore **out_os, struct store **out_st,
 		   struct err *e)
 {

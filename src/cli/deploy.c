@@ -6,8 +6,10 @@
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/rand.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CLI_WAIT_MS (2LL * 3600 * 1000) /* --wait gives up after this (the job goes on) */
 
@@ -31,7 +33,8 @@ const struct cli_command cli_cmd_deploy = {
 		"    cairn deploy - ask the controller to deploy a release\n\n"
 		"SYNOPSIS\n"
 		"    cairn deploy [REF] [--wait] [--reason TEXT] [--force] [--idempotency-key KEY]\n"
-		"                 [--app APP] [--addr HOST:PORT --token-file FILE] [--json]\n\n"
+		"                 [--app APP] [--addr HOST:PORT --token-file FILE] [--json]\n"
+		"    cairn deploy --follow N [--json]\n\n"
 		"DESCRIPTION\n"
 		"    Records a deploy job of release REF (default: the app's newest release) and\n"
 		"    prints it; the controller runs it host by host (ensure objects, activate,\n"
@@ -39,19 +42,26 @@ const struct cli_command cli_cmd_deploy = {
 		"    The request carries an Idempotency-Key (random, or --idempotency-key): sent\n"
 		"    twice, it still makes one job. Deploying the release that is already current\n"
 		"    and good does nothing unless --force. Only one deploy of an app runs at a\n"
-		"    time; more wait in its queue (at most 8).\n\n"
+		"    time; more wait in its queue (at most 8).\n"
+		"    --wait follows the job per host; Ctrl-C stops following, never the job: it\n"
+		"    says so and how to follow it again. --follow N re-attaches to job N (a deploy\n"
+		"    or rollback started elsewhere, or one you stopped following) and follows it\n"
+		"    to the end like --wait; 'cairn job N' shows it in detail afterwards.\n\n"
 		"OPTIONS\n"
 		"    --wait               follow the job's progress until it ends\n"
+		"    --follow N           follow the running (or finished) job N instead\n"
 		"    --reason TEXT        why (kept in the history)\n"
 		"    --force              deploy even if REF is current and good\n"
 		"    --idempotency-key K  use K instead of a random key (safe retries from scripts)\n"
 		API_OPTS_HELP "\n"
 		"EXIT STATUS\n"
-		"    0 recorded (with --wait: succeeded), 1 the job failed, rolled back or was\n"
-		"    cancelled, or the controller refused it, 2 usage or unknown REF.\n\n"
+		"    0 recorded (with --wait / --follow: succeeded), 1 the job failed, rolled back\n"
+		"    or was cancelled, or the controller refused it, 2 usage, unknown REF or no\n"
+		"    job N, 130 interrupted (the job goes on).\n\n"
 		"EXAMPLES\n"
 		"    cairn deploy v2 --wait --reason 'fix #42'\n"
-		"    cairn deploy --json | jq .id\n",
+		"    cairn deploy --json | jq .id\n"
+		"    cairn deploy --follow 12\n",
 };
 
 const struct cli_command cli_cmd_rollback = {
@@ -131,6 +141,32 @@ static void random_key(char out[40])
 		 r[14], r[15]);
 }
 
+/* Ctrl-C while following: the job is the controller's and goes on; say so and how to get
+ * back to it. The message is made before the handler is armed (write(2) only in it). */
+static char interrupt_msg[256];
+
+static void on_interrupt(int sig)
+{
+	(void)sig;
+	ssize_t w = write(STDERR_FILENO, interrupt_msg, strlen(interrupt_msg));
+	(void)w;
+	_exit(130);
+}
+
+static void arm_interrupt(int64_t job)
+{
+	struct sigaction sa;
+	snprintf(interrupt_msg, sizeof(interrupt_msg),
+		 "\ncairn: stopped following; job %lld goes on. Follow it again with 'cairn deploy "
+		 "--follow %lld', see it with 'cairn job %lld'\n",
+		 (long long)job, (long long)job, (long long)job);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_interrupt;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
 static void print_job(const struct cli_ctx *ctx, json_t *job, long status)
 {
 	if (ctx->json) {
@@ -169,6 +205,48 @@ static int newest_release(struct cli_api *a, const char *app, char **out, struct
 	return 0;
 }
 
+/* deploy --follow N: re-attach to job N and follow it to the end, as --wait does */
+static int follow_existing(const struct cli_command *cmd, const struct cli_ctx *ctx,
+			   const struct cli_api_opts *ao, const char *arg, bool extra)
+{
+	struct cli_api a;
+	struct err e;
+	json_t *job = NULL;
+	char path[64], state[32] = "", *end;
+	long status = 0;
+	long long id = strtoll(arg, &end, 10);
+	int r;
+
+	if (extra)
+		return cli_usage(cmd, "--follow N takes no REF, --wait, --force, --reason or key");
+	if (*end || id <= 0)
+		return cli_usage(cmd, "--follow takes a job number ('cairn history' lists them)");
+	if (cli_api_open(ctx, ao, &a, &e) < 0)
+		return cli_fail(ctx, &e);
+	snprintf(path, sizeof(path), "/v1/jobs/%lld", id);
+	if ((r = cli_api_call(&a, "GET", path, NULL, NULL, &status, &job, &e)) < 0) {
+		if (status == 404)
+			err_prefix(&e, "no job %lld to follow ('cairn history' lists them)", id);
+		goto out;
+	}
+	if (!ctx->json)
+		print_job(ctx, job, 0);
+	arm_interrupt(id);
+	if ((r = cli_follow_job(&a, ctx, id, CLI_WAIT_MS, state, &e)) < 0)
+		goto out;
+	json_decref(job);
+	job = NULL;
+	if ((r = cli_api_call(&a, "GET", path, NULL, NULL, &status, &job, &e)) < 0)
+		goto out;
+	if (ctx->json)
+		print_job(ctx, job, 0);
+	r = strcmp(state, "succeeded") ? 1 : 0;
+out:
+	json_decref(job);
+	cli_api_done(&a);
+	return r < 0 ? cli_fail(ctx, &e) : r;
+}
+
 /* deploy and rollback: POST, print, and with --wait follow to the end */
 static int submit(const struct cli_command *cmd, int argc, char **argv, bool rollback)
 {
@@ -179,12 +257,13 @@ static int submit(const struct cli_command *cmd, int argc, char **argv, bool rol
 		{ "force", no_argument, NULL, 'f' },
 		{ "to", required_argument, NULL, 't' },
 		{ "idempotency-key", required_argument, NULL, 'k' },
+		{ "follow", required_argument, NULL, 'F' },
 		{ 0 },
 	};
 	struct cli_ctx ctx = { .cmd = cmd->name };
 	struct cli_api_opts ao = { 0 };
 	struct cli_api a;
-	const char *app_flag = NULL, *reason = "", *to = NULL, *key = NULL;
+	const char *app_flag = NULL, *reason = "", *to = NULL, *key = NULL, *follow = NULL;
 	bool wait = false, force = false;
 	char *app = NULL, *ref = NULL, keybuf[40], path[128];
 	struct err e;
@@ -211,6 +290,11 @@ static int submit(const struct cli_command *cmd, int argc, char **argv, bool rol
 		case 'k':
 			key = optarg;
 			break;
+		case 'F':
+			if (rollback)
+				return cli_usage(cmd, "--follow is 'cairn deploy --follow N'");
+			follow = optarg;
+			break;
 		default:
 			if ((r = cli_common_opt(&ctx, cmd, c, optarg)) >= 100)
 				return r - 100;
@@ -220,6 +304,9 @@ static int submit(const struct cli_command *cmd, int argc, char **argv, bool rol
 	}
 	if ((rollback && (force || optind < argc)) || (!rollback && to) || argc - optind > 1)
 		return cli_usage(cmd, "unexpected argument");
+	if (follow)
+		return follow_existing(cmd, &ctx, &ao, follow, optind < argc || wait || force || key ||
+								       *reason);
 	if (cli_app_name(&ctx, app_flag, &app, &e) < 0)
 		return cli_fail(&ctx, &e);
 	if ((r = cli_api_open(&ctx, &ao, &a, &e)) < 0) {
@@ -255,6 +342,7 @@ static int submit(const struct cli_command *cmd, int argc, char **argv, bool rol
 		print_job(&ctx, job, status);
 	if (wait) {
 		char state[32] = "";
+		arm_interrupt(id);
 		if (cli_follow_job(&a, &ctx, id, CLI_WAIT_MS, state, &e) < 0)
 			goto fail;
 		json_decref(job);

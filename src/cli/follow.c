@@ -177,8 +177,8 @@ int cli_follow_job(struct cli_api *a, const struct cli_ctx *ctx, int64_t job, in
 		c.timeout_ms = deadline - time_mono_ns() / 1000000;
 		if (c.timeout_ms <= 0) {
 			r = err_set(e, ETIMEDOUT, "job %lld did not finish within the wait (%lld s); it goes "
-						  "on: 'cairn history' shows it",
-				    (long long)job, (long long)wait_ms / 1000);
+						  "on: 'cairn deploy --follow %lld' follows it again",
+				    (long long)job, (long long)wait_ms / 1000, (long long)job);
 			break;
 		}
 		c.connect_timeout_ms = 2000;

@@ -131,6 +131,15 @@ static int run_releases(int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage(&cli_cmd_releases, "unexpected argument '%s'", argv[optind]);
+	if (cli_state_exists(&ctx, &e) < 0) {
+		/* an empty list, and why: a typo'd --state is not silently an empty store */
+		if (ctx.json)
+			printf("{\"releases\":[],\"nothing_there\":true}\n");
+		else
+			printf("no releases%s%s\n", app ? " of " : "", app ? app : "");
+		fprintf(stderr, "cairn: %s\n", e.msg);
+		return 0;
+	}
 	if (cli_open_state(&ctx, &os, &st, &e) < 0)
 		return cli_fail(&ctx, &e);
 	l.arr = json_array();
@@ -216,7 +225,14 @@ static int run_verify(int argc, char **argv)
 	}
 	if (argc - optind > 1)
 		return cli_usage(&cli_cmd_verify, "unexpected argument '%s'", argv[optind + 1]);
-	if (cli_open_state(&ctx, &os, &st, &e) < 0)
+	if (optind == argc && cli_state_exists(&ctx, &e) < 0) {
+		/* nothing to verify, and why */
+		if (ctx.json)
+			printf("{\"releases\":[],\"nothing_there\":true}\n");
+		fprintf(stderr, "cairn: %s\n", e.msg);
+		return 0;
+	}
+	if (cli_open_state_existing(&ctx, &os, &st, &e) < 0)
 		return cli_fail(&ctx, &e);
 	v.os = os;
 	v.arr = json_array();

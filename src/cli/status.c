@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int run_status(int argc, char **argv);
 static int run_history(int argc, char **argv);
@@ -31,7 +32,8 @@ const struct cli_command cli_cmd_status = {
 		"    --json               the controller's answer as JSON\n\n"
 		"EXIT STATUS\n"
 		"    0 shown, every host answered; 1 the controller could not be asked, or a host\n"
-		"    did not answer (everything else is still shown); 2 usage or unknown app.\n\n"
+		"    did not answer (everything else is still shown); 2 usage, unknown app, or\n"
+		"    nothing there (no state directory at --state / CAIRN_STATE).\n\n"
 		"EXAMPLES\n"
 		"    cairn status\n"
 		"    cairn status --app urlshort --json | jq .current\n",
@@ -44,7 +46,8 @@ const struct cli_command cli_cmd_history = {
 	.help = "NAME\n"
 		"    cairn history - deploy jobs, newest first\n\n"
 		"SYNOPSIS\n"
-		"    cairn history [--app APP] [--limit N] [--json]\n\n"
+		"    cairn history [--app APP] [--limit N] [--json]\n"
+		"    cairn history N [--json]        (job N in detail, as 'cairn job N')\n\n"
 		"DESCRIPTION\n"
 		"    Lists the app's deploy and rollback jobs: id, kind, state, release, when it\n"
 		"    was asked for, how long it ran, and why it failed or rolled back.\n\n"
@@ -54,10 +57,25 @@ const struct cli_command cli_cmd_history = {
 		"    --addr, --token-file the controller on TCP (default: STATE/cairn.sock)\n"
 		"    --json               {\"jobs\": [JOB…]}\n\n"
 		"EXIT STATUS\n"
-		"    0 listed, 1 the controller could not be asked, 2 usage.\n\n"
+		"    0 listed, 1 the controller could not be asked, 2 usage, unknown app, or\n"
+		"    nothing there (no state directory at --state / CAIRN_STATE).\n\n"
 		"EXAMPLES\n"
 		"    cairn history --limit 5\n",
 };
+
+/* "up 3m12s" from an RFC 3339 UTC time (what the agents report), "" when unparseable */
+static void uptime(const char *since, char *out, size_t n)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	out[0] = '\0';
+	if (!since || !strptime(since, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		return;
+	int64_t up = time_now_ns() / 1000000 - (int64_t)timegm(&tm) * 1000;
+	char d[32];
+	time_fmt_duration(up < 0 ? 0 : up, d, sizeof(d));
+	snprintf(out, n, " (up %s)", d);
+}
 
 static int get(const struct cli_command *cmd, int argc, char **argv, bool history)
 {
@@ -89,6 +107,8 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 		if (r == 0)
 			return cli_usage(cmd, "unexpected option");
 	}
+	if (history && argc - optind == 1)
+		return cli_job_show(&ctx, &ao, argv[optind]); /* history N: that job in detail */
 	if (optind < argc)
 		return cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
 	if (cli_app_name(&ctx, app_flag, &app, &e) < 0)
@@ -109,6 +129,13 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 		if (cli_api_call(&a, "GET", path, NULL, NULL, &status, &inst, &e) == 0)
 			json_object_set(ans, "hosts", json_object_get(inst, "hosts"));
 		json_decref(inst);
+		/* the running job: how long it has run and where it is */
+		json_t *run = json_object_get(ans, "running_job"), *rj = NULL;
+		if (json_is_integer(run)) {
+			snprintf(path, sizeof(path), "/v1/jobs/%lld", (long long)json_integer_value(run));
+			if (cli_api_call(&a, "GET", path, NULL, NULL, &status, &rj, &e) == 0)
+				json_object_set_new(ans, "running", rj);
+		}
 	}
 	cli_api_done(&a);
 	free(app);
@@ -126,23 +153,36 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 	} else if (history) {
 		size_t i;
 		json_t *j;
-		printf("%-6s %-9s %-12s %-14s %-21s %s\n", "JOB", "KIND", "STATE", "RELEASE", "CREATED",
-		       "WHY");
+		printf("%-6s %-9s %-12s %-14s %-21s %-8s %s\n", "JOB", "KIND", "STATE", "RELEASE",
+		       "CREATED", "TOOK", "WHY");
 		json_array_foreach(json_object_get(ans, "jobs"), i, j)
 		{
 			const char *rel = json_string_value(json_object_get(j, "release"));
 			const char *err = json_string_value(json_object_get(j, "error"));
 			const char *reason = json_string_value(json_object_get(j, "reason"));
+			json_t *ms = json_object_get(j, "duration_ms");
+			char took[32] = "-";
+			if (json_is_integer(ms))
+				time_fmt_duration(json_integer_value(ms), took, sizeof(took));
+			if (json_is_integer(ms) && !json_is_true(json_object_get(j, "terminal")))
+				strcat(took, "+"); /* still running */
 			struct buf rb;
 			buf_init(&rb, 1 << 20);
 			buf_addf(&rb, "%.12s", rel && strlen(rel) > 7 ? rel + 7 : "?");
 			cli_release_tags_text(json_object_get(j, "release_tags"), &rb);
-			printf("%-6lld %-9s %-12s %-14s %-21s ",
+			printf("%-6lld %-9s %-12s %-14s %-21s %-8s ",
 			       (long long)json_integer_value(json_object_get(j, "id")),
 			       json_string_value(json_object_get(j, "kind")),
 			       json_string_value(json_object_get(j, "state")), buf_str(&rb),
-			       json_string_value(json_object_get(j, "created_at")) ?: "");
+			       json_string_value(json_object_get(j, "created_at")) ?: "", took);
+			/* the failure and the user's own reason, side by side (both escaped: the
+			 * app's and the user's own words) */
 			name_fput_safe(err ? err : reason ? reason : "", stdout);
+			if (err && reason && *reason) {
+				fputs(" (asked: \"", stdout);
+				name_fput_safe(reason, stdout);
+				fputs("\")", stdout);
+			}
 			putchar('\n');
 			buf_done(&rb);
 		}
@@ -161,8 +201,24 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 		       cur && good && strcmp(cur, good) ? "   (current is NOT the last good release)" : "");
 		buf_done(&ct);
 		buf_done(&gt);
-		if (json_is_integer(run))
-			printf("running:    job %lld\n", (long long)json_integer_value(run));
+		if (json_is_integer(run)) {
+			json_t *rj = json_object_get(ans, "running"), *steps = json_object_get(rj, "steps");
+			json_t *last = json_array_get(steps, json_array_size(steps) - 1);
+			char took[32] = "";
+			if (json_is_integer(json_object_get(rj, "duration_ms")))
+				time_fmt_duration(json_integer_value(json_object_get(rj, "duration_ms")), took,
+						  sizeof(took));
+			printf("running:    job %lld", (long long)json_integer_value(run));
+			if (took[0])
+				printf(", %s so far", took);
+			if (last)
+				printf(", at %s %s on %s",
+				       json_string_value(json_object_get(last, "step")) ?: "?",
+				       json_string_value(json_object_get(last, "state")) ?: "?",
+				       json_string_value(json_object_get(last, "host")) ?: "?");
+			printf("   ('cairn deploy --follow %lld' follows it)\n",
+			       (long long)json_integer_value(run));
+		}
 		if (json_array_size(json_object_get(ans, "queued_jobs")))
 			printf("queued:     %zu job(s)\n", json_array_size(json_object_get(ans, "queued_jobs")));
 		size_t i, k;
@@ -179,14 +235,23 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 			json_array_foreach(json_object_get(h, "instances"), k, in)
 			{
 				const char *rel = json_string_value(json_object_get(in, "release"));
-				printf("  %-12s %-14.12s pid %-7lld port %-6lld %-9s since %s%s\n",
+				const char *since = json_string_value(json_object_get(in, "started_at"));
+				const char *ist = json_string_value(json_object_get(in, "state"));
+				char up[48] = "";
+				if (ist && !strcmp(ist, "running"))
+					uptime(since, up, sizeof(up));
+				printf("  %-12s %-14.12s pid %-7lld port %-6lld %-9s since %s%s%s\n",
 				       json_string_value(json_object_get(in, "id")),
 				       rel && strlen(rel) > 7 ? rel + 7 : "?",
 				       (long long)json_integer_value(json_object_get(in, "pid")),
 				       (long long)json_integer_value(json_object_get(in, "port")),
 				       json_string_value(json_object_get(in, "state")),
-				       json_string_value(json_object_get(in, "started_at")) ?: "?",
+				       since ?: "?", up,
 				       cur && rel && strcmp(rel, cur) ? "   (not the current release)" : "");
+				/* a crash-looping instance: why, in its own words */
+				const char *iwhy = json_string_value(json_object_get(in, "why"));
+				if (iwhy)
+					printf("    why: %s\n", iwhy);
 			}
 			json_t *px = json_object_get(h, "proxy"), *t;
 			if (px) {

@@ -178,7 +178,7 @@ static int run_export(int argc, char **argv)
 		return cli_usage(&cli_cmd_export,
 				 "refusing to write a binary archive to a terminal; "
 				 "use -o FILE or redirect standard output");
-	if ((r = cli_open_state(&ctx, &os, &st, &e)) < 0)
+	if ((r = cli_open_state_existing(&ctx, &os, &st, &e)) < 0)
 		return cli_fail(&ctx, &e);
 	if ((r = store_release_resolve(st, NULL, argv[optind], id, &e)) < 0 ||
 	    (r = store_release_get(st, id, &rel, &e)) < 0)

@@ -191,10 +191,12 @@ static int syntax_error(const struct builder *b, struct fy_diag *diag, const cha
 	/* libfyaml points inside an unclosed quote; point at the quote itself */
 	if (strstr(de->msg, "quoted") && prev < len && (text[prev] == '"' || text[prev] == '\''))
 		col--;
-	/* an unclosed [ or { is found where the text ends; point at the opening one */
+	/* an unclosed [ or { is found where the text ends, or at the next line that is less
+	 * indented ("wrongly indented flow sequence"); point at the opening one */
 	while (at < len && strchr(" \t\r\n", text[at]))
 		at++;
-	for (int i = b->depth - 1; at == len && i >= 0; i--) {
+	bool flow_cut = strstr(de->msg, "wrongly indented flow") != NULL;
+	for (int i = b->depth - 1; (at == len || flow_cut) && i >= 0; i--) {
 		if (b->stack[i]->flow) {
 			return err_set_at(p->e, CAIRN_EINPUT, p->file, b->stack[i]->line,
 					  b->stack[i]->col,

@@ -285,8 +285,9 @@ static void write_starter(struct buf *b, const struct config_guess *g, const cha
 
 	buf_adds(b, "# build: what 'cairn build' does to turn this directory into a release.\n"
 		    "build:\n"
-		    "  # argv run once in this directory before the snapshot, never through a\n"
-		    "  # shell (default: nothing is run).\n");
+		    "  # argv run once in a scratch copy of this directory (never here, never\n"
+		    "  # through a shell); the release is what it leaves there (default: nothing\n"
+		    "  # is run).\n");
 	buf_adds(b, "  command: ");
 	add_argv(b, &g->build);
 	if (!g->build.n)

@@ -232,6 +232,96 @@ static void stop_work(struct task *t)
 	t->status = 200;
 }
 
+/* DELETE /v1/apps/{app}: `cairn rm` — the app's proxy and instances go from every host of its
+ * current release's plan; its releases, jobs and last good release are kept. Refused (409)
+ * while a deploy of it runs or waits. */
+static int first_queued(void *ctx, const struct store_job *j)
+{
+	if (!*(int64_t *)ctx)
+		*(int64_t *)ctx = j->id;
+	return 0;
+}
+
+static void rm_work(struct task *t)
+{
+	struct server *srv = t->srv;
+	const struct store_job_ops *J;
+	struct store_app a;
+	struct config *cfg = NULL;
+	int64_t queued = 0;
+	bool all_ok = true;
+	if (task_app_get(t, &a) < 0)
+		return;
+	J = store_jobs(srv->wr);
+	if (J->list(srv->wr, t->app, 1u << JOB_QUEUED, 0, first_queued, &queued, &t->err) < 0) {
+		t->status = 500;
+		return;
+	}
+	if (a.running_job || queued) {
+		int64_t busy = a.running_job ? a.running_job : queued;
+		t->status = 409;
+		err_set(&t->err, EAGAIN,
+			"a deploy of %s %s (job %lld): wait for it ('cairn deploy --follow %lld') or "
+			"stop it ('cairn stop --emergency %s'), then remove the app",
+			t->app, a.running_job ? "is running" : "is queued", (long long)busy,
+			(long long)busy, t->app);
+		return;
+	}
+	if (!a.current[0] && !a.last_good[0]) {
+		json_t *rels = json_array();
+		struct err e;
+		store_release_list(srv->wr, t->app, add_release,
+				   &(struct rel_ctx){ rels, &a }, &e);
+		size_t n = json_array_size(rels);
+		json_decref(rels);
+		if (!n) {
+			t->status = 404;
+			err_set(&t->err, CAIRN_ENOTFOUND, "no app '%s' here ('cairn apps' lists them)",
+				t->app);
+			return;
+		}
+	}
+	t->answer = json_pack("{s:s,s:s?,s:[]}", "app", t->app, "was_current",
+			      a.current[0] ? a.current : NULL, "hosts");
+	if (!a.current[0]) {
+		json_object_set_new(t->answer, "note",
+				    json_string("not deployed on any host: nothing to remove"));
+		t->status = 200;
+		return;
+	}
+	if (plan_load(srv->o.state_dir, a.current, &cfg, &t->err) < 0) {
+		json_decref(t->answer);
+		t->answer = NULL;
+		t->status = 500;
+		return;
+	}
+	for (size_t i = 0; i < cfg->n_hosts; i++) {
+		const char *host = cfg->hosts[i].name;
+		struct buf d;
+		struct err e;
+		buf_init(&d, STORE_DETAIL_MAX);
+		int r = srv->exec->ops->remove(srv->exec, t->app, host, &d, &e);
+		json_t *det = r >= 0 ? json_loads(buf_str(&d), 0, NULL) : NULL;
+		json_t *h = json_pack("{s:s,s:b}", "host", host, "ok", r >= 0);
+		if (r < 0)
+			json_object_set_new(h, "error", json_string(e.msg));
+		else if (det)
+			json_object_update(h, det);
+		json_decref(det);
+		json_array_append_new(json_object_get(t->answer, "hosts"), h);
+		all_ok &= r >= 0;
+		buf_done(&d);
+	}
+	config_free(cfg);
+	/* only when every host is clear is the app "deployed nowhere"; else run rm again */
+	if (all_ok && J->app_undeploy(srv->wr, t->app, &t->err) < 0) {
+		t->status = 500;
+		return;
+	}
+	json_object_set_new(t->answer, "removed", json_boolean(all_ok));
+	t->status = 200;
+}
+
 static void lease_work(struct task *t)
 {
 	struct server *srv = t->srv;
@@ -479,8 +569,10 @@ void api_handle(struct server *srv, struct evhttp_request *req, const struct api
 			submit_task(srv, req, p, instances_work);
 		return;
 	case ROUTE_APP:
-		if (method_ok(req, "GET", EVHTTP_REQ_GET))
+		if (m == EVHTTP_REQ_GET)
 			get_app(srv, req, p->app);
+		else if (method_ok(req, "GET, DELETE", EVHTTP_REQ_DELETE))
+			submit_task(srv, req, p, rm_work);
 		return;
 	case ROUTE_APPS:
 		if (method_ok(req, "GET", EVHTTP_REQ_GET))

@@ -59,6 +59,12 @@ json_t *api_job_json(struct store *st, const struct store_job *j, bool with_step
 		log_warn("controller", "job %lld: reading the release's tags: %s", (long long)j->id,
 			 e.msg);
 	json_object_set_new(o, "release_tags", tags ? tags : json_array());
+	/* how long it ran (finished) or has been running (not yet) */
+	if (j->started_at)
+		json_object_set_new(o, "duration_ms",
+				    json_integer((j->finished_at ? j->finished_at
+								 : time_now_ns() / 1000000) -
+						 j->started_at));
 	if (with_steps) {
 		json_t *steps = json_array();
 		if (store_jobs(st)->steps(st, j->id, add_step, steps, &e) < 0)
@@ -87,6 +93,34 @@ static void reply_job(struct server *srv, struct evhttp_request *req, int status
 		json_object_set_new(o, "note", json_string(note));
 	set_location(req, j->id);
 	server_reply_json(req, status, o);
+}
+
+/* A deploy whose listen differs from the current release's moves the app's port: say so in
+ * the answer ("listen_change" and a note) before it runs. */
+static void note_listen_move(struct task *t, struct store *st, const char *release)
+{
+	struct store_app a;
+	struct config *oldc = NULL, *newc = NULL;
+	struct err e;
+	if (store_jobs(st)->app_get(st, t->app, &a, &e) < 0 || !a.current[0] ||
+	    !strcmp(a.current, release) || plan_load(t->srv->o.state_dir, a.current, &oldc, &e) < 0 ||
+	    plan_load(t->srv->o.state_dir, release, &newc, &e) < 0)
+		goto out;
+	char was[300], will[300];
+	snprintf(was, sizeof(was), "%s:%d", oldc->listen_host, oldc->listen_port);
+	snprintf(will, sizeof(will), "%s:%d", newc->listen_host, newc->listen_port);
+	if (!strcmp(was, will))
+		goto out;
+	json_object_set_new(t->answer, "listen_change", json_pack("{s:s,s:s}", "old", was, "new", will));
+	char *note = xasprintf("this deploy moves %s's port: listen %s → %s. At the switch the proxy "
+			       "stops listening on %s (its clients are refused from then on) and "
+			       "listens on %s; a rollback moves it back",
+			       t->app, was, will, was, will);
+	json_object_set_new(t->answer, "note", json_string(note));
+	free(note);
+out:
+	config_free(oldc);
+	config_free(newc);
 }
 
 /* ---- POST deploys / rollback: recorded by the worker ------------------------------------------ */
@@ -217,6 +251,8 @@ static void submit_work(struct task *t)
 		return;
 	}
 	t->answer = api_job_json(st, &j, true);
+	if (t->answer && oc == STORE_SUBMIT_CREATED)
+		note_listen_move(t, st, id);
 	if (t->answer && oc == STORE_SUBMIT_NOOP)
 		json_object_set_new(t->answer, "note",
 				    json_string("release is already current and good: nothing to do "

@@ -78,6 +78,10 @@ struct executor_ops {
 	/* Emergency stop of every instance of the app on the host. */
 	int (*stop)(struct executor *x, const char *app, const char *host, struct buf *detail,
 		    struct err *e);
+	/* `cairn rm`: the app's proxy on the host is removed, then its instances are stopped
+	 * gracefully (stop signal, stop timeout). Nothing of it runs there afterwards. */
+	int (*remove)(struct executor *x, const char *app, const char *host, struct buf *detail,
+		      struct err *e);
 	void (*free)(struct executor *x);
 };
 struct executor {

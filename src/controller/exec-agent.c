@@ -408,6 +408,49 @@ static int ax_stop(struct executor *x, const char *app, const char *host, struct
 	return r;
 }
 
+static int ax_remove(struct executor *x, const char *app, const char *host, struct buf *detail,
+		     struct err *e)
+{
+	struct agent_exec *ax = (struct agent_exec *)x;
+	char path[256];
+	json_t *ans = NULL, *v;
+	size_t i, stopped = 0;
+	bool had_proxy = true;
+	struct err pe;
+	/* the proxy first: no new request reaches an instance that is about to stop */
+	snprintf(path, sizeof(path), "/v1/apps/%s/proxy", app);
+	int r = agent_call(ax, host, "DELETE", path, NULL, 5000, &ans, &pe);
+	json_decref(ans);
+	ans = NULL;
+	if (r < 0 && pe.code != CAIRN_ENOTFOUND && !strstr(pe.msg, "404")) {
+		*e = pe;
+		return r;
+	}
+	had_proxy = r == 0;
+	snprintf(path, sizeof(path), "/v1/apps/%s/instances", app);
+	if ((r = agent_call(ax, host, "GET", path, NULL, 5000, &ans, e)) < 0)
+		return r;
+	json_array_foreach(json_object_get(ans, "instances"), i, v)
+	{
+		const char *id = json_string_value(json_object_get(v, "id"));
+		int64_t tmo = json_integer_value(json_object_get(v, "stop_timeout_ms")) + 5000;
+		json_t *a2 = NULL;
+		if (!id)
+			continue;
+		snprintf(path, sizeof(path), "/v1/apps/%s/instances/%s", app, id);
+		if ((r = agent_call(ax, host, "DELETE", path, NULL, tmo, &a2, e)) < 0) {
+			json_decref(ans);
+			return r;
+		}
+		json_decref(a2);
+		stopped++;
+	}
+	json_decref(ans);
+	buf_addf(detail, "{\"stopped\":%zu,\"proxy_removed\":%s}", stopped,
+		 had_proxy ? "true" : "false");
+	return 0;
+}
+
 /* A read for status: bounded as a whole (an ssh host's connection included), never repaired. */
 static int agent_query(struct agent_exec *ax, const char *host, const char *path,
 		       int64_t bound_ms, json_t **out, struct err *e)
@@ -463,6 +506,7 @@ static const struct executor_ops agent_ops = {
 	.proxy = ax_proxy,
 	.instances = ax_instances,
 	.stop = ax_stop,
+	.remove = ax_remove,
 	.free = ax_free,
 };
 

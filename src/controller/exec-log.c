@@ -93,6 +93,15 @@ static int lx_stop(struct executor *x, const char *app, const char *host, struct
 	return 0;
 }
 
+static int lx_remove(struct executor *x, const char *app, const char *host, struct buf *detail,
+		     struct err *e)
+{
+	(void)x, (void)e;
+	log_line("remove app=%s host=%s\n", app, host);
+	buf_addf(detail, "{\"executor\":\"log\"}");
+	return 0;
+}
+
 static int lx_instances(struct executor *x, const char *app, const char *host, int64_t bound_ms,
 			json_t **out, struct err *e)
 {
@@ -113,6 +122,7 @@ static const struct executor_ops log_ops = {
 	.reconcile = lx_reconcile,
 	.instances = lx_instances,
 	.stop = lx_stop,
+	.remove = lx_remove,
 	.free = lx_free,
 };
 

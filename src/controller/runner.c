@@ -155,6 +155,28 @@ static void note_step(struct runner *rn, const char *host, int s, int64_t dur_ns
 	pthread_mutex_unlock(&rn->srv->rmu);
 }
 
+/* The error a recorded failed attempt of (host, step) carries in its detail. */
+struct failed_find {
+	const char *host, *step;
+	int attempt;
+	char error[STORE_DETAIL_MAX];
+};
+
+static int find_failed(void *ctx, const struct store_step *st)
+{
+	struct failed_find *ff = ctx;
+	if (strcmp(st->host, ff->host) || strcmp(st->step, ff->step) || st->attempt != ff->attempt)
+		return 0;
+	json_t *d = json_loads(st->detail, 0, NULL);
+	const char *m = json_string_value(json_object_get(d, "error"));
+	if (!m)
+		m = json_string_value(json_object_get(d, "interrupted"));
+	if (m)
+		snprintf(ff->error, sizeof(ff->error), "%s", m);
+	json_decref(d);
+	return 0;
+}
+
 /* Runs (or, after a crash, reconciles) one step. 0 done, <0 failed (jr->error set),
  * 1 stop now without touching anything more (lease lost). */
 static int run_step(struct jobrun *jr, const struct exec_job *xj, size_t h, int s)
@@ -172,8 +194,11 @@ static int run_step(struct jobrun *jr, const struct exec_job *xj, size_t h, int 
 	if (!strcmp(rec->state, "done"))
 		return 0;
 	if (!strcmp(rec->state, "failed")) {
-		snprintf(jr->error, sizeof(jr->error), "%s on %s failed (see its detail)", step_label(s),
-			 host);
+		/* failed before a restart: its reason is in the recorded detail, never lost */
+		struct failed_find ff = { host, step_label(s), rec->attempt, "" };
+		J->steps(jr->st, jr->job.id, find_failed, &ff, &e);
+		snprintf(jr->error, sizeof(jr->error), "%s on %s: %s", step_label(s), host,
+			 ff.error[0] ? ff.error : "failed before the controller restarted");
 		return -1;
 	}
 	if (atomic_load(&rn->lease_lost) || atomic_load(&rn->shutdown))
@@ -254,6 +279,7 @@ static int run_step(struct jobrun *jr, const struct exec_job *xj, size_t h, int 
 			jr->failed_step = s;
 		J->step_end(jr->st, jr->job.id, host, step_label(s), attempt, false, txt, &e);
 		free(txt);
+		test_hook_after_step("failed", host); /* a crash between a failure and its rollback */
 	} else if (J->step_end(jr->st, jr->job.id, host, step_label(s), attempt, true,
 			       d.len ? buf_str(&d) : NULL, &e) < 0) {
 		snprintf(jr->error, sizeof(jr->error), "recording %s: %s", step_label(s), e.msg);

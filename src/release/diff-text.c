@@ -28,7 +28,7 @@ static void add_versions(struct buf *out, json_t *arr)
 
 static void add_value(struct buf *out, json_t *v)
 {
-	if (!v) {
+	if (!v || json_is_null(v)) {
 		buf_adds(out, "(unset)");
 	} else if (json_is_string(v)) {
 		buf_adds(out, json_string_value(v));

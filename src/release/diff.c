@@ -3,6 +3,8 @@
  * comparison is computed once as JSON and rendered as text from it, so both say the same. */
 #include "release/release-internal.h"
 
+#include "config/config.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -252,9 +254,77 @@ static json_t *run_json(const struct manifest *m)
 	return o;
 }
 
-static json_t *diff_config(const struct manifest *a, const struct manifest *b)
+/* Keys of the resolved cairn.yml already compared from the manifest, or not run config. */
+static bool cfg_key_skipped(const char *k)
 {
+	static const char *const skip[] = { "file", "dir", "app", "run.command", "run.env",
+					    "run.stop_timeout_ms", "build" };
+	for (size_t i = 0; i < ARRAY_SIZE(skip); i++) {
+		size_t n = strlen(skip[i]);
+		if (!strncmp(k, skip[i], n) && (!k[n] || k[n] == '.'))
+			return true;
+	}
+	return false;
+}
+
+/* Flattens objects into dotted keys ("rollout.gates.max_p99_ms"); arrays stay whole. */
+static void flatten(json_t *v, const char *prefix, json_t *out)
+{
+	const char *k;
+	json_t *x;
+	if (!json_is_object(v)) {
+		if (!cfg_key_skipped(prefix))
+			json_object_set(out, prefix, v);
+		return;
+	}
+	json_object_foreach(v, k, x)
+	{
+		char *key = *prefix ? xasprintf("%s.%s", prefix, k) : xstrdup(k);
+		if (!strcmp(key, "listen") && json_is_object(x)) /* one value: HOST:PORT */
+			json_object_set_new(out, key, json_sprintf("%s:%lld",
+				json_string_value(json_object_get(x, "host")) ?: "?",
+				(long long)json_integer_value(json_object_get(x, "port"))));
+		else
+			flatten(x, key, out);
+		free(key);
+	}
+}
+
+/* The side's cairn.yml, resolved (defaults filled in) and flattened; NULL when it has none
+ * or it does not parse (its text diff still shows what changed). */
+static json_t *side_config(const struct diff_side *s)
+{
+	const struct manifest_entry *en = manifest_find(s->m, CONFIG_DEFAULT_NAME);
+	struct config *cfg = NULL;
+	json_t *out = NULL;
+	struct err e;
+	struct buf b;
+	if (!en || en->type != MANIFEST_FILE)
+		return NULL;
+	buf_init(&b, CONFIG_MAX_BYTES);
+	if (read_side(s, en, &b, &e) == 0 &&
+	    config_parse(CONFIG_DEFAULT_NAME, NULL, b.data ? b.data : "", b.len, &cfg, &e) == 0) {
+		json_t *j = config_to_json(cfg);
+		out = json_object();
+		flatten(j, "", out);
+		json_decref(j);
+	}
+	config_free(cfg);
+	buf_done(&b);
+	return out;
+}
+
+static json_t *diff_config(const struct diff_side *sa, const struct diff_side *sb)
+{
+	const struct manifest *a = sa->m, *b = sb->m;
 	json_t *ra = run_json(a), *rb = run_json(b), *out = json_array();
+	json_t *ca = side_config(sa), *cb = side_config(sb);
+	if (ca && cb) { /* every other key of the run config: listen, instances, health, gates… */
+		json_object_update(ra, ca);
+		json_object_update(rb, cb);
+	}
+	json_decref(ca);
+	json_decref(cb);
 	const char *k;
 	json_t *v;
 	struct strv keys;
@@ -287,7 +357,7 @@ int release_diff(const struct diff_side *a, const struct diff_side *b, const str
 		return r;
 	}
 	deps = diff_deps(&a->m->deps, &b->m->deps);
-	cfg = diff_config(a->m, b->m);
+	cfg = diff_config(a, b);
 	*out_differs = json_array_size(files) || json_array_size(deps) || json_array_size(cfg);
 	root = json_pack("{s:s,s:s,s:b,s:o,s:o,s:o}", "a", a->label, "b", b->label, "differs",
 			 *out_differs, "files", files, "deps", deps, "config", cfg);

@@ -530,6 +530,18 @@ static int sq_app_set_upstreams(struct store *base, const char *app, const char 
 	return sqlite__finish(s, set_app(s, app, "upstreams", json, e), e);
 }
 
+static int sq_app_undeploy(struct store *base, const char *app, struct err *e)
+{
+	struct sqlite_store *s = (struct sqlite_store *)base;
+	int r = sqlite__begin(s, e);
+	if (r < 0)
+		return r;
+	r = set_app(s, app, "current", "", e);
+	if (r == 0)
+		r = set_app(s, app, "upstreams", "", e);
+	return sqlite__finish(s, r, e);
+}
+
 const struct store_job_ops sqlite__job_ops = {
 	.submit = sq_submit,
 	.idem_lookup = sq_idem_lookup,
@@ -543,6 +555,7 @@ const struct store_job_ops sqlite__job_ops = {
 	.step_end = sqlite__step_end,
 	.app_get = sq_app_get,
 	.app_set_upstreams = sq_app_set_upstreams,
+	.app_undeploy = sq_app_undeploy,
 	.lease_acquire = sqlite__lease_acquire,
 	.lease_renew = sqlite__lease_renew,
 	.lease_release = sqlite__lease_release,

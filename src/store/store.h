@@ -223,6 +223,9 @@ struct store_job_ops {
 			int attempt, bool ok, const char *detail, struct err *e);
 	int (*app_get)(struct store *s, const char *app, struct store_app *out, struct err *e);
 	int (*app_set_upstreams)(struct store *s, const char *app, const char *json, struct err *e);
+	/* `cairn rm`: the app runs nowhere now — current and the upstream record are cleared;
+	 * last_good, releases and jobs are kept. */
+	int (*app_undeploy)(struct store *s, const char *app, struct err *e);
 	/* Takes the app's lease for owner when it is free, expired or already owner's: 1 taken,
 	 * 0 held by someone else (out_holder filled when non-NULL). */
 	int (*lease_acquire)(struct store *s, const char *app, const char *owner, int64_t job_id,

@@ -342,3 +342,70 @@ def test_rollback_restarts_the_previous_release_when_none_of_it_runs(fleet):
     assert rb["state"] == "done" and rb["detail"]["restarted_previous"] is True, rb
     assert len(fleet.live("v1")) == 2 and fleet.live("bad") == []
     assert all(r[1] == 200 and r[2] == fleet.ids["v1"] for r in load.results[-20:])
+
+
+def test_crash_loop_reason_in_status_and_deploy_wait(fleet):
+    """An instance that cannot start (run.command names a file that is not there) crash-loops:
+    `cairn status` shows why in its own words, and `deploy --wait` fails with that reason, not
+    only "instance is backoff, not running (HTTP 409)"."""
+    fleet.variant("v1")
+    fleet.variant("typo", deadline="6s")
+    yml = fleet.dir / "cairn.yml"
+    yml.write_text(yml.read_text().replace('"app.py"', '"ap.py"'))
+    fleet.ids["typo"] = fleet.cairn.run("build", "--tag", "typo2", cwd=fleet.dir,
+                                        check=0).stdout.strip().splitlines()[-1]
+    fleet.ctl.start(env={"CAIRN_TEST_STEP_DELAY_MS": "1500"})  # time to look at it
+    fleet.deploy("v1")
+    j = fleet.cairn.json("deploy", "typo2", cwd=fleet.dir)
+
+    def looping():
+        insts = fleet.instances("typo")
+        return insts if insts and all(i.get("why") for i in insts) else None
+    insts = wait_for(looping, timeout=30, what="the typo'd instances to crash-loop")
+    assert all("can't open file" in i["why"] and "ap.py" in i["why"] for i in insts), insts
+    assert any("ap.py" in ln for i in insts for ln in i["last_lines"])
+    st = wait_for(lambda: (lambda o: o if "why: " in o else None)(
+        fleet.cairn.run("status", cwd=fleet.dir).stdout), timeout=20, what="status to say why")
+    assert "can't open file" in st and "ap.py" in st, st
+    p = fleet.cairn.run("deploy", "--follow", j["id"], cwd=fleet.dir, check=1)
+    assert "can't open file" in p.stdout and "ap.py" in p.stdout, p.stdout
+    job = fleet.ctl.job(j["id"])
+    assert job["state"] in ("rolled_back", "failed")
+    assert "can't open file" in job["error"] and "ap.py" in job["error"], job["error"]
+    assert len(fleet.live("v1")) == 2
+
+
+def test_rm_takes_the_app_off_its_host_and_frees_its_port(fleet):
+    """`cairn rm APP` with the real agent: the proxy goes (its port is free: connections are
+    refused and another listener can bind it), the instances stop (their processes are gone),
+    the releases stay, and a deploy brings the app back on its port."""
+    import socket
+    fleet.variant("v1")
+    fleet.ctl.start()
+    fleet.deploy("v1")
+    pids = [i["pid"] for i in fleet.live("v1")]
+    assert len(pids) == 2
+    p = fleet.cairn.run("rm", "knobs", "--json", cwd=fleet.dir, check=0)
+    ans = json.loads(p.stdout)
+    assert ans["removed"] and ans["hosts"][0]["proxy_removed"] and ans["hosts"][0]["stopped"] == 2
+    wait_for(lambda: all(not os.path.exists(f"/proc/{pid}") or
+                         open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+                         for pid in pids), what="the instances' processes to end")
+    assert fleet.instances() == []
+    s = socket.socket()
+    try:
+        s.settimeout(5)
+        assert s.connect_ex(("127.0.0.1", fleet.port)) != 0  # nobody listens there now
+    finally:
+        s.close()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", fleet.port))  # the port is free for someone else
+    s.close()
+    assert [r["id"] for r in fleet.cairn.json("releases")["releases"]] == [fleet.ids["v1"]]
+    st = fleet.cairn.run("status", cwd=fleet.dir, check=0).stdout
+    assert "(none deployed)" in st and "i-" not in st, st
+    fleet.deploy("v1")
+    with Load(fleet.port) as load:
+        load.wait_count(10)
+    assert load.failures() == [] and len(fleet.live("v1")) == 2

@@ -657,6 +657,11 @@ static const struct error_case error_cases[] = {
      "YAML syntax error", "closing quote", false},
     {"yaml_unclosed_bracket", "app: x\nrun:\n  command: [a, b\nlisten: 1\n", 0, 3, 12,
      "YAML syntax error", "this '[' is never closed", false},
+    /* the form `cairn init` writes, quoted: libfyaml says "wrongly indented flow sequence" at
+     * the next line; the user gets the opening '[' */
+    {"yaml_unclosed_bracket_quoted",
+     "app: x\nrun:\n  command: [\"python3\", \"app.py\"\nlisten: 8080\n", 0, 3, 12,
+     "YAML syntax error", "this '[' is never closed", false},
     {"yaml_unclosed_brace", BASE "health: {interval: 1s\n", 0, 5, 9, "YAML syntax error",
      "this '{' is never closed", false},
     {"yaml_bad_indentation", "app: x\nrun:\n  command: [a]\n stop_timeout: 1s\nlisten: 1\n", 0, 4,
