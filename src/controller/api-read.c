@@ -271,7 +271,7 @@ static void rm_work(struct task *t)
 		json_t *rels = json_array();
 		struct err e;
 		store_release_list(srv->wr, t->app, add_release,
-				   &(struct rel_ctx){ rels, &a }, &e);
+				   &(struct rel_ctx){ rels, &a, srv->wr, NULL, &e }, &e);
 		size_t n = json_array_size(rels);
 		json_decref(rels);
 		if (!n) {
