@@ -1,0 +1,411 @@
+/* controller/conns: client connections from accept to close — a record per connection made when
+ * evhttp accepts it, admission on the TCP listener (descriptors kept in reserve for the unix
+ * socket and the controller's own files, a cap on connections still sending a request head),
+ * a deadline for each whole head, back-off with one log line per episode when accept fails
+ * (EMFILE), and the body limit of each request decided when its head ends: a route's large
+ * limit only for the unix socket or a head that carries the bearer token. evhttp 2.1 has no
+ * hook between a request's head and its body, so each connection's input is followed as it
+ * arrives by a line scanner that keeps only the request line and an Authorization line; evhttp
+ * still parses HTTP. Loop thread only. */
+#include "controller/controller-internal.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#define ACCEPT_REST_MIN_MS 10
+#define ACCEPT_REST_MAX_MS 500
+#define ACCEPT_LOG_EVERY_NS (10LL * 1000000000)
+
+/* The listeners being watched (one controller per process: its unix and TCP listener). */
+static struct ctl_listener *watched[2];
+
+bool server__token_ok(const struct server *srv, const char *authorization)
+{
+	const char *tok = authorization ? api_parse_bearer(authorization) : NULL;
+	size_t n = srv->token ? strlen(srv->token) : 0;
+	return tok && n && strlen(tok) == n && CRYPTO_memcmp(tok, srv->token, n) == 0;
+}
+
+/* ---- admission ------------------------------------------------------------------------------ */
+
+static bool tcp_full(const struct server *srv)
+{
+	return srv->n_tcp + srv->n_fresh >= srv->tcp_max || srv->n_heads >= CTL_HEADS_MAX;
+}
+
+/* Enables or disables the TCP listener for the counts now (not while it rests after an error,
+ * nor once it is closed). A disabled listener leaves new connections in the kernel's backlog:
+ * no descriptor, no work. */
+static void admission(struct server *srv)
+{
+	struct ctl_listener *t = &srv->lst[1];
+	bool full = tcp_full(srv);
+	if (!t->l || t->resting)
+		return;
+	if (full && t->on) {
+		evconnlistener_disable(t->l);
+		t->on = false;
+		srv->tcp_pauses++;
+	} else if (!full && !t->on) {
+		evconnlistener_enable(t->l);
+		t->on = true;
+	}
+}
+
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct ctl_listener *t = arg;
+	(void)fd, (void)what;
+	t->resting = false;
+	if (!t->l)
+		return;
+	if (t == &t->srv->lst[1]) {
+		t->on = false; /* admission decides */
+		admission(t->srv);
+	} else {
+		evconnlistener_enable(t->l);
+	}
+}
+
+/* accept() failed with something other than EAGAIN/EINTR/ECONNABORTED (libevent retries those
+ * itself): out of descriptors, most likely. The listener stays readable, so it rests for a
+ * while that doubles up to ACCEPT_REST_MAX_MS (back to the minimum once a connection closes);
+ * the first failure of an episode is logged, then one line with a count every 10 s at most. */
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct ctl_listener *t = NULL;
+	int err = EVUTIL_SOCKET_ERROR();
+	int64_t now = time_mono_ns();
+	(void)arg; /* evhttp's: the listener's user data is the evhttp */
+	for (size_t i = 0; i < ARRAY_SIZE(watched) && !t; i++)
+		if (watched[i] && watched[i]->l == l)
+			t = watched[i];
+	if (!t) {
+		evconnlistener_disable(l); /* not ours to rest: never spin on it */
+		return;
+	}
+	evconnlistener_disable(l);
+	t->on = false;
+	t->resting = true;
+	t->errors++;
+	t->rest_ms = t->rest_ms ? t->rest_ms * 2 : ACCEPT_REST_MIN_MS;
+	if (t->rest_ms > ACCEPT_REST_MAX_MS)
+		t->rest_ms = ACCEPT_REST_MAX_MS;
+	struct timeval tv = { t->rest_ms / 1000, (t->rest_ms % 1000) * 1000 };
+	if (!t->retry_ev || event_add(t->retry_ev, &tv) < 0)
+		on_accept_retry(-1, 0, t);
+	if (!t->logged_ns || now - t->logged_ns >= ACCEPT_LOG_EVERY_NS) {
+		log_warn("controller", "%s listener: accept failed %llu time(s)%s: %s; resting it %d ms "
+				       "at a time (open connections: %d)",
+			 t->name, (unsigned long long)(t->errors - t->errors_logged),
+			 t->logged_ns ? " in the last 10 s" : "", strerror(err), (int)t->rest_ms,
+			 t->srv->n_conns);
+		t->logged_ns = now;
+		t->errors_logged = t->errors;
+	}
+}
+
+int server__listener_watch(struct server *srv, int i, struct evconnlistener *l, const char *name)
+{
+	struct ctl_listener *t = &srv->lst[i];
+	t->srv = srv;
+	t->l = l;
+	t->on = true;
+	t->name = name;
+	if (!t->retry_ev && !(t->retry_ev = evtimer_new(srv->base, on_accept_retry, t)))
+		return -ENOMEM;
+	/* evhttp_bind_listener set the accept callback and the user data (the evhttp) the error
+	 * callback gets too: ours is found by the listener's pointer */
+	watched[i] = t;
+	evconnlistener_set_error_cb(l, on_accept_error);
+	return 0;
+}
+
+void server__listener_forget(struct server *srv, int i)
+{
+	struct ctl_listener *t = &srv->lst[i];
+	t->l = NULL;
+	watched[i] = NULL;
+	if (t->retry_ev)
+		event_del(t->retry_ev);
+}
+
+/* ---- the head scanner ------------------------------------------------------------------------ */
+
+static void head_begin(struct conn_rec *r)
+{
+	struct server *srv = r->srv;
+	struct timeval tv = { CTL_HEAD_TIMEOUT_S, 0 };
+	if (r->in_head)
+		return;
+	r->in_head = true;
+	srv->n_heads++;
+	if (r->head_ev)
+		event_add(r->head_ev, &tv);
+	admission(srv);
+}
+
+static void head_over(struct conn_rec *r)
+{
+	if (!r->in_head)
+		return;
+	r->in_head = false;
+	r->srv->n_heads--;
+	if (r->head_ev)
+		event_del(r->head_ev);
+	admission(r->srv);
+}
+
+static void scan_reset(struct conn_rec *r)
+{
+	r->scanning = true;
+	r->first_line = r->auth_ok = r->line_over = false;
+	r->line_n = 0;
+	r->body_max = API_BODY_MAX;
+}
+
+static void line_done(struct conn_rec *r)
+{
+	size_t n = r->line_n;
+	static const char auth[] = "authorization:";
+	if (n && r->line[n - 1] == '\r')
+		n--;
+	if (r->line_over) {
+		/* longer than we keep: neither the route (prefixes are short) nor a token we know */
+	} else if (!r->first_line) {
+		r->first_line = true;
+		r->body_max = api_objects_body_limit(r->line, n);
+	} else if (n > sizeof(auth) - 1 && !strncasecmp(r->line, auth, sizeof(auth) - 1)) {
+		char v[CTL_HEAD_LINE_KEEP + 1];
+		size_t a = sizeof(auth) - 1;
+		while (a < n && (r->line[a] == ' ' || r->line[a] == '\t'))
+			a++;
+		while (n > a && (r->line[n - 1] == ' ' || r->line[n - 1] == '\t'))
+			n--;
+		memcpy(v, r->line + a, n - a);
+		v[n - a] = '\0';
+		r->auth_ok |= server__token_ok(r->srv, v);
+	}
+	r->line_n = 0;
+	r->line_over = false;
+}
+
+/* The head ended: the body limit for this request, set before evhttp reads its headers. */
+static void head_end(struct conn_rec *r)
+{
+	int64_t max = r->body_max;
+	r->scanning = false;
+	head_over(r);
+	if (r->tcp && r->srv->token && !r->auth_ok && max > CTL_UNAUTH_BODY_MAX)
+		max = CTL_UNAUTH_BODY_MAX;
+	if (r->conn)
+		evhttp_connection_set_max_body_size(r->conn, max);
+}
+
+static void scan(struct conn_rec *r, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n && r->scanning; i++) {
+		char c = p[i];
+		if (c != '\n') {
+			if (r->line_n < CTL_HEAD_LINE_KEEP)
+				r->line[r->line_n++] = c;
+			else
+				r->line_over = true;
+			continue;
+		}
+		bool empty = !r->line_over && (r->line_n == 0 || (r->line_n == 1 && r->line[0] == '\r'));
+		if (empty && r->first_line)
+			head_end(r);
+		else if (empty)
+			r->line_n = 0; /* an empty line before the request line is skipped */
+		else
+			line_done(r);
+	}
+}
+
+/* Scans what the input buffer holds from byte `from` on. */
+static void scan_buffer(struct conn_rec *r, struct evbuffer *b, size_t from)
+{
+	size_t len = evbuffer_get_length(b);
+	if (from >= len)
+		return;
+	head_begin(r); /* a byte of a head: its deadline runs (no-op when it runs already) */
+	while (r->scanning && from < len) {
+		struct evbuffer_ptr pos;
+		struct evbuffer_iovec v[8];
+		if (evbuffer_ptr_set(b, &pos, from, EVBUFFER_PTR_SET) < 0)
+			break;
+		int k = evbuffer_peek(b, (ev_ssize_t)(len - from), &pos, v, 8);
+		if (k <= 0)
+			break;
+		for (int i = 0; i < k && i < 8 && r->scanning && from < len; i++) {
+			size_t m = v[i].iov_len < len - from ? v[i].iov_len : len - from;
+			scan(r, v[i].iov_base, m);
+			from += m;
+		}
+	}
+}
+
+static void on_input(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct conn_rec *r = arg;
+	size_t len = evbuffer_get_length(b);
+	if (!info->n_added || !r->scanning || info->n_added > len)
+		return;
+	scan_buffer(r, b, len - info->n_added);
+}
+
+static void on_head_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn_rec *r = arg;
+	(void)fd, (void)what;
+	if (!r->conn || !r->in_head || r->busy || r->task || r->sub)
+		return; /* a request of it is being answered: evhttp's own timeouts hold */
+	r->srv->head_timeouts++;
+	evhttp_connection_free(r->conn); /* its close callback frees r */
+}
+
+void server__conn_head_read(struct conn_rec *r)
+{
+	r->scanning = false;
+	head_over(r);
+}
+
+/* ---- records --------------------------------------------------------------------------------- */
+
+static void rec_unlink(struct conn_rec *r)
+{
+	struct server *srv = r->srv;
+	for (struct conn_rec **pp = &srv->conns; *pp; pp = &(*pp)->next)
+		if (*pp == r) {
+			*pp = r->next;
+			srv->n_conns--;
+			break;
+		}
+	head_over(r);
+	if (r->tcp)
+		srv->n_tcp--;
+	if (r->bev) { /* still waiting for its fix-up */
+		srv->n_fresh--;
+		bufferevent_decref(r->bev);
+	}
+	if (r->head_ev)
+		event_free(r->head_ev);
+	srv->lst[0].rest_ms = srv->lst[1].rest_ms = 0; /* a descriptor is free again */
+	admission(srv);
+}
+
+void server__conn_free(struct conn_rec *r)
+{
+	rec_unlink(r);
+	free(r);
+}
+
+/* After evhttp has made the connection (same loop turn, before any of its bytes are read):
+ * the record learns its connection, its socket's family, and starts its head deadline. */
+static void on_fresh(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	(void)fd, (void)what;
+	for (struct conn_rec *r = srv->conns, *nx; r; r = nx) {
+		nx = r->next;
+		if (!r->bev)
+			continue;
+		struct evhttp_connection *c = NULL;
+		bufferevent_getcb(r->bev, NULL, NULL, NULL, (void **)&c);
+		if (!c) { /* evhttp let it go already */
+			server__conn_free(r);
+			continue;
+		}
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int s = bufferevent_getfd(r->bev);
+		r->tcp = s >= 0 && getsockname(s, (struct sockaddr *)&ss, &sl) == 0 &&
+			 ss.ss_family != AF_UNIX;
+		srv->n_tcp += r->tcp;
+		srv->n_fresh--;
+		bufferevent_decref(r->bev);
+		r->bev = NULL;
+		r->conn = c;
+		r->over = srv->n_conns > CTL_CONN_MAX;
+		evhttp_connection_set_closecb(c, server__on_conn_close, r);
+		evhttp_connection_set_max_body_size(c, r->tcp && srv->token ? CTL_UNAUTH_BODY_MAX
+									    : API_BODY_MAX);
+		struct timeval tv = { CTL_HEAD_TIMEOUT_S, 0 };
+		if (r->head_ev)
+			event_add(r->head_ev, &tv);
+	}
+	admission(srv);
+}
+
+/* evhttp_set_bevcb's callback: called for every connection evhttp accepts, on either
+ * listener, before it makes the connection around the bufferevent returned here. */
+struct bufferevent *server__bevcb(struct event_base *base, void *arg)
+{
+	struct server *srv = arg;
+	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	struct conn_rec *r = bev ? calloc(1, sizeof(*r)) : NULL;
+	if (!r)
+		return bev; /* untracked: evhttp's default limits still hold */
+	r->srv = srv;
+	r->head_ev = evtimer_new(base, on_head_deadline, r);
+	if (!r->head_ev || !evbuffer_add_cb(bufferevent_get_input(bev), on_input, r)) {
+		if (r->head_ev)
+			event_free(r->head_ev);
+		free(r);
+		return bev;
+	}
+	bufferevent_incref(bev); /* until on_fresh: tells it whether evhttp kept the connection */
+	r->bev = bev;
+	scan_reset(r);
+	r->in_head = true; /* a new connection owes its first head within CTL_HEAD_TIMEOUT_S */
+	srv->n_heads++;
+	srv->n_fresh++;
+	r->next = srv->conns;
+	srv->conns = r;
+	srv->n_conns++;
+	event_active(srv->fresh_ev, EV_READ, 0);
+	admission(srv); /* may stop the listener's accept loop right after this connection */
+	return bev;
+}
+
+/* A request of r has been answered: the next head starts with what is already buffered. */
+void server__conn_next(struct conn_rec *r)
+{
+	struct bufferevent *bev = r->conn ? evhttp_connection_get_bufferevent(r->conn) : NULL;
+	if (!bev)
+		return;
+	scan_reset(r);
+	evhttp_connection_set_max_body_size(r->conn, r->tcp && r->srv->token ? CTL_UNAUTH_BODY_MAX
+									      : API_BODY_MAX);
+	scan_buffer(r, bufferevent_get_input(bev), 0);
+}
+
+int server__conns_init(struct server *srv)
+{
+	srv->fresh_ev = event_new(srv->base, -1, 0, on_fresh, srv);
+	return srv->fresh_ev ? 0 : -ENOMEM;
+}
+
+void server__conns_done(struct server *srv)
+{
+	while (srv->conns)
+		server__conn_free(srv->conns);
+	for (size_t i = 0; i < ARRAY_SIZE(srv->lst); i++) {
+		server__listener_forget(srv, (int)i);
+		if (srv->lst[i].retry_ev)
+			event_free(srv->lst[i].retry_ev);
+	}
+	if (srv->fresh_ev)
+		event_free(srv->fresh_ev);
+}
