@@ -220,3 +220,70 @@ def test_no_token_is_answered_before_a_large_body(cairn, tmp_path):
         assert ans.split(b" ")[1] in (b"200", b"201"), ans[:300]
     finally:
         ctl.stop()
+
+
+def test_event_catch_up_is_paged_as_the_client_reads(cairn, tmp_path):
+    import sqlite3
+    cairn.state.mkdir(parents=True, exist_ok=True)
+    ctl = Controller(cairn, tmp_path)
+    ctl.start()
+    ctl.stop()
+    n, pad = 12000, "x" * 3000  # a 36 MB event log
+    db = sqlite3.connect(cairn.state / "state.db")
+    now = int(time.time() * 1000)
+    db.executemany("INSERT INTO events (at, type, job_id, data) VALUES (?, 'step', ?, ?)",
+                   ((now, 1 + i % 7, json.dumps({"i": i, "pad": pad})) for i in range(n)))
+    db.commit()
+    db.close()
+    ctl.start()
+    socks = []
+    try:
+        rss0 = rss_kb(ctl.proc.pid)
+        # six clients ask for the whole log and never read it
+        for _ in range(6):
+            s = socket.socket(socket.AF_UNIX)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(ctl.sock)
+            s.sendall(b"GET /v1/events?after=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+            socks.append(s)
+        wait_for(lambda: metric(ctl, "cairn_event_streams") == 6, what="six streams")
+        worst = max(unix_answer_s(ctl) for _ in range(5))
+        assert worst < 2.0, f"GET /v1/jobs took {worst:.2f} s while streams catch up"
+        grew = rss_kb(ctl.proc.pid) - rss0
+        assert grew < 24 * 1024, f"six idle catch-ups cost {grew} KiB"
+        # a client that reads gets the whole log, in order, and one job's events alone
+        got = [i for i, _, _ in read_events(ctl, "/v1/events?after=0", lambda ev: len(ev) == n)]
+        assert got == sorted(got) and len(set(got)) == n
+        got = read_events(ctl, "/v1/events?after=0&job=3", lambda ev: len(ev) == n // 7)
+        assert all(d["i"] % 7 == 2 for _, _, d in got)
+        for s in socks:
+            s.close()
+        socks = []
+        wait_for(lambda: metric(ctl, "cairn_event_streams") == 0, what="the streams to end")
+        assert rss_kb(ctl.proc.pid) - rss0 < 24 * 1024
+    finally:
+        for s in socks:
+            s.close()
+        ctl.stop()
+
+
+def read_events(ctl, path, until):
+    """Reads SSE events until `until(events)`; returns [(id, type, data)]."""
+    c = UnixHTTPConnection(ctl.sock, timeout=30)
+    c.request("GET", path)
+    r = c.getresponse()
+    assert r.status == 200
+    events, cur = [], {}
+    while not until(events):
+        line = r.fp.readline().decode().rstrip("\n")
+        if line.startswith("id: "):
+            cur["id"] = int(line[4:])
+        elif line.startswith("event: "):
+            cur["type"] = line[7:]
+        elif line.startswith("data: "):
+            cur["data"] = json.loads(line[6:])
+        elif line == "" and cur:
+            events.append((cur["id"], cur["type"], cur["data"]))
+            cur = {}
+    c.close()
+    return events
