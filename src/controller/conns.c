@@ -1,13 +1,15 @@
 /* controller/conns: client connections from accept to close — a record per connection made when
  * evhttp accepts it, admission on the TCP listener (descriptors kept in reserve for the unix
  * socket and the controller's own files, a cap on connections still sending a request head),
- * a deadline for each whole head, back-off with one log line per episode when accept fails
- * (EMFILE), and the body limit of each request decided when its head ends: a route's large
+ * a deadline for each whole head, rests when accept fails (EMFILE; base/evrest.c), and the
+ * body limit of each request decided when its head ends: a route's large
  * limit only for the unix socket or a head that carries the bearer token. evhttp 2.1 has no
  * hook between a request's head and its body, so each connection's input is followed as it
  * arrives by a line scanner that keeps only the request line and an Authorization line; evhttp
  * still parses HTTP. Loop thread only. */
 #include "controller/controller-internal.h"
+
+#include "base/evrest.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -21,13 +23,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-
-#define ACCEPT_REST_MIN_MS 10
-#define ACCEPT_REST_MAX_MS 500
-#define ACCEPT_LOG_EVERY_NS (10LL * 1000000000)
-
-/* The listeners being watched (one controller per process: its unix and TCP listener). */
-static struct ctl_listener *watched[2];
 
 bool server__token_ok(const struct server *srv, const char *authorization)
 {
@@ -50,94 +45,35 @@ static void admission(struct server *srv)
 {
 	struct ctl_listener *t = &srv->lst[1];
 	bool full = tcp_full(srv);
-	if (!t->l || t->resting)
+	if (!t->rest.l || t->rest.resting)
 		return;
 	if (full && t->on) {
-		evconnlistener_disable(t->l);
+		evconnlistener_disable(t->rest.l);
 		t->on = false;
 		srv->tcp_pauses++;
 	} else if (!full && !t->on) {
-		evconnlistener_enable(t->l);
+		evconnlistener_enable(t->rest.l);
 		t->on = true;
 	}
 }
 
-static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+static void tcp_resume(void *ctx)
 {
-	struct ctl_listener *t = arg;
-	(void)fd, (void)what;
-	t->resting = false;
-	if (!t->l)
-		return;
-	if (t == &t->srv->lst[1]) {
-		t->on = false; /* admission decides */
-		admission(t->srv);
-	} else {
-		evconnlistener_enable(t->l);
-	}
-}
-
-/* accept() failed with something other than EAGAIN/EINTR/ECONNABORTED (libevent retries those
- * itself): out of descriptors, most likely. The listener stays readable, so it rests for a
- * while that doubles up to ACCEPT_REST_MAX_MS (back to the minimum once a connection closes);
- * the first failure of an episode is logged, then one line with a count every 10 s at most. */
-static void on_accept_error(struct evconnlistener *l, void *arg)
-{
-	struct ctl_listener *t = NULL;
-	int err = EVUTIL_SOCKET_ERROR();
-	int64_t now = time_mono_ns();
-	(void)arg; /* evhttp's: the listener's user data is the evhttp */
-	for (size_t i = 0; i < ARRAY_SIZE(watched) && !t; i++)
-		if (watched[i] && watched[i]->l == l)
-			t = watched[i];
-	if (!t) {
-		evconnlistener_disable(l); /* not ours to rest: never spin on it */
-		return;
-	}
-	evconnlistener_disable(l);
-	t->on = false;
-	t->resting = true;
-	t->errors++;
-	t->rest_ms = t->rest_ms ? t->rest_ms * 2 : ACCEPT_REST_MIN_MS;
-	if (t->rest_ms > ACCEPT_REST_MAX_MS)
-		t->rest_ms = ACCEPT_REST_MAX_MS;
-	struct timeval tv = { t->rest_ms / 1000, (t->rest_ms % 1000) * 1000 };
-	if (!t->retry_ev || event_add(t->retry_ev, &tv) < 0)
-		on_accept_retry(-1, 0, t);
-	if (!t->logged_ns || now - t->logged_ns >= ACCEPT_LOG_EVERY_NS) {
-		log_warn("controller", "%s listener: accept failed %llu time(s)%s: %s; resting it %d ms "
-				       "at a time (open connections: %d)",
-			 t->name, (unsigned long long)(t->errors - t->errors_logged),
-			 t->logged_ns ? " in the last 10 s" : "", strerror(err), (int)t->rest_ms,
-			 t->srv->n_conns);
-		t->logged_ns = now;
-		t->errors_logged = t->errors;
-	}
+	struct server *srv = ctx;
+	srv->lst[1].on = false; /* rested: admission decides */
+	admission(srv);
 }
 
 int server__listener_watch(struct server *srv, int i, struct evconnlistener *l, const char *name)
 {
-	struct ctl_listener *t = &srv->lst[i];
-	t->srv = srv;
-	t->l = l;
-	t->on = true;
-	t->name = name;
-	if (!t->retry_ev && !(t->retry_ev = evtimer_new(srv->base, on_accept_retry, t)))
-		return -ENOMEM;
-	/* evhttp_bind_listener set the accept callback and the user data (the evhttp) the error
-	 * callback gets too: ours is found by the listener's pointer */
-	watched[i] = t;
-	evconnlistener_set_error_cb(l, on_accept_error);
-	return 0;
+	srv->lst[i].on = true;
+	return ev_rest_watch(&srv->lst[i].rest, srv->base, l, "controller", name,
+			     i == 1 ? tcp_resume : NULL, srv);
 }
 
 void server__listener_forget(struct server *srv, int i)
 {
-	struct ctl_listener *t = &srv->lst[i];
-	t->l = NULL;
-	watched[i] = NULL;
-	if (t->retry_ev)
-		event_del(t->retry_ev);
+	ev_rest_forget(&srv->lst[i].rest);
 }
 
 /* ---- the head scanner ------------------------------------------------------------------------ */
@@ -301,7 +237,8 @@ static void rec_unlink(struct conn_rec *r)
 	}
 	if (r->head_ev)
 		event_free(r->head_ev);
-	srv->lst[0].rest_ms = srv->lst[1].rest_ms = 0; /* a descriptor is free again */
+	ev_rest_freed(&srv->lst[0].rest); /* a descriptor is free again */
+	ev_rest_freed(&srv->lst[1].rest);
 	admission(srv);
 }
 
@@ -401,11 +338,8 @@ void server__conns_done(struct server *srv)
 {
 	while (srv->conns)
 		server__conn_free(srv->conns);
-	for (size_t i = 0; i < ARRAY_SIZE(srv->lst); i++) {
-		server__listener_forget(srv, (int)i);
-		if (srv->lst[i].retry_ev)
-			event_free(srv->lst[i].retry_ev);
-	}
+	for (int i = 0; i < 2; i++)
+		server__listener_forget(srv, i);
 	if (srv->fresh_ev)
 		event_free(srv->fresh_ev);
 }

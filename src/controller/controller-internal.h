@@ -7,6 +7,8 @@
 
 #include "controller/controller.h"
 
+#include "base/evrest.h"
+
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -189,16 +191,11 @@ struct conn_rec {
 	struct conn_rec *next;
 };
 
-/* A listener the controller watches (conns.c): rests after accept errors. */
+/* A listener the controller watches (conns.c): rests after accept errors, and (TCP) is
+ * enabled only while the limits allow. */
 struct ctl_listener {
-	struct server *srv;
-	struct evconnlistener *l; /* borrowed from evhttp; NULL once closed */
-	const char *name;
-	bool on, resting;
-	int64_t rest_ms;
-	struct event *retry_ev; /* owned */
-	uint64_t errors, errors_logged;
-	int64_t logged_ns;
+	struct ev_rest rest;
+	bool on; /* accepting */
 };
 
 struct metric_req {

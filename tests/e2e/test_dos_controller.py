@@ -287,3 +287,43 @@ def read_events(ctl, path, until):
             cur = {}
     c.close()
     return events
+
+
+def test_out_of_descriptors_rests_the_listener_and_logs_once(cairn, tmp_path, raised_nofile):
+    """Unix clients past the descriptor limit: accept() fails with EMFILE. The listener rests
+    (no busy loop, one log line per episode) and serves again when descriptors are free."""
+    cairn.state.mkdir(parents=True, exist_ok=True)
+    ctl = Controller(cairn, tmp_path, preexec=low_nofile)
+    ctl.start()
+    socks = []
+    try:
+        log = ctl.logs[-1]
+        log0 = os.path.getsize(log)
+        end = time.monotonic() + 10
+        while len(socks) < NOFILE + 80 and time.monotonic() < end:
+            s = socket.socket(socket.AF_UNIX)
+            s.setblocking(False)
+            try:
+                s.connect(ctl.sock)
+                socks.append(s)
+            except BlockingIOError:  # the backlog is full for now
+                s.close()
+                time.sleep(0.01)
+        wait_for(lambda: "accept failed" in ctl.log_text(), timeout=10,
+                 what="the controller to run out of descriptors")
+        # a few seconds out of descriptors: the log does not grow per retry
+        t0 = time.monotonic()
+        end = t0 + 2
+        while time.monotonic() < end:
+            time.sleep(0.1)
+        lines = [l for l in ctl.log_text().splitlines() if "accept" in l]
+        assert len(lines) <= 3, lines[:5]
+        assert os.path.getsize(log) - log0 < 8 * 1024
+        for s in socks[:200]:
+            s.close()
+        del socks[:200]
+        wait_for(lambda: unix_answer_s(ctl) < 3.0, timeout=20, what="the unix socket to answer")
+    finally:
+        for s in socks:
+            s.close()
+        ctl.stop()
