@@ -34,7 +34,12 @@ void hproxy__accept(struct hloop *lp)
 	for (;;) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof ss;
-		int fd = accept4(lp->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		/* the process's descriptor budget first: at it, the listener rests like on EMFILE */
+		int fd = proxy__fd_take(PROXY_FDS_PER_CONN)
+			     ? accept4(lp->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC)
+			     : (errno = EMFILE, -2);
+		if (fd == -1)
+			proxy__fd_put(PROXY_FDS_PER_CONN);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
@@ -51,6 +56,7 @@ void hproxy__accept(struct hloop *lp)
 			free(c);
 			free(in);
 			close(fd);
+			proxy__fd_put(PROXY_FDS_PER_CONN);
 			continue;
 		}
 		c->tag = (struct hp_tag){ TAG_HP_CLIENT, c };
@@ -112,6 +118,7 @@ void hproxy__client_close(struct hcl *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	lp->n_clients--;
+	proxy__fd_put(PROXY_FDS_PER_CONN);
 	c->next = lp->dead_cl;
 	lp->dead_cl = c;
 }
