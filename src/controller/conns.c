@@ -18,18 +18,9 @@
 #include <event2/http.h>
 #include <event2/listener.h>
 #include <event2/util.h>
-#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
-
-bool server__token_ok(const struct server *srv, const char *authorization)
-{
-	const char *tok = authorization ? api_parse_bearer(authorization) : NULL;
-	size_t n = srv->token ? strlen(srv->token) : 0;
-	return tok && n && strlen(tok) == n && CRYPTO_memcmp(tok, srv->token, n) == 0;
-}
 
 /* ---- admission ------------------------------------------------------------------------------ */
 
@@ -105,44 +96,16 @@ static void head_over(struct conn_rec *r)
 static void scan_reset(struct conn_rec *r)
 {
 	r->scanning = true;
-	r->first_line = r->auth_ok = r->line_over = false;
-	r->line_n = 0;
-	r->body_max = API_BODY_MAX;
-}
-
-static void line_done(struct conn_rec *r)
-{
-	size_t n = r->line_n;
-	static const char auth[] = "authorization:";
-	if (n && r->line[n - 1] == '\r')
-		n--;
-	if (r->line_over) {
-		/* longer than we keep: neither the route (prefixes are short) nor a token we know */
-	} else if (!r->first_line) {
-		r->first_line = true;
-		r->body_max = api_objects_body_limit(r->line, n);
-	} else if (n > sizeof(auth) - 1 && !strncasecmp(r->line, auth, sizeof(auth) - 1)) {
-		char v[CTL_HEAD_LINE_KEEP + 1];
-		size_t a = sizeof(auth) - 1;
-		while (a < n && (r->line[a] == ' ' || r->line[a] == '\t'))
-			a++;
-		while (n > a && (r->line[n - 1] == ' ' || r->line[n - 1] == '\t'))
-			n--;
-		memcpy(v, r->line + a, n - a);
-		v[n - a] = '\0';
-		r->auth_ok |= server__token_ok(r->srv, v);
-	}
-	r->line_n = 0;
-	r->line_over = false;
+	api_head_scan_reset(&r->hs);
 }
 
 /* The head ended: the body limit for this request, set before evhttp reads its headers. */
 static void head_end(struct conn_rec *r)
 {
-	int64_t max = r->body_max;
+	int64_t max = api_objects_body_limit(r->hs.reqline, r->hs.reqline_n);
 	r->scanning = false;
 	head_over(r);
-	if (r->tcp && r->srv->token && !r->auth_ok && max > CTL_UNAUTH_BODY_MAX)
+	if (r->tcp && r->srv->token && !r->hs.auth_ok && max > CTL_UNAUTH_BODY_MAX)
 		max = CTL_UNAUTH_BODY_MAX;
 	if (r->conn)
 		evhttp_connection_set_max_body_size(r->conn, max);
@@ -150,23 +113,9 @@ static void head_end(struct conn_rec *r)
 
 static void scan(struct conn_rec *r, const char *p, size_t n)
 {
-	for (size_t i = 0; i < n && r->scanning; i++) {
-		char c = p[i];
-		if (c != '\n') {
-			if (r->line_n < CTL_HEAD_LINE_KEEP)
-				r->line[r->line_n++] = c;
-			else
-				r->line_over = true;
-			continue;
-		}
-		bool empty = !r->line_over && (r->line_n == 0 || (r->line_n == 1 && r->line[0] == '\r'));
-		if (empty && r->first_line)
-			head_end(r);
-		else if (empty)
-			r->line_n = 0; /* an empty line before the request line is skipped */
-		else
-			line_done(r);
-	}
+	api_head_scan(&r->hs, p, n, r->srv->token);
+	if (r->hs.done)
+		head_end(r);
 }
 
 /* Scans what the input buffer holds from byte `from` on. */

@@ -49,7 +49,6 @@ struct config;
 #define CTL_FD_RESERVE 128              /* descriptors TCP clients never get (unix socket, db…) */
 #define CTL_HEADS_MAX 128               /* connections still sending a head; beyond: TCP waits */
 #define CTL_UNAUTH_BODY_MAX (64 * 1024) /* body read from a TCP head without the token */
-#define CTL_HEAD_LINE_KEEP 1024         /* bytes of a head line the scanner keeps */
 
 /* ---- executor: what a step does on a host ------------------------------------------------------ */
 
@@ -183,11 +182,9 @@ struct conn_rec {
 	bool over;           /* accepted past CTL_CONN_MAX: its request is answered 503 */
 	/* the current request head, followed as it arrives */
 	bool in_head;        /* a head is being received: counted in n_heads, deadline armed */
-	bool scanning, first_line, auth_ok, line_over;
-	int64_t body_max;    /* the body limit the request line's route allows */
+	bool scanning;       /* its bytes go through hs (until the head ends) */
+	struct api_head_scan hs;
 	struct event *head_ev; /* owned: the head's deadline */
-	size_t line_n;
-	char line[CTL_HEAD_LINE_KEEP];
 	struct conn_rec *next;
 };
 
@@ -281,7 +278,6 @@ void server__conn_free(struct conn_rec *r);
 void server__conn_next(struct conn_rec *r);
 /* The request line ended the head for the server's purposes (its handler runs). */
 void server__conn_head_read(struct conn_rec *r);
-bool server__token_ok(const struct server *srv, const char *authorization);
 
 /* api.c: POST deploys / rollback (loop thread) */
 void api__submit(struct server *srv, struct evhttp_request *req, const struct api_path *p);

@@ -327,8 +327,8 @@ static bool authorised(struct server *srv, struct evhttp_request *req)
 	/* the unix socket is guarded by its mode (0600): its peers have no port */
 	if (!srv->token || port == 0)
 		return true;
-	return server__token_ok(srv, evhttp_find_header(evhttp_request_get_input_headers(req),
-							 "Authorization"));
+	return api_token_ok(evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization"),
+			    srv->token);
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
