@@ -16,6 +16,9 @@ from agentlib import Agent, UnixHTTP, processes_of, wait_for
 ROOT = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("CAIRN_BIN", str(ROOT / "build" / "cairn"))
 NOFILE = 640  # the agent's descriptor limit (soft = hard) in the slowloris test
+# The ASan+UBSan build runs the same attacks to find memory errors; its allocator keeps freed
+# memory in quarantine and pads every block, so the memory bounds hold on the plain build only.
+SANITIZED = b"__asan_init" in open(BIN, "rb").read()
 
 
 @pytest.fixture
@@ -150,7 +153,7 @@ def test_slow_partial_heads_cost_bounded_memory_returned_after(tmp_path, raised_
         # each connection's 16 KiB buffer, plus the loop's 8 MiB for heads past that, plus slack
         peak = rss_kb(a.proc.pid) - rss0
         bound = 1500 * 16 + 8 * 1024 + 6 * 1024
-        assert peak < bound, f"1500 partial heads cost {peak} KiB (bound {bound} KiB)"
+        assert SANITIZED or peak < bound, f"1500 partial heads cost {peak} KiB (bound {bound} KiB)"
         assert api_answer_s(a) < 3.0
         for s, _ in socks:
             s.close()
@@ -158,7 +161,8 @@ def test_slow_partial_heads_cost_bounded_memory_returned_after(tmp_path, raised_
         # the memory goes back once they are gone
         def returned():
             return rss_kb(a.proc.pid) - rss0 < 12 * 1024
-        wait_for(returned, "the proxy's memory to be returned", deadline=15)
+        if not SANITIZED:
+            wait_for(returned, "the proxy's memory to be returned", deadline=15)
     finally:
         for s, _ in socks:
             s.close()

@@ -12,10 +12,14 @@ import time
 
 import pytest
 
+from conftest import BIN
 from ctlutil import Controller, UnixHTTPConnection, has_test_hooks, make_app, wait_for
 
 pytestmark = pytest.mark.skipif(not has_test_hooks(), reason="needs a -Dtest_hooks=true build")
 
+# The ASan+UBSan build runs the same attacks to find memory errors; its allocator keeps freed
+# memory in quarantine and pads every block, so the memory bounds hold on the plain build only.
+SANITIZED = b"__asan_init" in open(BIN, "rb").read()
 NOFILE = 320       # the controller's descriptor limit (soft = hard) in these tests
 ATTACKERS = 400    # more connections than it has descriptors
 HEAD_TIMEOUT_S = 10  # CTL_HEAD_TIMEOUT_S
@@ -250,7 +254,7 @@ def test_event_catch_up_is_paged_as_the_client_reads(cairn, tmp_path):
         worst = max(unix_answer_s(ctl) for _ in range(5))
         assert worst < 2.0, f"GET /v1/jobs took {worst:.2f} s while streams catch up"
         grew = rss_kb(ctl.proc.pid) - rss0
-        assert grew < 24 * 1024, f"six idle catch-ups cost {grew} KiB"
+        assert SANITIZED or grew < 24 * 1024, f"six idle catch-ups cost {grew} KiB"
         # a client that reads gets the whole log, in order, and one job's events alone
         got = [i for i, _, _ in read_events(ctl, "/v1/events?after=0", lambda ev: len(ev) == n)]
         assert got == sorted(got) and len(set(got)) == n
@@ -260,7 +264,7 @@ def test_event_catch_up_is_paged_as_the_client_reads(cairn, tmp_path):
             s.close()
         socks = []
         wait_for(lambda: metric(ctl, "cairn_event_streams") == 0, what="the streams to end")
-        assert rss_kb(ctl.proc.pid) - rss0 < 24 * 1024
+        assert SANITIZED or rss_kb(ctl.proc.pid) - rss0 < 24 * 1024
     finally:
         for s in socks:
             s.close()
