@@ -62,6 +62,14 @@ int proc_pidfd_open(pid_t pid)
 	return fd < 0 ? -errno : fd;
 }
 
+static struct rlimit nofile_before; /* rlim_cur 0: not raised */
+
+void proc_child_nofile(void)
+{
+	if (nofile_before.rlim_cur)
+		setrlimit(RLIMIT_NOFILE, &nofile_before);
+}
+
 long proc_raise_nofile(void)
 {
 	struct rlimit rl;
@@ -71,8 +79,11 @@ long proc_raise_nofile(void)
 									     : rl.rlim_max;
 	if (rl.rlim_cur < want) {
 		struct rlimit nl = { want, rl.rlim_max };
-		if (setrlimit(RLIMIT_NOFILE, &nl) == 0) /* else (above nr_open): keep what we have */
+		if (setrlimit(RLIMIT_NOFILE, &nl) == 0) { /* else (above nr_open): keep what we have */
+			if (!nofile_before.rlim_cur)
+				nofile_before = rl;
 			rl = nl;
+		}
 	}
 	return rl.rlim_cur == RLIM_INFINITY ? (1L << 20) : (long)rl.rlim_cur;
 }

@@ -167,3 +167,31 @@ def test_slow_partial_heads_cost_bounded_memory_returned_after(tmp_path, raised_
         for s, _ in socks:
             s.close()
         stop_agent(a)
+
+
+def test_instances_keep_the_usual_descriptor_limit(tmp_path):
+    """The agent raises its own soft limit; what it starts gets the one it was given."""
+    import shutil
+    from test_agent import APP, build
+    a = Agent(BIN, tmp_path / "state",
+              preexec=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1000, 4000)))
+    a.state.mkdir()
+    try:
+        src = tmp_path / "envecho"
+        shutil.copytree(APP, src)
+        rid = build(a.state, src)
+        a.start()
+        st, body = a.call("POST", f"/v1/releases/{rid}/activate", {})
+        assert st == 200, body
+        st, body = a.call("POST", "/v1/apps/envecho/instances", {"release": rid, "count": 1})
+        assert st == 201, body
+        pid = body["instances"][0]["pid"]
+
+        def soft_limit(p):
+            for line in open(f"/proc/{p}/limits"):
+                if line.startswith("Max open files"):
+                    return int(line.split()[3]), int(line.split()[4])
+        assert soft_limit(a.proc.pid) == (4000, 4000)
+        assert soft_limit(pid) == (1000, 4000)
+    finally:
+        stop_agent(a)
