@@ -4,16 +4,20 @@ the token is answered before it can make the controller buffer a large body; an 
 catch-up is sent in pages as the client reads. Every attack is bounded in connections, bytes
 and time; the controller runs with a low descriptor limit so a few hundred connections
 suffice."""
+import hashlib
+import http.client
 import json
 import os
 import resource
 import socket
+import sqlite3
 import time
 
 import pytest
 
 from conftest import BIN
-from ctlutil import Controller, UnixHTTPConnection, has_test_hooks, make_app, wait_for
+from ctlutil import Controller, UnixHTTPConnection, has_test_hooks, wait_for
+from test_controller import read_events
 
 pytestmark = pytest.mark.skipif(not has_test_hooks(), reason="needs a -Dtest_hooks=true build")
 
@@ -161,7 +165,6 @@ def test_slowloris_on_tcp_leaves_the_unix_socket_and_the_disk_alone(cairn, tmp_p
         att = None
         # the TCP listener serves again once the attackers are gone
         def tcp_ok():
-            import http.client
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             try:
                 c.request("GET", "/v1/jobs", headers={"Authorization": f"Bearer {token}"})
@@ -208,7 +211,6 @@ def test_no_token_is_answered_before_a_large_body(cairn, tmp_path):
         assert ans.startswith(b"HTTP/1.1 401") and b"Connection: close" in ans, ans[:300]
         # with the token the same head is let through to its body (here: a small object)
         body = b"hello"
-        import hashlib
         d = hashlib.sha256(body).hexdigest().encode()
         ans = raw_tcp(port, b"PUT /v1/objects/" + d + b" HTTP/1.1\r\nHost: x\r\n"
                       b"Authorization: Bearer " + token.encode() + b"\r\n"
@@ -227,7 +229,6 @@ def test_no_token_is_answered_before_a_large_body(cairn, tmp_path):
 
 
 def test_event_catch_up_is_paged_as_the_client_reads(cairn, tmp_path):
-    import sqlite3
     cairn.state.mkdir(parents=True, exist_ok=True)
     ctl = Controller(cairn, tmp_path)
     ctl.start()
@@ -256,9 +257,9 @@ def test_event_catch_up_is_paged_as_the_client_reads(cairn, tmp_path):
         grew = rss_kb(ctl.proc.pid) - rss0
         assert SANITIZED or grew < 24 * 1024, f"six idle catch-ups cost {grew} KiB"
         # a client that reads gets the whole log, in order, and one job's events alone
-        got = [i for i, _, _ in read_events(ctl, "/v1/events?after=0", lambda ev: len(ev) == n)]
+        got = [i for i, _, _ in read_events(ctl, "/v1/events?after=0", {}, lambda ev: len(ev) == n)]
         assert got == sorted(got) and len(set(got)) == n
-        got = read_events(ctl, "/v1/events?after=0&job=3", lambda ev: len(ev) == n // 7)
+        got = read_events(ctl, "/v1/events?after=0&job=3", {}, lambda ev: len(ev) == n // 7)
         assert all(d["i"] % 7 == 2 for _, _, d in got)
         for s in socks:
             s.close()
@@ -269,28 +270,6 @@ def test_event_catch_up_is_paged_as_the_client_reads(cairn, tmp_path):
         for s in socks:
             s.close()
         ctl.stop()
-
-
-def read_events(ctl, path, until):
-    """Reads SSE events until `until(events)`; returns [(id, type, data)]."""
-    c = UnixHTTPConnection(ctl.sock, timeout=30)
-    c.request("GET", path)
-    r = c.getresponse()
-    assert r.status == 200
-    events, cur = [], {}
-    while not until(events):
-        line = r.fp.readline().decode().rstrip("\n")
-        if line.startswith("id: "):
-            cur["id"] = int(line[4:])
-        elif line.startswith("event: "):
-            cur["type"] = line[7:]
-        elif line.startswith("data: "):
-            cur["data"] = json.loads(line[6:])
-        elif line == "" and cur:
-            events.append((cur["id"], cur["type"], cur["data"]))
-            cur = {}
-    c.close()
-    return events
 
 
 def test_out_of_descriptors_rests_the_listener_and_logs_once(cairn, tmp_path, raised_nofile):
