@@ -2,10 +2,10 @@
  * evhttp accepts it, admission on the TCP listener (descriptors kept in reserve for the unix
  * socket and the controller's own files, a cap on connections still sending a request head),
  * a deadline for each whole head, rests when accept fails (EMFILE; base/evrest.c), and the
- * body limit of each request decided when its head ends: a route's large
- * limit only for the unix socket or a head that carries the bearer token. evhttp 2.1 has no
- * hook between a request's head and its body, so each connection's input is followed as it
- * arrives by a line scanner that keeps only the request line and an Authorization line; evhttp
+ * body limit of each request decided when its head ends: a route's large limit only for the
+ * unix socket or a head that carries the bearer token. evhttp 2.1 has no hook between a
+ * request's head and its body, so each connection's input is followed as it arrives by
+ * api_head_scan (body.c: the request line and an Authorization line, nothing else); evhttp
  * still parses HTTP. Loop thread only. */
 #include "controller/controller-internal.h"
 
