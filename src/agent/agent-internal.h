@@ -5,6 +5,8 @@
 
 #include "agent/agent.h"
 
+#include "base/evrest.h"
+
 #include <jansson.h>
 #include <pthread.h>
 
@@ -16,6 +18,8 @@ struct evhttp_connection;
 
 #define AGENT_MAX_CONNS 256
 #define AGENT_BODY_MAX (1024 * 1024)        /* a JSON request body */
+/* descriptors the proxies' clients never get: the API, instances, logs, probes, pools */
+#define AGENT_FD_RESERVE 512
 struct objstore;
 
 /* ---- supervisor table (sup.c): pure, no processes, no clock of its own ------------------- */
@@ -197,6 +201,7 @@ struct agent {
 	struct app_proxy *proxies;    /* owned: one per app with a proxy (proxy.c) */
 	char *proxies_path;           /* owned: <state>/agent/proxies.json */
 	struct proxy_engine *eng;     /* owned, created on first use: TCP-mode proxies */
+	struct ev_rest api_rest;      /* the API listener rests after a failed accept */
 	bool shutting_down;
 	unsigned save_hold;
 	bool save_dirty;

@@ -4,6 +4,7 @@
  * instance running for the next agent. Routing and handlers live in api.c. */
 #include "agent/agent-internal.h"
 
+#include "proxy/proxy.h"
 #include "release/release.h"
 
 #include <curl/curl.h>
@@ -109,6 +110,7 @@ void agent_reply_err(struct evhttp_request *req, const struct err *e)
 static void on_conn_close(struct evhttp_connection *conn, void *arg)
 {
 	struct agent *ag = arg;
+	ev_rest_freed(&ag->api_rest);
 	for (size_t i = 0; i < ag->n_conns; i++)
 		if (ag->conns[i] == conn) {
 			ag->conns[i] = ag->conns[--ag->n_conns];
@@ -235,6 +237,7 @@ static void agent_done(struct agent *ag)
 	/* parked requests are answered before evhttp frees their connections */
 	work_pool_free(ag->pool);
 	agent_api_shutdown(ag);
+	ev_rest_forget(&ag->api_rest); /* evhttp_free closes the listener */
 	if (ag->http)
 		evhttp_free(ag->http);
 	while (ag->inst) {
@@ -274,6 +277,12 @@ int agent_run(const struct agent_opts *o, struct err *e)
 	    (r = objstore_open(o->state_dir, &ag.os, e)) < 0 || (r = open_socket(&ag, &fd, e)) < 0)
 		goto done;
 	clean_stale_activations(o->state_dir);
+	/* as many descriptors as the box allows; the proxies' clients get all but
+	 * AGENT_FD_RESERVE of them (half when there are fewer than twice that) */
+	long nofile = proc_raise_nofile();
+	if (nofile <= 0)
+		nofile = 1024;
+	proxy_fd_budget_set(nofile >= 2 * AGENT_FD_RESERVE ? nofile - AGENT_FD_RESERVE : nofile / 2);
 	signal(SIGPIPE, SIG_IGN);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	ag.base = event_base_new();
@@ -290,13 +299,17 @@ int agent_run(const struct agent_opts *o, struct err *e)
 	evhttp_set_allowed_methods(ag.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE |
 						EVHTTP_REQ_PUT);
 	evhttp_set_gencb(ag.http, on_request, &ag);
-	if (evhttp_accept_socket(ag.http, fd) < 0) {
+	struct evhttp_bound_socket *bound = evhttp_accept_socket_with_handle(ag.http, fd);
+	if (!bound) {
 		r = err_set(e, EIO, "cannot serve on %s", ag.sock_path);
 		close(fd);
 		unlink(ag.sock_path);
 		fd = -1;
 		goto done;
 	}
+	if (ev_rest_watch(&ag.api_rest, ag.base, evhttp_bound_socket_get_listener(bound), "agent",
+			  "API", NULL, NULL) < 0)
+		log_warn("agent", "out of memory: the API listener will not rest after a failed accept");
 	sigs[0] = evsignal_new(ag.base, SIGTERM, on_signal, &ag);
 	sigs[1] = evsignal_new(ag.base, SIGINT, on_signal, &ag);
 	event_add(sigs[0], NULL);

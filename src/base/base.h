@@ -248,6 +248,13 @@ int proc_start_time(pid_t pid, uint64_t *out_start);
 bool proc_alive(pid_t pid, uint64_t start);
 /* pidfd_open(2): a close-on-exec fd that polls readable when the process exits. */
 int proc_pidfd_open(pid_t pid);
+/* Raises RLIMIT_NOFILE's soft limit to its hard limit (what the box allows this process, at
+ * most 1 << 20); returns the soft limit now in force (> 0), or a negative errno. */
+long proc_raise_nofile(void);
+/* In a forked child before exec: the soft limit back to what it was before proc_raise_nofile
+ * (programs that loop over every possible descriptor, or use select(), expect the usual one).
+ * Async-signal-safe; a no-op when nothing was raised. */
+void proc_child_nofile(void);
 
 /* ---- sockets (net.c) --------------------------------------------------------------------- */
 

@@ -91,6 +91,7 @@ int exec_run(const char *const argv[], const struct exec_opts *o, int *out_statu
 	if (pid == 0) {
 		int fail;
 		setpgid(0, 0);
+		proc_child_nofile();
 		signal(SIGPIPE, SIG_DFL);
 		if (outpipe[1] >= 0) {
 			dup2(outpipe[1], 1);
@@ -237,6 +238,7 @@ int exec_spawn(const char *const argv[], const struct exec_spawn_opts *o, pid_t 
 		sigset_t none;
 		int fail;
 		setpgid(0, 0);
+		proc_child_nofile();
 		if (o->parent_death_signal > 0) {
 			prctl(PR_SET_PDEATHSIG, o->parent_death_signal);
 			if (getppid() != parent) /* the parent is already gone */

@@ -1,12 +1,13 @@
 /* proc: facts about processes from /proc and pidfds — the start time that tells a process
- * from a later one that reuses its pid, liveness (zombies count as gone), pidfd_open.
- * Reads only; never signals or waits. */
+ * from a later one that reuses its pid, liveness (zombies count as gone), pidfd_open — and the
+ * own descriptor limit raised to what the box allows. Never signals or waits. */
 #include "base/base.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -59,4 +60,30 @@ int proc_pidfd_open(pid_t pid)
 {
 	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
 	return fd < 0 ? -errno : fd;
+}
+
+static struct rlimit nofile_before; /* rlim_cur 0: not raised */
+
+void proc_child_nofile(void)
+{
+	if (nofile_before.rlim_cur)
+		setrlimit(RLIMIT_NOFILE, &nofile_before);
+}
+
+long proc_raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return -errno;
+	rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (1u << 20) ? (1u << 20)
+									     : rl.rlim_max;
+	if (rl.rlim_cur < want) {
+		struct rlimit nl = { want, rl.rlim_max };
+		if (setrlimit(RLIMIT_NOFILE, &nl) == 0) { /* else (above nr_open): keep what we have */
+			if (!nofile_before.rlim_cur)
+				nofile_before = rl;
+			rl = nl;
+		}
+	}
+	return rl.rlim_cur == RLIM_INFINITY ? (1L << 20) : (long)rl.rlim_cur;
 }

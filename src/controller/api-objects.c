@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,16 +302,12 @@ out:
 
 /* ---- body limits ---------------------------------------------------------------------------
  * evhttp 2.1 compares a request's Content-Length with its connection's limit right after the
- * headers and has no per-request hook before that (evhttp_set_newreqcb is 2.2). So the
- * controller makes each connection's bufferevent itself (evhttp_set_bevcb) and watches its
- * input: when a request line of an object route is at the front of the buffer, the limit is
- * raised to API_OBJECT_MAX (only ever raised there: bytes at the front may be a body); when a
- * request has been read (api_objects_next_limit, from on_request) the limit is set exactly
- * for what waits next: OBJSTORE_DIGESTS_BODY_MAX, API_OBJECT_MAX, else API_BODY_MAX. Handlers
- * check their own bound again after reading. evhttp passes the connection as its
- * bufferevent's callback argument (every 2.x release), which is how it is found here. */
+ * headers and has no per-request hook before that (evhttp_set_newreqcb is 2.2). conns.c follows
+ * each head as it arrives and, when it ends, sets the limit of the route its request line names
+ * (the large ones only for the unix socket or a head with the token). Handlers check their own
+ * bound again after reading. */
 
-static int64_t limit_for(const char *p, size_t n, bool *out_decided)
+int64_t api_objects_body_limit(const char *p, size_t n)
 {
 	static const struct {
 		const char *line;
@@ -322,59 +317,12 @@ static int64_t limit_for(const char *p, size_t n, bool *out_decided)
 	    {"POST /v1/objects/missing ", OBJSTORE_DIGESTS_BODY_MAX},
 	    {"POST /v1/objects/missing?", OBJSTORE_DIGESTS_BODY_MAX},
 	};
-	bool maybe = false;
 	for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
 		size_t k = strlen(routes[i].line);
-		if (n >= k && !memcmp(p, routes[i].line, k)) {
-			*out_decided = true;
+		if (n >= k && !memcmp(p, routes[i].line, k))
 			return routes[i].max;
-		}
-		maybe |= n < k && !memcmp(p, routes[i].line, n);
 	}
-	*out_decided = !maybe; /* a prefix of one of them: wait for more bytes */
 	return API_BODY_MAX;
-}
-
-static void set_limit(struct bufferevent *bev, bool raise_only)
-{
-	struct evhttp_connection *evcon = NULL;
-	char head[32];
-	bool decided;
-	bufferevent_getcb(bev, NULL, NULL, NULL, (void **)&evcon);
-	if (!evcon)
-		return;
-	ev_ssize_t n = evbuffer_copyout(bufferevent_get_input(bev), head, sizeof(head));
-	int64_t max = limit_for(head, n > 0 ? (size_t)n : 0, &decided);
-	if (!raise_only)
-		evhttp_connection_set_max_body_size(evcon, max);
-	else if (decided && max > API_BODY_MAX)
-		evhttp_connection_set_max_body_size(evcon, API_OBJECT_MAX);
-}
-
-static void on_input(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
-{
-	(void)b;
-	if (info->n_added)
-		set_limit(arg, true);
-}
-
-struct bufferevent *api_objects_bevcb(struct event_base *base, void *arg)
-{
-	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-	(void)arg;
-	if (bev && !evbuffer_add_cb(bufferevent_get_input(bev), on_input, bev)) {
-		bufferevent_free(bev);
-		return NULL;
-	}
-	return bev;
-}
-
-void api_objects_next_limit(struct evhttp_request *req)
-{
-	struct evhttp_connection *c = evhttp_request_get_connection(req);
-	struct bufferevent *bev = c ? evhttp_connection_get_bufferevent(c) : NULL;
-	if (bev)
-		set_limit(bev, false);
 }
 
 /* ---- answers and dispatch ------------------------------------------------------------------ */

@@ -523,6 +523,20 @@ static void metrics(struct server *srv, struct evhttp_request *req)
 	evbuffer_add_printf(b, "# HELP cairn_event_streams Open event streams.\n"
 			       "# TYPE cairn_event_streams gauge\ncairn_event_streams %d\n",
 			    srv->n_subs);
+	evbuffer_add_printf(b, "# HELP cairn_connections Open client connections (tcp: of them TCP; "
+			       "heads: still sending a request head).\n"
+			       "# TYPE cairn_connections gauge\ncairn_connections{kind=\"all\"} %d\n"
+			       "cairn_connections{kind=\"tcp\"} %d\ncairn_connections{kind=\"heads\"} %d\n",
+			    srv->n_conns, srv->n_tcp, srv->n_heads);
+	evbuffer_add_printf(b, "# HELP cairn_head_timeouts_total Connections closed for a request "
+			       "head not received within %d s.\n"
+			       "# TYPE cairn_head_timeouts_total counter\ncairn_head_timeouts_total %llu\n",
+			    CTL_HEAD_TIMEOUT_S, (unsigned long long)srv->head_timeouts);
+	evbuffer_add_printf(b, "# HELP cairn_tcp_accept_pauses_total Times the TCP listener stopped "
+			       "accepting at its limits.\n"
+			       "# TYPE cairn_tcp_accept_pauses_total counter\n"
+			       "cairn_tcp_accept_pauses_total %llu\n",
+			    (unsigned long long)srv->tcp_pauses);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, "OK", b);

@@ -1,12 +1,15 @@
 /* controller/body: parsing of everything a client sends besides the method — JSON bodies,
- * Idempotency-Key, Last-Event-ID, Authorization and the path. Pure functions over bytes with
- * bounds; they never crash on any input (fuzz/fuzz_api_body.c, fuzz/fuzz_api_headers.c). */
+ * Idempotency-Key, Last-Event-ID, Authorization and the path, and the request-head follower.
+ * Pure functions over bytes with bounds; they never crash on any input (fuzz/fuzz_api_body.c,
+ * fuzz/fuzz_api_headers.c, fuzz/fuzz_api_head_scan.c). */
 #include "controller/controller.h"
 
 #include <errno.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static int get_string(json_t *root, const char *key, char *out, size_t max, bool required,
 		      struct err *e)
@@ -140,6 +143,67 @@ const char *api_parse_bearer(const char *v)
 	while (*v == ' ')
 		v++;
 	return *v ? v : NULL;
+}
+
+bool api_token_ok(const char *authorization, const char *token)
+{
+	const char *tok = authorization ? api_parse_bearer(authorization) : NULL;
+	size_t n = token ? strlen(token) : 0;
+	return tok && n && strlen(tok) == n && CRYPTO_memcmp(tok, token, n) == 0;
+}
+
+void api_head_scan_reset(struct api_head_scan *h)
+{
+	h->first_line = h->line_over = h->auth_ok = h->done = false;
+	h->line_n = h->reqline_n = 0;
+}
+
+static void head_line(struct api_head_scan *h, const char *token)
+{
+	static const char auth[] = "authorization:";
+	size_t n = h->line_n, a = sizeof(auth) - 1;
+	if (n && h->line[n - 1] == '\r')
+		n--;
+	if (!h->first_line) {
+		h->first_line = true;
+		h->reqline_n = n < sizeof(h->reqline) ? n : sizeof(h->reqline);
+		memcpy(h->reqline, h->line, h->reqline_n);
+	} else if (!h->line_over && n > a && !strncasecmp(h->line, auth, a)) {
+		char v[API_HEAD_LINE_KEEP + 1];
+		while (a < n && (h->line[a] == ' ' || h->line[a] == '\t'))
+			a++;
+		while (n > a && (h->line[n - 1] == ' ' || h->line[n - 1] == '\t'))
+			n--;
+		memcpy(v, h->line + a, n - a);
+		v[n - a] = '\0';
+		h->auth_ok |= api_token_ok(v, token);
+	}
+	h->line_n = 0;
+	h->line_over = false;
+}
+
+size_t api_head_scan(struct api_head_scan *h, const char *p, size_t n, const char *token)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (h->done)
+			return i;
+		char c = p[i];
+		if (c != '\n') {
+			if (h->line_n < sizeof(h->line))
+				h->line[h->line_n++] = c;
+			else
+				h->line_over = true;
+			continue;
+		}
+		bool empty = !h->line_over && (h->line_n == 0 || (h->line_n == 1 && h->line[0] == '\r'));
+		if (empty && h->first_line)
+			h->done = true;
+		else if (empty)
+			h->line_n = 0; /* an empty line before the request line is skipped */
+		else
+			head_line(h, token);
+	}
+	return n;
 }
 
 bool api_app_name_ok(const char *s, size_t n)

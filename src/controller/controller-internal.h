@@ -7,6 +7,8 @@
 
 #include "controller/controller.h"
 
+#include "base/evrest.h"
+
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -17,6 +19,8 @@ struct evhttp;
 struct evhttp_bound_socket;
 struct evhttp_request;
 struct bufferevent;
+struct evconnlistener;
+struct evhttp_connection;
 struct config;
 
 /* ---- timeouts (docs/timeouts.md is the table; keep both in step) ---------------------------- */
@@ -38,7 +42,13 @@ struct config;
 #define CTL_EVENTS_KEEP_MS (30LL * 24 * 3600 * 1000) /* the event log keeps 30 days */
 #define CTL_QUEUE_MAX 8                 /* queued deploys per app; beyond: 409 queue_full */
 #define CTL_SSE_MAX 256                 /* concurrent event streams */
-#define CTL_CONN_MAX 1024
+#define CTL_CONN_MAX 1024               /* open client connections; beyond: 503 busy */
+#define CTL_HEAD_TIMEOUT_S 10           /* a whole request head, from accept or its first byte */
+/* ---- limits on what TCP clients hold (conns.c; docs/controller.md "Limits") ---------------- */
+#define CTL_TCP_CONN_MAX 768            /* TCP connections: the unix socket keeps the rest */
+#define CTL_FD_RESERVE 128              /* descriptors TCP clients never get (unix socket, db…) */
+#define CTL_HEADS_MAX 128               /* connections still sending a head; beyond: TCP waits */
+#define CTL_UNAUTH_BODY_MAX (64 * 1024) /* body read from a TCP head without the token */
 
 /* ---- executor: what a step does on a host ------------------------------------------------------ */
 
@@ -163,15 +173,30 @@ struct inflight {
 
 struct sse_sub;
 
-/* One open client connection (loop thread): counted against CTL_CONN_MAX from its first
- * request until it closes; what is waiting on it is told when it goes away. */
+/* One open client connection (loop thread, conns.c): counted from accept until it closes;
+ * what is waiting on it is told when it goes away. */
 struct conn_rec {
 	struct server *srv;
-	struct evhttp_connection *conn; /* borrowed */
+	struct evhttp_connection *conn; /* borrowed; NULL until the fix-up after accept */
+	struct bufferevent *bev; /* a reference held from accept to the fix-up, else NULL */
 	struct task *task;   /* a request of it waiting for the worker, or NULL */
 	struct sse_sub *sub; /* its event stream, or NULL */
 	bool busy;           /* a request of it is read and its answer not yet all written */
+	bool tcp;            /* came through the TCP listener */
+	bool over;           /* accepted past CTL_CONN_MAX: its request is answered 503 */
+	/* the current request head, followed as it arrives */
+	bool in_head;        /* a head is being received: counted in n_heads, deadline armed */
+	bool scanning;       /* its bytes go through hs (until the head ends) */
+	struct api_head_scan hs;
+	struct event *head_ev; /* owned: the head's deadline */
 	struct conn_rec *next;
+};
+
+/* A listener the controller watches (conns.c): rests after accept errors, and (TCP) is
+ * enabled only while the limits allow. */
+struct ctl_listener {
+	struct ev_rest rest;
+	bool on; /* accepting */
 };
 
 struct metric_req {
@@ -212,6 +237,12 @@ struct server {
 	struct event *ping_ev;       /* SSE keep-alive timer (loop thread) */
 	struct conn_rec *conns;      /* open connections (loop thread), owned */
 	int n_conns;
+	int n_tcp, n_fresh, n_heads; /* TCP ones, ones not yet fixed up, ones sending a head */
+	int tcp_max;                 /* TCP connections admitted: CTL_TCP_CONN_MAX or fewer */
+	long fd_limit;               /* RLIMIT_NOFILE in force */
+	uint64_t head_timeouts, tcp_pauses; /* for /metrics */
+	struct event *fresh_ev;      /* connections accepted this turn get their fix-up */
+	struct ctl_listener lst[2];  /* unix, TCP */
 
 	/* shutdown (loop thread): listeners closed, streams ended, waiting for the connections */
 	struct evhttp_bound_socket *bound[2]; /* the unix and TCP listeners, borrowed from http */
@@ -237,6 +268,20 @@ int server_open_store(const struct server *srv, struct store **out, struct err *
 void server__drop_request(struct evhttp_request *req);
 /* The record of a request's connection (NULL if none). */
 struct conn_rec *server_conn(struct server *srv, struct evhttp_request *req);
+void server__on_conn_close(struct evhttp_connection *c, void *arg); /* arg: its conn_rec */
+
+/* conns.c: connection records, admission, head deadlines and body limits */
+int server__conns_init(struct server *srv);
+void server__conns_done(struct server *srv); /* after evhttp_free */
+struct bufferevent *server__bevcb(struct event_base *base, void *arg); /* arg: the server */
+/* Watches listener i (0 unix, 1 TCP): admission (TCP) and rests after accept errors. */
+int server__listener_watch(struct server *srv, int i, struct evconnlistener *l, const char *name);
+void server__listener_forget(struct server *srv, int i); /* it is being closed */
+void server__conn_free(struct conn_rec *r);
+/* A request of r has been answered: the next head is followed from the buffered bytes. */
+void server__conn_next(struct conn_rec *r);
+/* The request line ended the head for the server's purposes (its handler runs). */
+void server__conn_head_read(struct conn_rec *r);
 
 /* api.c: POST deploys / rollback (loop thread) */
 void api__submit(struct server *srv, struct evhttp_request *req, const struct api_path *p);
@@ -246,10 +291,8 @@ json_t *api_job_json(struct store *st, const struct store_job *j, bool with_step
 
 /* api-objects.c: object upload by digest and release registration (loop thread) */
 void api_objects_handle(struct server *srv, struct evhttp_request *req, const struct api_path *p);
-/* Per-route body limits: evhttp_set_bevcb's callback, and the limit for a connection's next
- * request once one has been read (called first thing for every request). */
-struct bufferevent *api_objects_bevcb(struct event_base *base, void *arg);
-void api_objects_next_limit(struct evhttp_request *req);
+/* The body limit of the route a request line (its first n bytes) names. */
+int64_t api_objects_body_limit(const char *line, size_t n);
 
 /* events.c: server-sent events */
 void events_subscribe(struct server *srv, struct evhttp_request *req);

@@ -95,6 +95,24 @@ int api_parse_idem_key(const char *v, char out[STORE_IDEM_KEY_MAX + 1], struct e
 int api_parse_event_id(const char *v, int64_t *out);
 /* "Bearer TOKEN" → the token (borrowed, within v), or NULL. */
 const char *api_parse_bearer(const char *v);
+/* An Authorization value that carries `token` (compared in constant time); false for NULLs. */
+bool api_token_ok(const char *authorization, const char *token);
+
+/* The request-head follower (conns.c feeds it each connection's bytes as they arrive, before
+ * evhttp parses them): keeps the start of the request line (for its route's body limit) and
+ * notes whether an Authorization line carries the token; stops at the empty line that ends
+ * the head. Lines longer than API_HEAD_LINE_KEEP are skipped. Pure; fuzzed. */
+#define API_HEAD_LINE_KEEP 1024
+#define API_HEAD_REQLINE_KEEP 48
+struct api_head_scan {
+	bool first_line, line_over, auth_ok, done;
+	size_t line_n, reqline_n;
+	char line[API_HEAD_LINE_KEEP];
+	char reqline[API_HEAD_REQLINE_KEEP];
+};
+void api_head_scan_reset(struct api_head_scan *h);
+/* Returns the bytes used: through the LF that ends the head (h->done), or all n. */
+size_t api_head_scan(struct api_head_scan *h, const char *p, size_t n, const char *token);
 /* App names as in cairn.yml: [a-z0-9][a-z0-9_.-]{0,62}. */
 bool api_app_name_ok(const char *s, size_t n);
 

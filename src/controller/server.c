@@ -16,13 +16,11 @@
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <fcntl.h>
-#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -179,6 +177,7 @@ static void start_drain(struct server *srv)
 	srv->draining = true;
 	for (size_t i = 0; i < ARRAY_SIZE(srv->bound); i++)
 		if (srv->bound[i]) {
+			server__listener_forget(srv, (int)i);
 			evhttp_del_accept_socket(srv->http, srv->bound[i]);
 			srv->bound[i] = NULL;
 		}
@@ -199,9 +198,8 @@ static void start_drain(struct server *srv)
 }
 
 /* ---- connections ----------------------------------------------------------------------------
- * evhttp 2.1 has no hook before a connection's first request, so a connection is counted from
- * its first request until it closes; one that never sends a request is closed by the I/O
- * timeout. Over the bound, a new connection's request is answered 503 and it is closed. */
+ * Records are made when evhttp accepts a connection (conns.c: admission, head deadlines, body
+ * limits). Past CTL_CONN_MAX, a new connection's request is answered 503 and it is closed. */
 
 void server__drop_request(struct evhttp_request *req)
 {
@@ -209,7 +207,7 @@ void server__drop_request(struct evhttp_request *req)
 		evhttp_request_free(req);
 }
 
-static void on_conn_close(struct evhttp_connection *c, void *arg)
+void server__on_conn_close(struct evhttp_connection *c, void *arg)
 {
 	struct conn_rec *rec = arg;
 	struct server *srv = rec->srv;
@@ -220,13 +218,7 @@ static void on_conn_close(struct evhttp_connection *c, void *arg)
 	}
 	if (rec->sub)
 		events__gone(srv, rec->sub);
-	for (struct conn_rec **pp = &srv->conns; *pp; pp = &(*pp)->next)
-		if (*pp == rec) {
-			*pp = rec->next;
-			srv->n_conns--;
-			break;
-		}
-	free(rec);
+	server__conn_free(rec);
 	drain_check(srv);
 }
 
@@ -239,23 +231,12 @@ struct conn_rec *server_conn(struct server *srv, struct evhttp_request *req)
 	return NULL;
 }
 
-static bool admit(struct server *srv, struct evhttp_request *req)
+static bool admit(struct conn_rec *rec, struct evhttp_request *req)
 {
-	struct evhttp_connection *c = evhttp_request_get_connection(req);
-	struct conn_rec *rec;
-	if (!c || server_conn(srv, req))
+	if (!rec || !rec->over)
 		return true;
-	if (srv->n_conns >= CTL_CONN_MAX || !(rec = calloc(1, sizeof(*rec)))) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-		return false;
-	}
-	rec->srv = srv;
-	rec->conn = c;
-	rec->next = srv->conns;
-	srv->conns = rec;
-	srv->n_conns++;
-	evhttp_connection_set_closecb(c, on_conn_close, rec);
-	return true;
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+	return false;
 }
 
 void server_submit(struct server *srv, struct task *t)
@@ -330,8 +311,10 @@ static void on_request_complete(struct evhttp_request *req, void *arg)
 	struct api_path p;
 	api_match_path(evhttp_request_get_uri(req), &p);
 	count_request(srv, p.route, evhttp_request_get_response_code(req));
-	if (rec)
+	if (rec) {
 		rec->busy = false;
+		server__conn_next(rec);
+	}
 	drain_check(srv);
 }
 
@@ -344,10 +327,8 @@ static bool authorised(struct server *srv, struct evhttp_request *req)
 	/* the unix socket is guarded by its mode (0600): its peers have no port */
 	if (!srv->token || port == 0)
 		return true;
-	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-	const char *tok = h ? api_parse_bearer(h) : NULL;
-	size_t n = strlen(srv->token);
-	return tok && strlen(tok) == n && CRYPTO_memcmp(tok, srv->token, n) == 0;
+	return api_token_ok(evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization"),
+			    srv->token);
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -356,23 +337,26 @@ static void on_request(struct evhttp_request *req, void *arg)
 	struct api_path p;
 	const char *uri = evhttp_request_get_uri(req);
 
+	struct conn_rec *rec = server_conn(srv, req);
 	evhttp_request_set_on_complete_cb(req, on_request_complete, srv);
-	api_objects_next_limit(req);
+	if (rec)
+		server__conn_head_read(rec);
 	if (srv->draining) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 		server_reply_error(req, 503, "shutting_down", "the controller is stopping; retry when "
 							      "it is back");
 		return;
 	}
-	if (!admit(srv, req)) {
+	if (!admit(rec, req)) {
 		server_reply_error(req, 503, "busy", "too many open connections (%d); retry later",
 				   CTL_CONN_MAX);
 		return;
 	}
-	struct conn_rec *rec = server_conn(srv, req);
 	if (rec)
 		rec->busy = true;
 	if (!authorised(srv, req)) {
+		/* a client without the token keeps no connection open */
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
 		server_reply_error(req, 401, "unauthorized",
 				   "missing or wrong bearer token; pass --token-file with the file "
@@ -399,7 +383,8 @@ static int listen_unix(struct server *srv, struct err *e)
 		goto out;
 	struct evconnlistener *l = evconnlistener_new(srv->base, NULL, NULL,
 						     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-	if (!l || !(srv->bound[0] = evhttp_bind_listener(srv->http, l))) {
+	if (!l || !(srv->bound[0] = evhttp_bind_listener(srv->http, l)) ||
+	    server__listener_watch(srv, 0, l, "unix") < 0) {
 		if (!l)
 			close(fd);
 		r = err_set(e, ENOMEM, "cannot serve on %s", path);
@@ -455,6 +440,9 @@ static int listen_tcp(struct server *srv, struct err *e)
 		return err_set(e, CAIRN_EINPUT, "--listen %s: bad port", srv->o.listen);
 	if (!(srv->bound[1] = evhttp_bind_socket_with_handle(srv->http, host, (ev_uint16_t)port)))
 		return err_set(e, EADDRINUSE, "cannot listen on %s: %s", srv->o.listen, strerror(errno));
+	if (server__listener_watch(srv, 1, evhttp_bound_socket_get_listener(srv->bound[1]),
+				   "TCP") < 0)
+		return err_set(e, ENOMEM, "out of memory");
 	return 0;
 }
 
@@ -548,13 +536,11 @@ static void server_free(struct server *srv)
 {
 	struct metric_req *m, *mn;
 	srv->draining = false; /* the connections evhttp_free closes are not waited for */
+	for (int i = 0; i < 2; i++)
+		server__listener_forget(srv, i); /* evhttp_free closes them */
 	if (srv->http)
 		evhttp_free(srv->http); /* closes every connection: their records go with them */
-	while (srv->conns) {
-		struct conn_rec *r = srv->conns;
-		srv->conns = r->next;
-		free(r);
-	}
+	server__conns_done(srv);
 	if (srv->drain_ev)
 		event_free(srv->drain_ev);
 	if (srv->done_ev)
@@ -606,12 +592,15 @@ int controller_serve(const struct controller_opts *o, struct err *e)
 	pthread_cond_init(&srv.rcv, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	evthread_use_pthreads();
-	/* room for CTL_CONN_MAX clients besides the database, agents and probes */
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < CTL_CONN_MAX + 256) {
-		rl.rlim_cur = rl.rlim_max < CTL_CONN_MAX + 256 ? rl.rlim_max : CTL_CONN_MAX + 256;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
+	/* as many descriptors as the box allows; TCP clients get all but CTL_FD_RESERVE of them
+	 * (half when there are fewer than twice that), and at most CTL_TCP_CONN_MAX */
+	srv.fd_limit = proc_raise_nofile();
+	if (srv.fd_limit <= 0)
+		srv.fd_limit = 1024;
+	srv.tcp_max = (int)(srv.fd_limit >= 2 * CTL_FD_RESERVE ? srv.fd_limit - CTL_FD_RESERVE
+							     : srv.fd_limit / 2);
+	if (srv.tcp_max > CTL_TCP_CONN_MAX)
+		srv.tcp_max = CTL_TCP_CONN_MAX;
 	if ((r = fs_mkdir_p(o->state_dir, 0700, e)) < 0 || (r = take_lock(&srv, e)) < 0 ||
 	    (r = server_open_store(&srv, &srv.rd, e)) < 0)
 		goto out;
@@ -631,8 +620,12 @@ int controller_serve(const struct controller_opts *o, struct err *e)
 		r = err_set(e, ENOMEM, "cannot start the event loop");
 		goto out;
 	}
-	evhttp_set_max_body_size(srv.http, API_BODY_MAX); /* object routes: api-objects.c */
-	evhttp_set_bevcb(srv.http, api_objects_bevcb, NULL);
+	evhttp_set_max_body_size(srv.http, API_BODY_MAX); /* per request: conns.c */
+	evhttp_set_bevcb(srv.http, server__bevcb, &srv);
+	if (server__conns_init(&srv) < 0) {
+		r = err_set(e, ENOMEM, "out of memory");
+		goto out;
+	}
 	evhttp_set_max_headers_size(srv.http, API_HEADERS_MAX);
 	evhttp_set_timeout(srv.http, CTL_API_TIMEOUT_S);
 	evhttp_set_allowed_methods(srv.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |

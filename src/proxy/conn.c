@@ -77,6 +77,7 @@ void proxy__conn_close(struct loop *lp, struct conn *c, bool rst)
 	if (c->next)
 		c->next->prev = c->prev;
 	p->n_conns--;
+	proxy__fd_put(PROXY_FDS_PER_CONN);
 	proxy__upset_unref(c->ups);
 	c->ups = NULL;
 	c->grave_next = lp->grave;
@@ -216,8 +217,13 @@ static void conn_connected(struct loop *lp, struct conn *c)
 void proxy__accept(struct loop *lp, struct lproxy *p)
 {
 	for (int i = 0; i < 64; i++) {
-		int fd = accept4(p->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		/* the process's descriptor budget first: at it, the listener rests like on EMFILE */
+		int fd = proxy__fd_take(PROXY_FDS_PER_CONN)
+			     ? accept4(p->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)
+			     : (errno = EMFILE, -2);
 		if (fd < 0) {
+			if (fd == -1)
+				proxy__fd_put(PROXY_FDS_PER_CONN);
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
 				/* out of descriptors: a level-triggered listener would spin; pause it */
 				epoll_ctl(lp->ep, EPOLL_CTL_DEL, p->lfd, NULL);
@@ -228,11 +234,13 @@ void proxy__accept(struct loop *lp, struct lproxy *p)
 		if (p->n_conns >= lp->eng->o.max_conns || !p->ups || p->ups->n == 0) {
 			p->st.conns_refused_limit += p->n_conns >= lp->eng->o.max_conns;
 			close(fd);
+			proxy__fd_put(PROXY_FDS_PER_CONN);
 			continue;
 		}
 		struct conn *c = calloc(1, sizeof *c);
 		if (!c) {
 			close(fd);
+			proxy__fd_put(PROXY_FDS_PER_CONN);
 			continue;
 		}
 		c->p = p;

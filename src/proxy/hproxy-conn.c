@@ -34,7 +34,12 @@ void hproxy__accept(struct hloop *lp)
 	for (;;) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof ss;
-		int fd = accept4(lp->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		/* the process's descriptor budget first: at it, the listener rests like on EMFILE */
+		int fd = proxy__fd_take(PROXY_FDS_PER_CONN)
+			     ? accept4(lp->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC)
+			     : (errno = EMFILE, -2);
+		if (fd == -1)
+			proxy__fd_put(PROXY_FDS_PER_CONN);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
@@ -51,6 +56,7 @@ void hproxy__accept(struct hloop *lp)
 			free(c);
 			free(in);
 			close(fd);
+			proxy__fd_put(PROXY_FDS_PER_CONN);
 			continue;
 		}
 		c->tag = (struct hp_tag){ TAG_HP_CLIENT, c };
@@ -112,6 +118,7 @@ void hproxy__client_close(struct hcl *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	lp->n_clients--;
+	proxy__fd_put(PROXY_FDS_PER_CONN);
 	c->next = lp->dead_cl;
 	lp->dead_cl = c;
 }
@@ -136,8 +143,11 @@ ssize_t hproxy__client_read(struct hcl *c)
 	}
 	if (c->in_len == c->in_cap && c->state == CS_HEAD && c->in_cap <= o->max_header_bytes) {
 		size_t nc = c->in_cap * 2;
+		if (c->lp->in_grown + (nc - c->in_cap) > HP_LOOP_GROW_MAX)
+			return -ENOBUFS; /* the loop's room for large heads is taken */
 		char *np = realloc(c->in, nc);
 		if (np) {
+			c->lp->in_grown += nc - c->in_cap;
 			c->in = np;
 			c->in_cap = nc;
 		}
@@ -232,9 +242,25 @@ static bool head_step(struct hcl *c)
 	size_t avail = c->in_len - c->in_off;
 	ssize_t n = -EAGAIN;
 
+	if (!avail && c->in_cap > HP_IN_CHUNK) {
+		/* between requests: a buffer grown for a large head goes back to its first size */
+		char *np = realloc(c->in, HP_IN_CHUNK);
+		if (np) {
+			lp->in_grown -= c->in_cap - HP_IN_CHUNK;
+			hproxy__in_freed(lp, c->in_cap - HP_IN_CHUNK);
+			c->in = np;
+			c->in_cap = HP_IN_CHUNK;
+			c->in_off = c->in_len = 0;
+			c->scan = 0;
+		}
+	}
 	if (avail <= c->scan) {
 		n = hproxy__client_read(c);
 		avail = c->in_len - c->in_off;
+	}
+	if (n == -ENOBUFS) {
+		hproxy__client_answer(c, 503, "too many large request heads at once; retry");
+		return true;
 	}
 	if (avail <= c->scan && avail < o->max_header_bytes) {
 		if (n != -EAGAIN)

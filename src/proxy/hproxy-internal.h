@@ -13,6 +13,9 @@
 #include <sys/uio.h>
 
 #define HP_IN_CHUNK 16384    /* client read buffer; grows up to the head limit for a head */
+#define HP_LOOP_GROW_MAX (8u << 20) /* per loop: client buffers grown past HP_IN_CHUNK, all
+				     * together; a head that needs more room then gets 503 */
+#define HP_TRIM_AFTER (4u << 20) /* client buffer bytes freed before malloc_trim returns them */
 #define HP_RESP_CHUNK 65536  /* upstream read buffer */
 #define HP_LABELS_MAX 64     /* labels with counters per loop */
 #define HP_HEADERS_MAX 128   /* header fields in a request head, more → 431 */
@@ -157,6 +160,8 @@ struct hloop {
 	bool stopped, quitting;
 	int64_t quit_at;
 	int64_t accept_at; /* out of descriptors: the listener rests until then (0: listening) */
+	size_t in_grown;   /* bytes of its clients' in[] beyond HP_IN_CHUNK (HP_LOOP_GROW_MAX) */
+	size_t in_freed;   /* bytes of client buffers freed since the last malloc_trim */
 	struct hp_pool **pools; /* owned */
 	size_t n_pools;
 	struct hp_pool **set_pool; /* pool of each entry of set */
@@ -184,6 +189,9 @@ struct hproxy {
 };
 
 /* hproxy.c: the loops */
+/* A client buffer of cap bytes was freed or shrunk by that much: counted, and returned to the
+ * system (malloc_trim) once HP_TRIM_AFTER bytes have been. */
+void hproxy__in_freed(struct hloop *lp, size_t bytes);
 void hproxy__timer_arm(struct hloop *lp, struct hp_timer *t, int kind);
 void hproxy__timer_stop(struct hp_timer *t);
 void hproxy__ep_add(struct hloop *lp, int fd, struct hp_tag *tag);

@@ -5,6 +5,7 @@
 #include "proxy/hproxy-internal.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -191,12 +192,25 @@ static void take_changes(struct hloop *lp)
 	pthread_mutex_unlock(&h->mu);
 }
 
+void hproxy__in_freed(struct hloop *lp, size_t bytes)
+{
+	lp->in_freed += bytes;
+	if (lp->in_freed >= HP_TRIM_AFTER) {
+		/* heads that left: without this the loop's arena keeps their pages */
+		malloc_trim(0);
+		lp->in_freed = 0;
+	}
+}
+
 static void reap(struct hloop *lp)
 {
 	while (lp->dead_cl) {
 		struct hcl *c = lp->dead_cl;
 		lp->dead_cl = c->next;
+		if (c->in_cap > HP_IN_CHUNK)
+			lp->in_grown -= c->in_cap - HP_IN_CHUNK;
 		free(c->in);
+		hproxy__in_freed(lp, c->in_cap);
 		buf_done(&c->head);
 		buf_done(&c->ans);
 		free(c);

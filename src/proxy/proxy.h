@@ -101,6 +101,18 @@ struct proxy_stats {
 };
 int proxy_engine_stats(struct proxy_engine *eng, int64_t id, struct proxy_stats *out);
 
+/* ---- descriptors: one budget for every proxy of the process (budget.c) -------------------
+ * A process that serves more than its proxies (the agent: its API, instances, probes) caps the
+ * descriptors the proxies' client connections may hold: each counts PROXY_FDS_PER_CONN (its
+ * own and its upstream's). At the budget a proxy stops accepting for a moment (new clients
+ * wait in the listen backlog) until connections close. 0, the default: no budget. */
+#define PROXY_FDS_PER_CONN 2
+void proxy_fd_budget_set(long n);
+long proxy_fd_budget_used(void);
+/* Internal to the proxies: take k descriptors of the budget (false: over it), give them back. */
+bool proxy__fd_take(int k);
+void proxy__fd_put(int k);
+
 /* ---- protocol modules -------------------------------------------------------------------- */
 
 /* A protocol module sits on a connection's buffered path (the HTTP/1.1 mode of the rollout

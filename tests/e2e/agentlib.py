@@ -114,8 +114,9 @@ def pid_alive(pid):
 class Agent:
     """A `cairn agent` process on a private state directory."""
 
-    def __init__(self, binary, state, env=None):
+    def __init__(self, binary, state, env=None, preexec=None):
         self.binary = binary
+        self.preexec = preexec  # run in the child before exec (e.g. a lower RLIMIT_NOFILE)
         self.state = Path(state)
         self.sock = self.state / "agent.sock"
         self.env = dict(os.environ, CAIRN_STATE=str(state), CAIRN_LOG="info", **(env or {}))
@@ -127,7 +128,7 @@ class Agent:
         out = open(self.log, "ab")
         self.proc = subprocess.Popen([self.binary, "agent", "--state", str(self.state)],
                                      stdout=out, stderr=out, env=self.env,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=self.preexec)
         out.close()
         wait_for(self.up, "the agent to answer on its socket")
         return self

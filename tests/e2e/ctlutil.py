@@ -72,8 +72,9 @@ def make_app(cairn, name="demo", hosts="[local]", version="1"):
 class Controller:
     """A `cairn serve` process with the test executor (needs a test_hooks build)."""
 
-    def __init__(self, cairn, tmp, env=None, args=()):
+    def __init__(self, cairn, tmp, env=None, args=(), preexec=None):
         self.cairn = cairn
+        self.preexec = preexec  # run in the child before exec (e.g. a lower RLIMIT_NOFILE)
         self.sock = str(cairn.state / "cairn.sock")
         self.exec_log = tmp / "exec.log"
         self.env = dict(os.environ, CAIRN_STATE=str(cairn.state), CAIRN_TEST_EXECUTOR="log",
@@ -92,7 +93,8 @@ class Controller:
         log = open(self.cairn.state.parent / f"serve-{len(self.logs)}.log", "w")
         self.logs.append(log.name)
         self.proc = subprocess.Popen([BIN, "serve", "--no-agent", *self.args], env=e,
-                                     stdout=log, stderr=subprocess.STDOUT)
+                                     stdout=log, stderr=subprocess.STDOUT,
+                                     preexec_fn=self.preexec)
         log.close()
         wait_for(self._up, what="controller socket")
         return self

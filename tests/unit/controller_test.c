@@ -172,6 +172,40 @@ static void test_paths(void **state)
 	assert_false(api_app_name_ok("", 0));
 }
 
+static void test_head_scan(void **state)
+{
+	struct api_head_scan h;
+	const char *tok = "0123456789abcdef0123";
+	const char *head = "\r\nPUT /v1/objects/ab HTTP/1.1\r\nHost: x\r\n"
+			   "authorization:  Bearer 0123456789abcdef0123 \r\n\r\nBODY";
+	(void)state;
+	/* fed a byte at a time: the head ends at its empty line, the body is not taken */
+	api_head_scan_reset(&h);
+	size_t used = 0, n = strlen(head);
+	for (size_t i = 0; i < n && !h.done; i++)
+		used += api_head_scan(&h, head + i, 1, tok);
+	assert_true(h.done && h.auth_ok);
+	assert_int_equal(used, n - 4);
+	assert_int_equal(h.reqline_n, strlen("PUT /v1/objects/ab HTTP/1.1"));
+	assert_memory_equal(h.reqline, "PUT /v1/objects/ab", 18);
+	/* in one piece, with a wrong token and bare LFs */
+	api_head_scan_reset(&h);
+	const char *bad = "GET / HTTP/1.1\nAuthorization: Bearer 0123456789abcdef0124\n\nX";
+	assert_int_equal(api_head_scan(&h, bad, strlen(bad), tok), strlen(bad) - 1);
+	assert_true(h.done && !h.auth_ok);
+	/* a line longer than kept is skipped, the head still ends; no token: never authorised */
+	char big[3000];
+	memset(big, 'a', sizeof(big));
+	memcpy(big, "GET / HTTP/1.1\r\nX: ", 19);
+	memcpy(big + sizeof(big) - 4, "\r\n\r\n", 4);
+	api_head_scan_reset(&h);
+	assert_int_equal(api_head_scan(&h, big, sizeof(big), NULL), sizeof(big));
+	assert_true(h.done && !h.auth_ok);
+	assert_false(api_token_ok("Bearer x", NULL));
+	assert_false(api_token_ok(NULL, tok));
+	assert_true(api_token_ok("Bearer 0123456789abcdef0123", tok));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -180,6 +214,7 @@ int main(void)
 		cmocka_unit_test(test_body_and_fingerprint),
 		cmocka_unit_test(test_headers),
 		cmocka_unit_test(test_paths),
+		cmocka_unit_test(test_head_scan),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
