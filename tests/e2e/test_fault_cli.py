@@ -77,7 +77,8 @@ def test_cli_json(fault, echo):
     j = json.loads(cli(fault, "toggle", "p", "--json").stdout)
     assert j["enabled"] is False
     j = json.loads(cli(fault, "toxic", "add", "p", "-t", "nope", "--json", check=2).stdout)
-    assert j["error"]["message"] == "HTTP 400: invalid toxic type"
+    assert j["error"]["message"].startswith('HTTP 400: invalid toxic type "nope"; valid types: '
+                                            'latency, bandwidth,')
 
 
 def test_cli_exit_codes(fault, echo):
