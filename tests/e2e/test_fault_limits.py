@@ -4,33 +4,18 @@ lead back to the proxy, attribute values out of range (negative, or large enough
 the engine's time arithmetic), unknown attributes and toxic types — each with a message that
 says what would have been right, and nothing changed."""
 import json
-import os
 import socket
 import subprocess
 
 import pytest
 
 from conftest import BIN
-from faultkit import connect, echo, fault, recv_exact, start_server, stop_server  # noqa: F401
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from faultkit import (connect, echo, fault, fault_cli as cli, free_port, recv_exact,  # noqa: F401
+                      start_server, stop_server)
 
 
 def err(text):
     return json.loads(text)["error"]
-
-
-def cli(fault, *args, check=0):
-    p = subprocess.run([BIN, "fault", *args, "--addr", fault.addr], capture_output=True,
-                       text=True, timeout=60)
-    assert p.returncode == check, f"{args}: exit {p.returncode}\n{p.stdout}\n{p.stderr}"
-    return p
 
 
 # ---- item 14: attribute ranges ----
