@@ -1,6 +1,7 @@
 /* fault: the Toxiproxy-compatible model — named proxies with their toxics, and the routing of
  * API requests onto it (toxiproxy-api.md §1.2–1.5: shapes, codes, quirks). It owns the names
- * and texts; the engine owns sockets and bytes. One lock serialises requests. */
+ * and texts; the engine owns sockets and bytes; fault-policy.c decides what a proxy may bind and
+ * where it may send, before anything changes. One lock serialises requests. */
 #include "proxy/fault-internal.h"
 
 #include <errno.h>
@@ -100,12 +101,13 @@ static int start(struct fault *f, struct fproxy *p, struct err *e)
 	char bound[NET_ADDR_STRLEN];
 	struct net_addr ba;
 	size_t n = 0;
+	struct err ignored;
 	int r = fault__listen_check(f, p->listen, NULL, e);
 	if (r < 0)
 		return r;
 	if ((r = proxy_engine_enable(f->eng, p->id, p->listen, bound, e)) < 0)
 		return r;
-	if (net_resolve_tcp(bound, true, &ba, 1, &n, e) == 0 &&
+	if (net_resolve_tcp(bound, true, &ba, 1, &n, &ignored) == 0 &&
 	    (r = fault__route_check(f, p, &ba, p->upstream, e)) < 0) {
 		proxy_engine_disable(f->eng, p->id);
 		return r;
@@ -335,8 +337,12 @@ static int populate(struct fault *f, const char *body, size_t n, struct fault_re
 			char tmp[NET_ADDR_STRLEN];
 			const char *l;
 			fault__loopback_listen(ins[i].listen ? ins[i].listen : "", tmp, sizeof tmp, &l);
-			if (fault__listen_check(f, l, NULL, &e) == -EACCES)
-				r = -EACCES, err_prefix(&e, "proxy %zu (%s)", i + 1, ins[i].name);
+			if (fault__listen_check(f, l, NULL, &e) == -EACCES) {
+				err_prefix(&e, "proxy %zu (%s)", i + 1, ins[i].name);
+				r = -EACCES;
+			} else {
+				r = 0; /* a listen that does not resolve fails at its bind, as in Go */
+			}
 		}
 	}
 	if (r == 0 && f->n + cnt > FAULT_PROXIES_MAX)
