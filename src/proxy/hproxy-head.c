@@ -70,10 +70,10 @@ static bool name_is(struct slice s, const char *name)
 	return s.n == strlen(name) && !strncasecmp(s.p, name, s.n);
 }
 
-/* Does a comma-separated header value hold `tok` (case-insensitive)? */
-static bool has_token(struct slice v, const char *tok)
+/* Does a comma-separated header value hold the token tok (case-insensitive)? */
+static bool has_token_n(struct slice v, struct slice tok)
 {
-	size_t tn = strlen(tok), i = 0;
+	size_t tn = tok.n, i = 0;
 	while (i < v.n) {
 		while (i < v.n && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ','))
 			i++;
@@ -83,10 +83,15 @@ static bool has_token(struct slice v, const char *tok)
 		size_t e = i;
 		while (e > s && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t'))
 			e--;
-		if (e - s == tn && !strncasecmp(v.p + s, tok, tn))
+		if (e - s == tn && !strncasecmp(v.p + s, tok.p, tn))
 			return true;
 	}
 	return false;
+}
+
+static bool has_token(struct slice v, const char *tok)
+{
+	return has_token_n(v, (struct slice){ tok, strlen(tok) });
 }
 
 /* RFC 9110 5.6.2 tchar: what a header name is made of (the parser also lets SP through). */
@@ -106,13 +111,8 @@ static bool is_token(struct slice s)
 /* Is header name nm listed in a Connection value (RFC 9110 7.6.1: hop-by-hop by declaration)? */
 static bool named_in_connection(const struct hdr *h, size_t n, struct slice nm)
 {
-	char tok[64];
-	if (nm.n >= sizeof tok)
-		return false;
-	memcpy(tok, nm.p, nm.n);
-	tok[nm.n] = 0;
 	for (size_t i = 0; i < n; i++)
-		if (name_is(h[i].name, "connection") && has_token(h[i].value, tok))
+		if (name_is(h[i].name, "connection") && has_token_n(h[i].value, nm))
 			return true;
 	return false;
 }

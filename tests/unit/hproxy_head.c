@@ -216,6 +216,13 @@ static void test_connection_named_and_hop_by_hop_dropped(void **st)
 					 "X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: http\r\n"
 					 "X-Forwarded-Host: a\r\nConnection: keep-alive\r\n\r\n");
 	assert_false(in.keep_alive);
+	/* however long the name */
+	const char *lng = "GET / HTTP/1.1\r\nHost: a\r\n"
+			  "X-0123456789012345678901234567890123456789012345678901234567890123456789: s\r\n"
+			  "Connection: X-0123456789012345678901234567890123456789012345678901234567890123456789"
+			  "\r\n\r\n";
+	assert_int_equal(parse(lng, 65536, NULL, &b, &in), (int)strlen(lng));
+	assert_string_equal(buf_str(&b), "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n");
 	buf_done(&b);
 }
 
