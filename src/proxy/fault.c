@@ -105,9 +105,11 @@ static int start(struct fault *f, struct fproxy *p, struct err *e)
 	int r = fault__listen_check(f, p->listen, NULL, e);
 	if (r < 0)
 		return r;
+	const char *c = strrchr(p->listen, ':');
+	bool any_port = !c || !strcmp(c + 1, "0"); /* a fixed port was checked with its upstream */
 	if ((r = proxy_engine_enable(f->eng, p->id, p->listen, bound, e)) < 0)
 		return r;
-	if (net_resolve_tcp(bound, true, &ba, 1, &n, &ignored) == 0 &&
+	if (any_port && net_resolve_tcp(bound, true, &ba, 1, &n, &ignored) == 0 &&
 	    (r = fault__route_check(f, p, &ba, p->upstream, e)) < 0) {
 		proxy_engine_disable(f->eng, p->id);
 		return r;
