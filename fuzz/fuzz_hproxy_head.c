@@ -1,6 +1,6 @@
 /* fuzz_hproxy_head: the reverse proxy's request-head parser/rewriter on arbitrary bytes: no
- * crash, a head length within the input and the limit, and a rewritten head that parses again
- * to the same request (method, framing). */
+ * crash, a head length within the input and the limit, and a rewritten head with CRLF line
+ * ends and no obs-fold that parses again to the same request (method, framing). */
 #include "proxy/proxy.h"
 
 #include <http_parser.h>
@@ -21,6 +21,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (r > 0) {
 		if ((size_t)r > size || (size_t)r > max || out.len == 0)
 			abort();
+		/* what goes upstream is unambiguous: CRLF line ends, no obs-fold */
+		for (size_t i = 0; i < out.len; i++)
+			if (out.data[i] == '\n' && (i == 0 || out.data[i - 1] != '\r' ||
+			    (i + 1 < out.len && (out.data[i + 1] == ' ' || out.data[i + 1] == '\t'))))
+				abort();
 		/* what goes upstream is itself one valid head of the same request */
 		int r2 = hproxy_parse_head(out.data, out.len, 2 * max + 1024, NULL, &again, &info2);
 		/* -431 again only when the added X-Forwarded-* fields pass the field count limit */

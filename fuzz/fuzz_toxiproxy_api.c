@@ -1,7 +1,8 @@
 /* fuzz toxiproxy api: arbitrary bytes as the JSON bodies of the Toxiproxy-compatible API — the
  * proxy, populate and toxic decoders directly, and the toxic create/update routes through
- * fault_handle on a disabled proxy (nothing binds). Every reply must be a known status with a
- * body that is valid JSON (error bodies included: clients decode them). */
+ * fault_handle on a disabled proxy (nothing binds) — and as an --allow-listen entry. Every reply
+ * must be a known status with a body that is valid JSON (error bodies included: clients decode
+ * them). */
 #include "proxy/proxy.h"
 
 #include <jansson.h>
@@ -63,6 +64,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int st = 0;
 
 	fault__parse_any(body, n, &e);
+	{ /* the body as an --allow-listen entry: parsed or refused, never more */
+		char spec[128];
+		size_t k = n < sizeof spec - 1 ? n : sizeof spec - 1;
+		memcpy(spec, body, k);
+		spec[k] = 0;
+		struct fault *g = fault_new(eng);
+		int ra = fault_allow_listen(g, spec, &e);
+		if (ra != 0 && ra != -CAIRN_EINPUT)
+			__builtin_trap();
+		fault_free(g);
+	}
 	switch (data[0] % 3) {
 	case 0: /* create a toxic, then read it back and remove it */
 		call("POST", "/proxies/p/toxics", body, n, &st);

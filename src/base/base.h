@@ -98,6 +98,9 @@ bool str_starts(const char *s, const char *prefix);
 bool str_ends(const char *s, const char *suffix);
 /* Levenshtein distance, capped at `cap` (returns cap when larger) — for "did you mean". */
 size_t str_edit_distance(const char *a, const char *b, size_t cap);
+/* The name of the NULL-terminated list nearest to s (a third of its length or fewer edits, at
+ * least 2), or NULL: the "did you mean" of config keys, enums and API attributes. */
+const char *str_nearest(const char *s, const char *const names[]);
 /* Appends s to b as a JSON/C-ish quoted string for messages: "a\"b". */
 int buf_add_quoted(struct buf *b, const char *s);
 

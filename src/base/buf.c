@@ -261,6 +261,21 @@ size_t str_edit_distance(const char *a, const char *b, size_t cap)
 	return i < cap ? i : cap;
 }
 
+const char *str_nearest(const char *s, const char *const names[])
+{
+	size_t len = strlen(s), cap = len / 3 > 2 ? len / 3 + 1 : 3, best = cap;
+	const char *found = NULL;
+
+	for (size_t i = 0; names[i]; i++) {
+		size_t d = str_edit_distance(s, names[i], cap);
+		if (d < best) {
+			best = d;
+			found = names[i];
+		}
+	}
+	return found;
+}
+
 void strv_init(struct strv *s)
 {
 	s->v = NULL;

@@ -19,7 +19,7 @@ static const char help[] =
 	"\n"
 	"SYNOPSIS\n"
 	"    cairn fault serve [--listen ADDR] [--threads N] [--seed N] [--config FILE]\n"
-	"                      [--proxy-metrics]\n"
+	"                      [--proxy-metrics] [--allow-listen ADDR[/BITS]]...\n"
 	"    cairn fault list [--addr ADDR] [--json]\n"
 	"    cairn fault inspect PROXY\n"
 	"    cairn fault create PROXY -l LISTEN -u UPSTREAM [--disabled]\n"
@@ -33,7 +33,10 @@ static const char help[] =
 	"DESCRIPTION\n"
 	"    'serve' runs TCP proxies and the Toxiproxy HTTP API (default 127.0.0.1:8474), so\n"
 	"    existing Toxiproxy clients and test suites work unchanged. It binds to loopback\n"
-	"    unless told otherwise and refuses browser user agents. It prints one line,\n"
+	"    unless told otherwise and refuses browser user agents. Proxies listen on\n"
+	"    loopback only (127.0.0.0/8, ::1; an empty host means 127.0.0.1), never on a port\n"
+	"    below 1024, unless --allow-listen names more addresses; a proxy whose upstream\n"
+	"    is the API itself, or leads back to the proxy, is refused. It prints one line,\n"
 	"    'cairn fault: API listening on ADDR', once it accepts requests, and runs until\n"
 	"    SIGINT or SIGTERM.\n"
 	"\n"
@@ -41,8 +44,10 @@ static const char help[] =
 	"    latency (latency, jitter ms), bandwidth (rate KB/s), slow_close (delay ms),\n"
 	"    timeout (timeout ms), reset_peer (timeout ms), slicer (average_size,\n"
 	"    size_variation bytes, delay us), limit_data (bytes), noop. 'down' is a disabled\n"
-	"    proxy: 'cairn fault toggle'. Toxicity is the probability that a connection gets\n"
-	"    the toxic. See docs/faults.md.\n"
+	"    proxy: 'cairn fault toggle'. Attributes are whole numbers from 0 to 2147483647\n"
+	"    (limit_data bytes: to 2^53); the server refuses others and names it does not\n"
+	"    know. Toxicity is the probability that a connection gets the toxic. See\n"
+	"    docs/faults.md.\n"
 	"\n"
 	"OPTIONS\n"
 	"    --addr ADDR        the API of a running 'cairn fault serve' (default\n"
@@ -56,6 +61,10 @@ static const char help[] =
 	"                       /populate's format (toxiproxy-server -config)\n"
 	"    --proxy-metrics    serve: GET /metrics answers bytes received and sent per proxy\n"
 	"                       and direction (Prometheus text, Toxiproxy's metric names)\n"
+	"    --allow-listen ADDR[/BITS]  serve: proxies may also listen on these addresses\n"
+	"                       (repeatable; 10.0.0.5, 10.0.0.0/8, 0.0.0.0 = every IPv4\n"
+	"                       interface, :: = every interface). Anyone who can reach such a\n"
+	"                       proxy reaches its upstream; the API stays where --listen says\n"
 	"    -l, --listen ADDR  create: the proxy's listen address (HOST:PORT, port 0 for any)\n"
 	"    -u, --upstream ADDR  create: where connections go; toxic add: upstream stream\n"
 	"    -d, --downstream   toxic add: the downstream stream (the default)\n"
@@ -105,7 +114,7 @@ static bool is_json_config(const char *path)
 }
 
 static int serve(const struct cli_ctx *ctx, const char *listen, int threads, uint64_t seed,
-		 const char *config, bool proxy_metrics)
+		 const char *config, bool proxy_metrics, const char *const *allow, size_t n_allow)
 {
 	struct config *yml = NULL;
 	struct proxy_engine_opts o = { .threads = threads, .seed = seed };
@@ -146,6 +155,11 @@ static int serve(const struct cli_ctx *ctx, const char *listen, int threads, uin
 		return cli_fail(ctx, &e);
 	}
 	fault_set_metrics(f, proxy_metrics);
+	for (size_t i = 0; i < n_allow; i++)
+		if (fault_allow_listen(f, allow[i], &e) < 0) {
+			rc = cli_fail(ctx, &e);
+			goto out;
+		}
 	if (yml && fault_apply_config(f, yml, &e) < 0) {
 		rc = cli_fail(ctx, &e);
 		goto out;
@@ -181,12 +195,15 @@ static int run_serve(int argc, char **argv)
 					      { "threads", required_argument, NULL, 'T' },
 					      { "seed", required_argument, NULL, 's' },
 					      { "proxy-metrics", no_argument, NULL, 'M' },
+					      { "allow-listen", required_argument, NULL, 'A' },
 					      { NULL, 0, NULL, 0 } };
 	struct cli_ctx ctx = { .cmd = cli_cmd_fault.name };
 	const char *listen = NULL; /* --listen, else faults.listen of -c FILE, else 127.0.0.1:8474 */
 	long threads = 1;
 	unsigned long long seed = 0;
 	bool proxy_metrics = false;
+	const char *allow[64]; /* --allow-listen, borrowed from argv */
+	size_t n_allow = 0;
 	char *end;
 	int c;
 
@@ -206,6 +223,12 @@ static int run_serve(int argc, char **argv)
 		case 'M':
 			proxy_metrics = true;
 			break;
+		case 'A':
+			if (n_allow == ARRAY_SIZE(allow))
+				return cli_usage(&cli_cmd_fault, "--allow-listen: at most %zu entries",
+						 ARRAY_SIZE(allow));
+			allow[n_allow++] = optarg;
+			break;
 		case 'T':
 			threads = strtol(optarg, &end, 10);
 			if (*end || threads < 1 || threads > 64)
@@ -223,7 +246,8 @@ static int run_serve(int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage(&cli_cmd_fault, "serve takes no argument ('%s')", argv[optind]);
-	return serve(&ctx, listen, (int)threads, seed, ctx.config_path, proxy_metrics);
+	return serve(&ctx, listen, (int)threads, seed, ctx.config_path, proxy_metrics, allow,
+		     n_allow);
 }
 
 static int run(int argc, char **argv)

@@ -73,17 +73,7 @@ int config__type_err(struct cfg_parse *p, const struct cnode *n, const char *pat
 
 const char *config__nearest(const char *s, const char *const names[])
 {
-	size_t len = strlen(s), cap = len / 3 > 2 ? len / 3 + 1 : 3, best = cap;
-	const char *found = NULL;
-
-	for (size_t i = 0; names[i]; i++) {
-		size_t d = str_edit_distance(s, names[i], cap);
-		if (d < best) {
-			best = d;
-			found = names[i];
-		}
-	}
-	return found;
+	return str_nearest(s, names);
 }
 
 void config__path(char *out, const char *parent, const char *key)

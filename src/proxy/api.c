@@ -1,8 +1,8 @@
 /* fault api: the Toxiproxy-compatible HTTP listener — libevent's evhttp in a thread of its own.
  * It refuses browsers (a DNS-rebinding guard), bounds bodies and slow clients, adds the
  * request-id header and hands each request to fault_handle; it never touches sockets of the
- * data path. */
-#include "proxy/proxy.h"
+ * data path. Its bound address is given to the fault layer, which refuses proxies to it. */
+#include "proxy/fault-internal.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -150,6 +150,11 @@ int fault_api_start(struct fault *f, const char *listen, struct fault_api **out,
 		return fd;
 	}
 	net_local_addr_str(fd, out_addr, NET_ADDR_STRLEN);
+	if ((r = fault__set_api(f, out_addr, e)) < 0) { /* no proxy may lead to the API */
+		close(fd);
+		api_free(api);
+		return r;
+	}
 	api->base = event_base_new();
 	api->http = api->base ? evhttp_new(api->base) : NULL;
 	api->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

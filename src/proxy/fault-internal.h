@@ -46,6 +46,15 @@ struct fproxy {
 	size_t n_tox[2];
 };
 
+#define FAULT_ALLOW_MAX 64
+
+/* An --allow-listen entry: addresses a proxy may bind besides loopback. */
+struct fault_prefix {
+	int family; /* AF_INET or AF_INET6 */
+	unsigned char ip[16];
+	int bits;
+};
+
 /* The fault layer; one lock serialises API requests. */
 struct fault {
 	struct proxy_engine *eng; /* borrowed */
@@ -53,7 +62,24 @@ struct fault {
 	struct fproxy **v; /* owned, sorted by name (Go's map keys are marshalled sorted) */
 	size_t n, cap;
 	bool metrics;
+	struct fault_prefix allow[FAULT_ALLOW_MAX];
+	size_t n_allow;
+	struct net_addr api; /* where the API listens, once has_api */
+	bool has_api;
 };
+
+/* fault-policy.c. "" and ":PORT" → "127.0.0.1:PORT" in tmp (true); else *out = listen. */
+bool fault__loopback_listen(const char *listen, char *tmp, size_t n, const char **out);
+/* Resolves listen (first address) and checks it may be bound: loopback or allowed, not a
+ * privileged port. -EACCES when refused; a resolve error as net_resolve_tcp gives it. */
+int fault__listen_check(const struct fault *f, const char *listen, struct net_addr *out,
+			struct err *e);
+/* Follows upstream through the proxies' listeners (self excluded): -EACCES when it reaches the
+ * API, -ELOOP when it reaches self_listen (NULL: not bound yet). */
+int fault__route_check(struct fault *f, const struct fproxy *self,
+		       const struct net_addr *self_listen, const char *upstream, struct err *e);
+/* Records the API's bound address and checks the proxies that exist already (takes the lock). */
+int fault__set_api(struct fault *f, const char *bound, struct err *e);
 
 int fault__metrics(struct fault *f, struct fault_reply *out);
 

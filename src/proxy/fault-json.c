@@ -141,27 +141,68 @@ int fault__toxic_in(json_t *j, struct fault_toxic_in *out, struct err *e)
 	return 0;
 }
 
-int fault__attrs_in(json_t *attrs, enum proxy_toxic_type t, int64_t a[3], struct err *e)
+/* "latency, jitter" (or "none") for messages. */
+static void attr_list(enum proxy_toxic_type t, char *out, size_t n)
 {
 	const char *const *names = proxy_toxic_attr_names(t);
+	size_t o = 0;
+	out[0] = 0;
+	for (size_t i = 0; names[i] && o < n; i++)
+		o += (size_t)snprintf(out + o, n - o, "%s%s", i ? ", " : "", names[i]);
+	if (!names[0])
+		snprintf(out, n, "none");
+}
+
+/* Attributes in cairn's words: every key must be an attribute of the type (Toxiproxy ignores
+ * the others, so a typo silently does nothing), every value a whole number in the attribute's
+ * range (Toxiproxy takes any int64, negative ones included, and overflows on large ones). */
+int fault__attrs_in(json_t *attrs, enum proxy_toxic_type t, int64_t a[3], struct err *e)
+{
+	const char *const *names = proxy_toxic_attr_names(t), *tn = proxy_toxic_type_name(t), *k;
 	int64_t tmp[3] = { a[0], a[1], a[2] };
+	char list[128];
+	json_t *v;
 	if (!attrs)
 		return 0;
-	for (size_t i = 0; names[i]; i++) {
-		json_t *v = jget(attrs, names[i]);
-		if (!v)
-			continue;
-		if (!json_is_integer(v)) {
-			const char *what = json_is_real(v) ? "number " : "";
-			char num[64] = "";
-			if (json_is_real(v))
-				snprintf(num, sizeof num, "%g ", json_real_value(v));
+	attr_list(t, list, sizeof list);
+	json_object_foreach(attrs, k, v) {
+		size_t i;
+		for (i = 0; names[i] && strcasecmp(k, names[i]); i++)
+			;
+		if (!names[i]) {
+			const char *near = names[0] ? str_nearest(k, names) : NULL;
+			if (!names[0])
+				return err_set(e, CAIRN_EINPUT,
+					       "bad request body: a %s toxic has no attributes; remove \"%.64s\"",
+					       tn, k);
 			return err_set(e, CAIRN_EINPUT,
-				       "bad request body: json: cannot unmarshal %s%sinto Go struct field .attributes.%s of type int64",
-				       json_is_real(v) ? what : kind_name(v),
-				       json_is_real(v) ? num : " ", names[i]);
+				       "bad request body: a %s toxic has no attribute \"%.64s\"%s%s%s (its attributes: %s)",
+				       tn, k, near ? "; did you mean \"" : "", near ? near : "",
+				       near ? "\"?" : "", list);
 		}
-		tmp[i] = json_integer_value(v);
+		if (json_is_null(v))
+			continue; /* null is absent, as everywhere in the API */
+		const char *unit = proxy_toxic_attr_unit(t, i);
+		int64_t max = proxy_toxic_attr_max(t, i);
+		if (!json_is_integer(v)) {
+			char got[96];
+			if (json_is_string(v))
+				snprintf(got, sizeof got, "the text \"%.64s\"", json_string_value(v));
+			else if (json_is_real(v))
+				snprintf(got, sizeof got, "%g", json_real_value(v));
+			else
+				snprintf(got, sizeof got, "a%s %s", json_is_object(v) || json_is_array(v) ? "n" : "",
+					 kind_name(v));
+			return err_set(e, CAIRN_EINPUT,
+				       "bad request body: attribute %s of a %s toxic must be a whole number of %s from 0 to %lld, not %s",
+				       names[i], tn, unit, (long long)max, got);
+		}
+		json_int_t x = json_integer_value(v);
+		if (x < 0 || x > max)
+			return err_set(e, CAIRN_EINPUT,
+				       "bad request body: attribute %s of a %s toxic is %lld; it must be from 0 to %lld %s",
+				       names[i], tn, (long long)x, (long long)max, unit);
+		tmp[i] = x;
 	}
 	memcpy(a, tmp, sizeof tmp);
 	return 0;

@@ -1,6 +1,7 @@
 /* fault: the Toxiproxy-compatible model — named proxies with their toxics, and the routing of
  * API requests onto it (toxiproxy-api.md §1.2–1.5: shapes, codes, quirks). It owns the names
- * and texts; the engine owns sockets and bytes. One lock serialises requests. */
+ * and texts; the engine owns sockets and bytes; fault-policy.c decides what a proxy may bind and
+ * where it may send, before anything changes. One lock serialises requests. */
 #include "proxy/fault-internal.h"
 
 #include <errno.h>
@@ -86,20 +87,57 @@ static void push_chain(struct fault *f, struct fproxy *p, int d)
 	proxy_engine_set_toxics(f->eng, p->id, (enum proxy_dir)d, chain, p->n_tox[d]);
 }
 
-/* Starts a proxy's listener; on success listen becomes the bound address. */
+/* The status of a failed create/start/update: a refusal of the policy (fault-policy.c) is the
+ * client's, anything else (a bind error, an address that does not resolve) is 500 as in Go. */
+static int err_status(const struct err *e)
+{
+	return e->code == EACCES ? 403 : e->code == ELOOP ? 400 : 500;
+}
+
+/* Starts a proxy's listener; on success listen becomes the bound address. Refuses an address
+ * the policy does not allow, and a bound port that closes a loop (port 0 picked the upstream's). */
 static int start(struct fault *f, struct fproxy *p, struct err *e)
 {
 	char bound[NET_ADDR_STRLEN];
-	int r = proxy_engine_enable(f->eng, p->id, p->listen, bound, e);
+	struct net_addr ba;
+	size_t n = 0;
+	struct err ignored;
+	int r = fault__listen_check(f, p->listen, NULL, e);
 	if (r < 0)
 		return r;
+	const char *c = strrchr(p->listen, ':');
+	bool any_port = !c || !strcmp(c + 1, "0"); /* a fixed port was checked with its upstream */
+	if ((r = proxy_engine_enable(f->eng, p->id, p->listen, bound, e)) < 0)
+		return r;
+	if (any_port && net_resolve_tcp(bound, true, &ba, 1, &n, &ignored) == 0 &&
+	    (r = fault__route_check(f, p, &ba, p->upstream, e)) < 0) {
+		proxy_engine_disable(f->eng, p->id);
+		return r;
+	}
 	char *nl = strdup(bound);
-	if (!nl)
+	if (!nl) {
+		proxy_engine_disable(f->eng, p->id);
 		return err_set(e, ENOMEM, "out of memory");
+	}
 	free(p->listen);
 	p->listen = nl;
 	p->enabled = true;
 	return 0;
+}
+
+/* The checks of a listen/upstream pair before anything changes (self: the proxy being
+ * changed, NULL for a new one). A listen that does not resolve is left to the bind, which
+ * fails with Go's 500, or to the enable of a disabled proxy. */
+static int check_new(struct fault *f, const struct fproxy *self, const char *listen,
+		     const char *upstream, struct err *e)
+{
+	struct net_addr la;
+	int r = fault__listen_check(f, listen, &la, e);
+	if (r == -EACCES)
+		return r;
+	const char *c = strrchr(listen, ':');
+	bool fixed = r == 0 && c && strcmp(c + 1, "0");
+	return fault__route_check(f, self, fixed ? &la : NULL, upstream, e);
 }
 
 static void stop(struct fault *f, struct fproxy *p)
@@ -110,13 +148,18 @@ static void stop(struct fault *f, struct fproxy *p)
 }
 
 /* Creates a proxy in the engine (disabled) and starts it if asked; NULL with e on failure. */
-static struct fproxy *create(struct fault *f, const char *name, const char *listen,
+static struct fproxy *create(struct fault *f, const char *name, const char *listen_in,
 			     const char *upstream, bool enabled, struct err *e)
 {
-	struct fproxy *p = calloc(1, sizeof *p);
-	char bound[NET_ADDR_STRLEN];
+	struct fproxy *p = NULL;
+	char bound[NET_ADDR_STRLEN], tmp[NET_ADDR_STRLEN];
 	struct proxy_upstream up = { upstream, NULL };
+	const char *listen;
 
+	fault__loopback_listen(listen_in, tmp, sizeof tmp, &listen);
+	if (check_new(f, NULL, listen, upstream, e) < 0)
+		return NULL;
+	p = calloc(1, sizeof *p);
 	if (p) {
 		p->name = strdup(name);
 		p->listen = strdup(listen);
@@ -214,7 +257,7 @@ static int proxy_create(struct fault *f, const char *body, size_t n, struct faul
 		struct fproxy *p = create(f, in.name, in.listen ? in.listen : "", in.upstream,
 					  in.enabled != 0, &e);
 		if (!p) {
-			r = reply_err(out, 500, e.msg);
+			r = reply_err(out, err_status(&e), e.msg);
 		} else if (insert(f, p) < 0) {
 			r = reply_err(out, 500, "out of memory");
 		} else {
@@ -292,11 +335,22 @@ static int populate(struct fault *f, const char *body, size_t n, struct fault_re
 		else if (r == 0 && (!ins[i].upstream || !ins[i].upstream[0]))
 			r = err_set(&e, CAIRN_EINPUT, "missing required field: upstream at proxy %zu",
 				    i + 1);
+		if (r == 0) { /* a listen address the policy refuses: nothing is created */
+			char tmp[NET_ADDR_STRLEN];
+			const char *l;
+			fault__loopback_listen(ins[i].listen ? ins[i].listen : "", tmp, sizeof tmp, &l);
+			if (fault__listen_check(f, l, NULL, &e) == -EACCES) {
+				err_prefix(&e, "proxy %zu (%s)", i + 1, ins[i].name);
+				r = -EACCES;
+			} else {
+				r = 0; /* a listen that does not resolve fails at its bind, as in Go */
+			}
+		}
 	}
 	if (r == 0 && f->n + cnt > FAULT_PROXIES_MAX)
 		r = err_set(&e, CAIRN_EINPUT, "too many proxies");
 	if (r < 0) {
-		int st = e.code == ENOMEM ? 500 : 400;
+		int st = e.code == ENOMEM ? 500 : e.code == EACCES ? 403 : 400;
 		populate_fail(out, st, e.msg, NULL, 0);
 		free(ins);
 		free(done);
@@ -319,7 +373,7 @@ static int populate(struct fault *f, const char *body, size_t n, struct fault_re
 		struct fproxy *p = create(f, ins[i].name, listen, ins[i].upstream, ins[i].enabled != 0,
 					  &e);
 		if (!p || (insert(f, p) < 0 && err_set(&e, ENOMEM, "out of memory"))) {
-			status = 500;
+			status = err_status(&e);
 			break;
 		}
 		done[nd++] = p;
@@ -351,10 +405,18 @@ static int proxy_update(struct fault *f, struct fproxy *p, const char *body, siz
 		json_decref(j);
 		return reply_err(out, 400, e.msg);
 	}
+	char tmp[NET_ADDR_STRLEN];
 	const char *listen = in.listen ? in.listen : p->listen;
 	const char *upstream = in.upstream ? in.upstream : p->upstream;
 	bool enabled = in.enabled < 0 ? p->enabled : in.enabled != 0;
+	if (in.listen)
+		fault__loopback_listen(in.listen, tmp, sizeof tmp, &listen);
 	r = 0;
+	if ((strcmp(listen, p->listen) || strcmp(upstream, p->upstream)) &&
+	    check_new(f, p, listen, upstream, &e) < 0) {
+		json_decref(j);
+		return reply_err(out, err_status(&e), e.msg); /* nothing changed */
+	}
 	if (strcmp(listen, p->listen) || strcmp(upstream, p->upstream)) {
 		stop(f, p); /* drops every connection */
 		if (strcmp(upstream, p->upstream)) {
@@ -381,7 +443,7 @@ static int proxy_update(struct fault *f, struct fproxy *p, const char *body, siz
 	}
 	json_decref(j);
 	if (r < 0)
-		return reply_err(out, 500, e.msg);
+		return reply_err(out, err_status(&e), e.msg);
 	fault__put_proxy(&out->body, p);
 	return reply_ok(out, 200);
 }
@@ -396,6 +458,27 @@ static struct ftoxic *find_toxic(struct fproxy *p, const char *name, int *out_d,
 				return &p->tox[d][i];
 			}
 	return NULL;
+}
+
+/* Toxiproxy's "invalid toxic type", then what would have been valid. */
+static int bad_type(struct fault_reply *out, const char *tname)
+{
+	const char *types[TOXIC__COUNT + 1];
+	char list[256];
+	size_t o = 0;
+	struct err e;
+	for (int k = 0; k < TOXIC__COUNT; k++) {
+		types[k] = proxy_toxic_type_name((enum proxy_toxic_type)((k + 1) % TOXIC__COUNT));
+		o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", k ? ", " : "", types[k]);
+	}
+	types[TOXIC__COUNT] = NULL;
+	const char *near = str_nearest(tname, types);
+	err_set(&e, CAIRN_EINPUT, "invalid toxic type \"%.64s\"; valid types: %s%s%s%s%s", tname,
+		list, near ? "; did you mean \"" : "", near ? near : "", near ? "\"?" : "",
+		!strcmp(tname, "down") ? "; down is not a toxic: disable the proxy (enabled: false, "
+					 "cairn fault toggle)"
+				       : "");
+	return reply_err(out, 400, e.msg);
 }
 
 static int toxic_create(struct fault *f, struct fproxy *p, const char *body, size_t n,
@@ -427,7 +510,7 @@ static int toxic_create(struct fault *f, struct fproxy *p, const char *body, siz
 		 !name[0] && snprintf(name, sizeof name, "%s_%s", tname, stream) >= (int)sizeof name)
 		r = reply_err(out, 400, "bad request body: toxic name too long");
 	else if (proxy_toxic_type_parse(tname, &type) < 0)
-		r = reply_err(out, 400, "invalid toxic type");
+		r = bad_type(out, tname);
 	else if (find_toxic(p, name, &d, &k))
 		r = reply_err(out, 409, "toxic already exists");
 	else if (fault__attrs_in(in.attributes, type, t.a, &e) < 0)

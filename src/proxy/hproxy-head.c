@@ -1,7 +1,10 @@
 /* hproxy head: parses one HTTP/1.1 request head with libhttp-parser and writes the head to send
- * upstream — X-Forwarded-* added, hop-by-hop Connection headers replaced — plus the JSON answers
- * the proxy makes itself. Pure functions of their input: no loop, no sockets, no allocation
- * besides the output buffer. */
+ * upstream — X-Forwarded-* added, hop-by-hop headers (and those Connection names) dropped,
+ * Connection replaced — plus the JSON answers the proxy makes itself. A head the upstream
+ * could frame differently from the parser is refused (400), never forwarded: bare LF, obs-fold,
+ * a header name that is not a token (`Transfer-Encoding : chunked`), two Host fields, and a
+ * Connection that names a framing header. Pure functions of their input: no loop, no sockets,
+ * no allocation besides the output buffer. */
 #include "proxy/hproxy-internal.h"
 
 #include <limits.h>
@@ -67,10 +70,10 @@ static bool name_is(struct slice s, const char *name)
 	return s.n == strlen(name) && !strncasecmp(s.p, name, s.n);
 }
 
-/* Does a comma-separated header value hold `tok` (case-insensitive)? */
-static bool has_token(struct slice v, const char *tok)
+/* Does a comma-separated header value hold the token tok (case-insensitive)? */
+static bool has_token_n(struct slice v, struct slice tok)
 {
-	size_t tn = strlen(tok), i = 0;
+	size_t tn = tok.n, i = 0;
 	while (i < v.n) {
 		while (i < v.n && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ','))
 			i++;
@@ -80,10 +83,46 @@ static bool has_token(struct slice v, const char *tok)
 		size_t e = i;
 		while (e > s && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t'))
 			e--;
-		if (e - s == tn && !strncasecmp(v.p + s, tok, tn))
+		if (e - s == tn && !strncasecmp(v.p + s, tok.p, tn))
 			return true;
 	}
 	return false;
+}
+
+static bool has_token(struct slice v, const char *tok)
+{
+	return has_token_n(v, (struct slice){ tok, strlen(tok) });
+}
+
+/* RFC 9110 5.6.2 tchar: what a header name is made of (the parser also lets SP through). */
+static bool is_token(struct slice s)
+{
+	if (!s.n)
+		return false;
+	for (size_t i = 0; i < s.n; i++) {
+		unsigned char c = (unsigned char)s.p[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c && strchr("!#$%&'*+-.^_`|~", c))))
+			return false;
+	}
+	return true;
+}
+
+/* Is header name nm listed in a Connection value (RFC 9110 7.6.1: hop-by-hop by declaration)? */
+static bool named_in_connection(const struct hdr *h, size_t n, struct slice nm)
+{
+	for (size_t i = 0; i < n; i++)
+		if (name_is(h[i].name, "connection") && has_token_n(h[i].value, nm))
+			return true;
+	return false;
+}
+
+/* Headers meant for one hop only: never forwarded (Connection is replaced; Upgrade kept for an
+ * upgrade; Transfer-Encoding kept because the body goes on as it came). */
+static bool hop_by_hop(struct slice nm)
+{
+	return name_is(nm, "connection") || name_is(nm, "keep-alive") ||
+	       name_is(nm, "proxy-connection") || name_is(nm, "te");
 }
 
 /* End of the head (just past its empty line) in p[0..n) from `from`, or 0. */
@@ -120,12 +159,18 @@ int hproxy_parse_head(const char *p, size_t n, size_t max_header_bytes, const ch
 		return -431;
 	/* a CR must end a line (the parser would read a bare one as the end of the head: another
 	 * end than the one found above); no other control byte belongs in a head (RFC 9110 5.5),
-	 * and the parser lets some through at the start of a value */
+	 * and the parser lets some through at the start of a value. Lines end in CRLF: a bare LF
+	 * and an obs-fold (a line that starts with SP or HTAB) are read differently by different
+	 * servers, so both are refused (RFC 9112 2.2, 5.2) rather than passed on. */
 	for (size_t i = skip; i < end; i++) {
 		unsigned char ch = (unsigned char)p[i];
 		if (ch >= 0x20 && ch != 0x7f)
 			continue;
 		if (ch == '\r' ? i + 1 == end || p[i + 1] != '\n' : ch != '\n' && ch != '\t')
+			return -400;
+		if (ch == '\n' && (i == skip || p[i - 1] != '\r'))
+			return -400;
+		if (ch == '\n' && i + 1 < end && (p[i + 1] == ' ' || p[i + 1] == '\t'))
 			return -400;
 	}
 	ctx.base = p;
@@ -147,11 +192,27 @@ int hproxy_parse_head(const char *p, size_t n, size_t max_header_bytes, const ch
 	bool upgrade = hp.upgrade != 0, expect = false, has_proto = false;
 	struct slice host = { NULL, 0 };
 	size_t n_xff = 0;
+	bool drop[HP_HEADERS_MAX];
 	for (size_t i = 0; i < ctx.n; i++) {
 		struct slice nm = ctx.h[i].name;
+		/* "Transfer-Encoding : chunked" is no Transfer-Encoding to the parser, but may be one
+		 * to the upstream (RFC 9112 5.1: no whitespace before the colon) */
+		if (!is_token(nm))
+			return -400;
+		drop[i] = hop_by_hop(nm) || (name_is(nm, "upgrade") && !upgrade) ||
+			  (named_in_connection(ctx.h, ctx.n, nm) && !(upgrade && name_is(nm, "upgrade")));
+		/* a framing header declared hop-by-hop: dropping it would change how the upstream
+		 * reads the body, keeping it would ignore the client */
+		if (drop[i] && (name_is(nm, "content-length") || name_is(nm, "transfer-encoding") ||
+				name_is(nm, "host")))
+			return -400;
+		if (drop[i])
+			continue;
 		if (name_is(nm, "expect") && has_token(ctx.h[i].value, "100-continue"))
 			expect = true;
-		else if (name_is(nm, "host") && !host.p)
+		else if (name_is(nm, "host") && host.p)
+			return -400; /* RFC 9112 3.2: more than one Host */
+		else if (name_is(nm, "host"))
 			host = slice_trim(ctx.h[i].value);
 		else if (name_is(nm, "x-forwarded-proto"))
 			has_proto = true;
@@ -166,10 +227,7 @@ int hproxy_parse_head(const char *p, size_t n, size_t max_header_bytes, const ch
 		struct slice nm = ctx.h[i].name;
 		const char *s = nm.p;
 		const char *e = i + 1 < ctx.n ? ctx.h[i + 1].name.p : p + end - term;
-		if (name_is(nm, "connection") || name_is(nm, "keep-alive") ||
-		    name_is(nm, "proxy-connection"))
-			continue;
-		if (name_is(nm, "upgrade") && !upgrade)
+		if (drop[i])
 			continue;
 		if (name_is(nm, "x-forwarded-for") && client_ip)
 			continue; /* merged below */
@@ -181,7 +239,7 @@ int hproxy_parse_head(const char *p, size_t n, size_t max_header_bytes, const ch
 		buf_adds(out, "X-Forwarded-For: ");
 		bool first = true;
 		for (size_t i = 0; i < ctx.n && n_xff; i++) {
-			if (!name_is(ctx.h[i].name, "x-forwarded-for"))
+			if (drop[i] || !name_is(ctx.h[i].name, "x-forwarded-for"))
 				continue;
 			struct slice v = slice_trim(ctx.h[i].value);
 			if (!v.n)

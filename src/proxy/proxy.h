@@ -37,6 +37,11 @@ const char *proxy_toxic_type_name(enum proxy_toxic_type t);
 int proxy_toxic_type_parse(const char *s, enum proxy_toxic_type *out);
 /* Attribute names of a type in a[] order, NULL-terminated. */
 const char *const *proxy_toxic_attr_names(enum proxy_toxic_type t);
+/* Attribute i of type t: its unit for messages ("ms", "KB/s", "bytes", "us") and the largest
+ * value the API accepts (the smallest is 0). Times stop at 2^31-1 (24.8 days) so that no
+ * product in the engine's time arithmetic can overflow. */
+const char *proxy_toxic_attr_unit(enum proxy_toxic_type t, size_t i);
+int64_t proxy_toxic_attr_max(enum proxy_toxic_type t, size_t i);
 
 /* ---- the engine -------------------------------------------------------------------------- */
 
@@ -228,6 +233,9 @@ struct fault *fault_new(struct proxy_engine *eng);
 void fault_free(struct fault *f);
 /* Serve GET /metrics (Prometheus text; toxiproxy-server -proxy-metrics). Off by default. */
 void fault_set_metrics(struct fault *f, bool on);
+/* Lets proxies bind addresses of spec ("10.0.0.5", "10.0.0.0/8", "0.0.0.0", "::") besides
+ * loopback, the only place they may listen otherwise. Call before serving. */
+int fault_allow_listen(struct fault *f, const char *spec, struct err *e);
 
 /* One API request: method, path (no query), body (may be NULL). Fills out_body (JSON, or text
  * for 404/405) and returns the HTTP status. Thread-safe (one lock per fault). */

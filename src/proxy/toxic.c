@@ -4,6 +4,7 @@
  * appended to the link's queue with release times that never go backwards (FIFO). */
 #include "proxy/proxy-internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,39 @@ static const char *const attrs_delay[] = { "delay", NULL };
 static const char *const attrs_timeout[] = { "timeout", NULL };
 static const char *const attrs_slicer[] = { "average_size", "size_variation", "delay", NULL };
 static const char *const attrs_limit[] = { "bytes", NULL };
+
+/* Units of each type's attributes, in proxy_toxic_attr_names order. */
+static const char *const units_latency[] = { "ms", "ms" };
+static const char *const units_bandwidth[] = { "KB/s" };
+static const char *const units_ms[] = { "ms" };
+static const char *const units_slicer[] = { "bytes", "bytes", "us" };
+static const char *const units_limit[] = { "bytes" };
+
+#define ATTR_MAX_TIME ((int64_t)INT32_MAX)
+#define ATTR_MAX_BYTES ((int64_t)1 << 53) /* exact in a double: every JSON client reads it */
+
+const char *proxy_toxic_attr_unit(enum proxy_toxic_type t, size_t i)
+{
+	static const char *const *const units[TOXIC__COUNT] = {
+		[TOXIC_LATENCY] = units_latency, [TOXIC_BANDWIDTH] = units_bandwidth,
+		[TOXIC_SLOW_CLOSE] = units_ms,   [TOXIC_TIMEOUT] = units_ms,
+		[TOXIC_RESET_PEER] = units_ms,   [TOXIC_SLICER] = units_slicer,
+		[TOXIC_LIMIT_DATA] = units_limit,
+	};
+	const char *const *names = proxy_toxic_attr_names(t);
+	for (size_t k = 0; k <= i; k++)
+		if (!names[k])
+			return "";
+	return units[t][i];
+}
+
+int64_t proxy_toxic_attr_max(enum proxy_toxic_type t, size_t i)
+{
+	if (t == TOXIC_LIMIT_DATA)
+		return ATTR_MAX_BYTES;
+	UNUSED(i);
+	return ATTR_MAX_TIME; /* times, a rate, slice sizes: 2^31-1 */
+}
 
 const char *proxy_toxic_type_name(enum proxy_toxic_type t)
 {
@@ -118,6 +152,21 @@ static int64_t add_sat(int64_t a, int64_t b)
 	return (a == TIME_INF || b >= TIME_INF - a) ? TIME_INF : a + b;
 }
 
+/* a * b for b > 0, clamped to [0, TIME_INF]: attributes arrive from outside (the engine's API
+ * takes any int64), and a wrapped product would turn a long delay into none. */
+static int64_t mul_sat(int64_t a, int64_t b)
+{
+	if (a <= 0)
+		return 0;
+	return a > TIME_INF / b ? TIME_INF : a * b;
+}
+
+/* A size attribute into 0..2^31-1: sums and doubles of two of them cannot overflow. */
+static int64_t clamp_attr(int64_t v)
+{
+	return v < 0 ? 0 : v > INT32_MAX ? INT32_MAX : v;
+}
+
 static int64_t max64(int64_t a, int64_t b)
 {
 	return a > b ? a : b;
@@ -153,7 +202,7 @@ static void stage_bandwidth(struct stage *s, struct ev *e, struct evlist *out)
 		el_push(out, e);
 		return;
 	}
-	size_t piece = (size_t)(rate * 100), n = (e->len + piece - 1) / piece;
+	size_t piece = (size_t)mul_sat(rate, 100), n = (e->len + piece - 1) / piece;
 	if (n <= 1) {
 		s->busy = e->t = add_sat(start, (int64_t)e->len * MS / rate);
 		el_push(out, e);
@@ -183,7 +232,7 @@ static void stage_bandwidth(struct stage *s, struct ev *e, struct evlist *out)
 
 static void stage_slicer(struct loop *lp, struct stage *s, struct ev *e, struct evlist *out)
 {
-	int64_t avg = s->tx.a[0], var = s->tx.a[1], delay = s->tx.a[2] * 1000; /* us → ns */
+	int64_t avg = clamp_attr(s->tx.a[0]), var = clamp_attr(s->tx.a[1]), delay = mul_sat(s->tx.a[2], 1000); /* us → ns */
 	if (e->kind != EV_DATA || avg <= 0 || e->len == 0) {
 		e->t = max64(e->t, s->busy);
 		el_push(out, e);
@@ -229,9 +278,9 @@ static void stage_run(struct loop *lp, struct stage *s, struct ev *e,
 {
 	switch (s->tx.type) {
 	case TOXIC_LATENCY: {
-		int64_t d = s->tx.a[0] * MS, j = s->tx.a[1] * MS;
-		if (e->kind == EV_DATA && j > 0)
-			d += (int64_t)(proxy__rand01(lp) * (double)(2 * j)) - j;
+		int64_t d = mul_sat(s->tx.a[0], MS), j = mul_sat(s->tx.a[1], MS);
+		if (e->kind == EV_DATA && j > 0 && j < TIME_INF / 2)
+			d = add_sat(d, (int64_t)(proxy__rand01(lp) * (double)(2 * j))) - j;
 		if (e->kind == EV_DATA)
 			e->t = add_sat(e->t, d > 0 ? d : 0);
 		e->t = s->busy = max64(e->t, s->busy);
@@ -243,13 +292,13 @@ static void stage_run(struct loop *lp, struct stage *s, struct ev *e,
 		return;
 	case TOXIC_SLOW_CLOSE:
 		if (e->kind != EV_DATA)
-			e->t = add_sat(e->t, s->tx.a[0] * MS);
+			e->t = add_sat(e->t, mul_sat(s->tx.a[0], MS));
 		el_push(out, e);
 		return;
 	case TOXIC_TIMEOUT:
 		if (e->kind == EV_DATA) {
 			if (s->tx.a[0] > 0)
-				s->deadline = now + s->tx.a[0] * MS; /* traffic re-arms it */
+				s->deadline = add_sat(now, mul_sat(s->tx.a[0], MS)); /* traffic re-arms it */
 			free(e);
 			return;
 		}
@@ -261,7 +310,7 @@ static void stage_run(struct loop *lp, struct stage *s, struct ev *e,
 				s->fired = true;
 				e->kind = EV_CLOSE; /* the first chunk is swallowed; close after timeout */
 				e->len = e->off = 0;
-				e->t = add_sat(e->t, s->tx.a[0] * MS);
+				e->t = add_sat(e->t, mul_sat(s->tx.a[0], MS));
 				el_push(out, e);
 				return;
 			}
@@ -356,7 +405,7 @@ void proxy__stages_build(struct loop *lp, struct link *l, const struct proxy_tox
 		/* Toxiproxy restarts every toxic of the direction: toxicity is rolled again */
 		s->active = s->tx.toxicity >= 1.0f || proxy__rand01(lp) < (double)s->tx.toxicity;
 		if (s->active && s->tx.type == TOXIC_TIMEOUT && s->tx.a[0] > 0)
-			s->deadline = now + s->tx.a[0] * MS;
+			s->deadline = add_sat(now, mul_sat(s->tx.a[0], MS));
 		if (s->active && s->tx.type == TOXIC_BANDWIDTH && s->tx.a[0] <= 0)
 			stalled = true;
 	}

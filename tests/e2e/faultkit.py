@@ -170,6 +170,23 @@ def echo():
     s.close()
 
 
+def free_port():
+    """A loopback port nothing listens on (for a fixed listen address)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def fault_cli(fault, *args, check=0):
+    """`cairn fault ARGS --addr` the server; asserts the exit status."""
+    p = subprocess.run([BIN, "fault", *args, "--addr", fault.addr], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == check, f"{args}: exit {p.returncode}\n{p.stdout}\n{p.stderr}"
+    return p
+
+
 def connect(listen, timeout=10):
     host, port = listen.rsplit(":", 1)
     c = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)

@@ -62,10 +62,12 @@ def test_proxy_shape_and_key_order(fault, echo):
     assert p["toxics"] == [] and p["enabled"] is True and p["upstream"] == echo.addr
 
 
-def test_empty_listen_binds_every_interface(fault, echo):
+def test_empty_listen_binds_loopback(fault, echo):
+    # Go binds every interface for "" (and ":PORT"); cairn keeps proxies on loopback
     p = fault.api.proxy("any", echo.addr, listen="")
     host, port = p["listen"].rsplit(":", 1)
-    assert host in ("[::]", "0.0.0.0") and int(port) > 0
+    assert host == "127.0.0.1" and int(port) > 0
+    assert fault.api.proxy("colon", echo.addr, listen=":0")["listen"].startswith("127.0.0.1:")
     c = connect(f"127.0.0.1:{port}")
     c.sendall(b"hi")
     assert recv_exact(c, 2) == b"hi"
@@ -305,8 +307,10 @@ def test_unknown_keys_ignored_and_keys_case_insensitive(fault, echo):
     p = fault.api.json("POST", "/proxies", {"NAME": "x", "Listen": "127.0.0.1:0",
                                             "upstream": echo.addr, "bogus": [1, 2]}, want=201)
     assert p["name"] == "x"
-    t = fault.api.toxic("x", "latency", attributes={"LATENCY": 3, "other": 1}, whatever=True)
+    t = fault.api.toxic("x", "latency", attributes={"LATENCY": 3}, whatever=True)
     assert t["attributes"]["latency"] == 3
+    # an unknown *attribute* is refused (Go ignores it: a typo silently did nothing)
+    fault.api.toxic("x", "latency", name="typo", attributes={"other": 1}, want=400)
 
 
 # ---- §1.4 toxic validation order ----

@@ -4,25 +4,11 @@ import json
 import socket
 
 from conftest import BIN
-from faultkit import connect, echo, fault, recv_exact, rtt  # noqa: F401
+from faultkit import (connect, echo, fault, fault_cli as cli, free_port, recv_exact,  # noqa: F401
+                      rtt)
 
 import subprocess
 import pytest
-
-
-def cli(fault, *args, check=0):
-    p = subprocess.run([BIN, "fault", *args, "--addr", fault.addr], capture_output=True,
-                       text=True, timeout=60)
-    assert p.returncode == check, f"{args}: exit {p.returncode}\n{p.stdout}\n{p.stderr}"
-    return p
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_help_is_a_man_page():
@@ -77,7 +63,8 @@ def test_cli_json(fault, echo):
     j = json.loads(cli(fault, "toggle", "p", "--json").stdout)
     assert j["enabled"] is False
     j = json.loads(cli(fault, "toxic", "add", "p", "-t", "nope", "--json", check=2).stdout)
-    assert j["error"]["message"] == "HTTP 400: invalid toxic type"
+    assert j["error"]["message"].startswith('HTTP 400: invalid toxic type "nope"; valid types: '
+                                            'latency, bandwidth,')
 
 
 def test_cli_exit_codes(fault, echo):

@@ -12,21 +12,13 @@ import time
 import pytest
 
 from conftest import BIN
-from faultkit import Api, connect, echo, recv_exact  # noqa: F401 (fixture)
+from faultkit import Api, connect, echo, free_port, recv_exact  # noqa: F401 (fixture)
 
 APP = """app: demo
 run:
   command: ["python3", "app.py"]
 listen: 8080
 """
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def faults_yml(upstream, api="127.0.0.1:0", latency=60):

@@ -383,6 +383,33 @@ def test_own_answers(proxy, tmp_path):
     assert "5xx 1" in px.line()
 
 
+def test_framing_ambiguous_heads_refused_and_hop_by_hop_dropped(proxy):
+    """Issue 9 item 13: a head the parser reads one way and an upstream may read another is
+    answered 400 and never reaches the upstream; headers Connection names are not forwarded."""
+    up = start_upstream("a")
+    px = proxy([up.addr])
+    for raw in (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n"
+                b"0\r\n\r\n",
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: x,"
+                b"\r\n chunked\r\n\r\nabc",
+                b"GET / HTTP/1.1\nHost: x\n\n",
+                b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                b"Connection: Content-Length\r\n\r\nabc"):
+        s = px.sock()
+        s.sendall(raw)
+        assert err_of(recv_all(s)) == (400, "bad_request"), raw
+        s.close()
+    assert up.seen == []
+    c = px.conn()
+    st, _, _ = get(c, "/h", headers={"X-Secret": "s", "TE": "trailers", "X-Kept": "k",
+                                     "Connection": "keep-alive, X-Secret"})
+    assert st == 200
+    h = up.seen[0]["headers"]
+    assert h["X-Kept"] == "k" and "X-Secret" not in h and "TE" not in h
+    assert h["Connection"] == "keep-alive"
+
+
 def test_502_and_503(proxy):
     px = proxy([closed_port(), closed_port()])
     s = px.sock()

@@ -158,11 +158,71 @@ static void test_leading_crlf_and_bare_lf(void **st)
 	(void)st;
 	struct buf b;
 	struct hproxy_req_info in;
-	const char *req = "\r\nGET / HTTP/1.1\nHost: a\n\n";
+	const char *req = "\r\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
 	buf_init(&b, 1 << 16);
 	assert_int_equal(parse(req, 65536, "::1", &b, &in), (int)strlen(req));
-	assert_true(str_starts(buf_str(&b), "GET / HTTP/1.1\nHost: a\n"));
+	assert_true(str_starts(buf_str(&b), "GET / HTTP/1.1\r\nHost: a\r\n"));
 	assert_non_null(strstr(buf_str(&b), "X-Forwarded-For: ::1\r\n"));
+	/* a bare LF ends a line for some servers and not for others: refused, not forwarded */
+	assert_int_equal(parse("GET / HTTP/1.1\nHost: a\n\n", 65536, NULL, &b, &in), -400);
+	assert_int_equal(parse("GET / HTTP/1.1\r\nHost: a\nX: y\r\n\r\n", 65536, NULL, &b, &in),
+			 -400);
+	assert_int_equal(parse("GET / HTTP/1.1\r\nHost: a\r\n\n", 65536, NULL, &b, &in), -400);
+	buf_done(&b);
+}
+
+/* Issue 9 item 13: heads the parser reads one way and an upstream may read another. */
+static void test_framing_ambiguity_refused(void **st)
+{
+	(void)st;
+	struct buf b;
+	struct hproxy_req_info in;
+	static const char *const bad[] = {
+		/* whitespace before the colon: no Transfer-Encoding for the parser */
+		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length\t: 5\r\n\r\n",
+		/* obs-fold */
+		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip,\r\n chunked\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n\t2\r\n\r\n",
+		/* two Host fields (RFC 9112 3.2) */
+		"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+		/* a framing header declared hop-by-hop */
+		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: content-length\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+		"Connection: keep-alive, Transfer-Encoding\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nConnection: host\r\n\r\n",
+		NULL,
+	};
+	buf_init(&b, 1 << 16);
+	for (size_t i = 0; bad[i]; i++) {
+		print_message("head %zu\n", i);
+		assert_int_equal(parse(bad[i], 65536, "1.2.3.4", &b, &in), -400);
+		assert_int_equal(b.len, 0);
+	}
+	buf_done(&b);
+}
+
+static void test_connection_named_and_hop_by_hop_dropped(void **st)
+{
+	(void)st;
+	struct buf b;
+	struct hproxy_req_info in;
+	const char *req = "GET / HTTP/1.1\r\nHost: a\r\nX-Secret: s\r\nTE: trailers\r\n"
+			  "X-Forwarded-For: 6.6.6.6\r\nConnection: close, X-Secret, x-forwarded-for\r\n"
+			  "Keep-Alive: 5\r\nX-Kept: k\r\n\r\n";
+	buf_init(&b, 1 << 16);
+	assert_int_equal(parse(req, 65536, "1.2.3.4", &b, &in), (int)strlen(req));
+	assert_string_equal(buf_str(&b), "GET / HTTP/1.1\r\nHost: a\r\nX-Kept: k\r\n"
+					 "X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: http\r\n"
+					 "X-Forwarded-Host: a\r\nConnection: keep-alive\r\n\r\n");
+	assert_false(in.keep_alive);
+	/* however long the name */
+	const char *lng = "GET / HTTP/1.1\r\nHost: a\r\n"
+			  "X-0123456789012345678901234567890123456789012345678901234567890123456789: s\r\n"
+			  "Connection: X-0123456789012345678901234567890123456789012345678901234567890123456789"
+			  "\r\n\r\n";
+	assert_int_equal(parse(lng, 65536, NULL, &b, &in), (int)strlen(lng));
+	assert_string_equal(buf_str(&b), "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n");
 	buf_done(&b);
 }
 
@@ -188,6 +248,8 @@ int main(void)
 		cmocka_unit_test(test_upgrade_expect_chunked),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_leading_crlf_and_bare_lf),
+		cmocka_unit_test(test_framing_ambiguity_refused),
+		cmocka_unit_test(test_connection_named_and_hop_by_hop_dropped),
 		cmocka_unit_test(test_output_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

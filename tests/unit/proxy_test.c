@@ -74,6 +74,38 @@ static void test_latency_fifo_and_stacking(void **state)
 	freelink(l);
 }
 
+/* Attributes the engine's API takes as any int64 saturate: a huge delay holds the bytes (it used
+ * to wrap to a time in the past, UBSan: signed overflow), a negative one is none. */
+static void test_huge_and_negative_attributes_saturate(void **state)
+{
+	const int64_t huge = (int64_t)1 << 62;
+	struct proxy_toxic c[] = {
+		{ .name = "l", .type = TOXIC_LATENCY, .toxicity = 1, .a = { huge, huge } },
+		{ .name = "s", .type = TOXIC_SLOW_CLOSE, .toxicity = 1, .a = { huge } },
+		{ .name = "r", .type = TOXIC_RESET_PEER, .toxicity = 1, .a = { huge } },
+		{ .name = "c", .type = TOXIC_SLICER, .toxicity = 1, .a = { huge, INT64_MIN, huge } },
+		{ .name = "b", .type = TOXIC_BANDWIDTH, .toxicity = 1, .a = { INT64_MAX } },
+		{ .name = "t", .type = TOXIC_TIMEOUT, .toxicity = 1, .a = { huge } },
+		{ .name = "n", .type = TOXIC_LATENCY, .toxicity = 1, .a = { -5, -7 } },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+		struct link *l = mklink(&c[i], 1);
+		run(l, "x", 1, 1000);
+		run(l, NULL, 0, 2000);
+		if (i == 5) { /* timeout: the data is dropped, the deadline is far */
+			assert_true(proxy__idle_deadline(l) > ((int64_t)1 << 62));
+		} else if (i == 6) {
+			assert_int_equal(l->q.head->t, 1000);
+		} else if (i == 4) { /* a huge rate: no delay */
+			assert_int_equal(l->q.head->t, 1000);
+		} else { /* the EOF waits the huge delay (slicer: after the piece) */
+			assert_true(l->q.tail->t > ((int64_t)1 << 62));
+		}
+		freelink(l);
+	}
+}
+
 static void test_bandwidth_splits_by_100ms(void **state)
 {
 	struct proxy_toxic c = { .name = "bw", .type = TOXIC_BANDWIDTH, .toxicity = 1, .a = { 1 } };
@@ -350,6 +382,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_split_hostport),
 		cmocka_unit_test(test_latency_fifo_and_stacking),
+		cmocka_unit_test(test_huge_and_negative_attributes_saturate),
 		cmocka_unit_test(test_bandwidth_splits_by_100ms),
 		cmocka_unit_test(test_slicer_sizes),
 		cmocka_unit_test(test_limit_data_truncates_and_closes),
