@@ -61,8 +61,6 @@ def test_readme_and_docs_cover_every_command_and_doc():
     listed = set(re.findall(r"\(docs/([a-z0-9_-]+\.md)\)", readme))
     assert set(docs) <= listed, set(docs) - listed
     for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
-        if p.name == "faults.md":
-            continue  # its seed reference is fixed with the fault-injection work (issue 10)
         text = p.read_text()
         assert not re.search(r"shared/(seeds|DESIGN)|/work/", text), p.name
 
