@@ -146,7 +146,10 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 		const char *good = json_string_value(json_object_get(ans, "last_good"));
 		json_t *run = json_object_get(ans, "running_job");
 		printf("app:        %s\n", json_string_value(json_object_get(ans, "app")));
-		printf("current:    %s\n", cur ? cur : "(none deployed)");
+		printf("current:    %s%s\n", cur ? cur : "(none deployed)",
+		       json_is_true(json_object_get(ans, "stopped"))
+			   ? "   STOPPED by an emergency stop: deploy a release to bring it back"
+			   : "");
 		printf("last good:  %s%s\n", good ? good : "(none)",
 		       cur && good && strcmp(cur, good) ? "   (current is NOT the last good release)" : "");
 		if (json_is_integer(run))

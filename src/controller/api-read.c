@@ -113,6 +113,7 @@ static void get_app(struct server *srv, struct evhttp_request *req, const char *
 		      a.current[0] ? a.current : NULL, "last_good", a.last_good[0] ? a.last_good : NULL,
 		      "running_job", a.running_job ? json_integer(a.running_job) : json_null(),
 		      "queued_jobs", queued, "releases", rels);
+	json_object_set_new(o, "stopped", json_boolean(a.stopped));
 	if (a.upstreams[0]) {
 		json_t *u = json_loads(a.upstreams, 0, NULL);
 		json_object_set_new(o, "upstreams", u ? u : json_null());
@@ -168,49 +169,7 @@ static void list_apps(struct server *srv, struct evhttp_request *req)
 	server_reply_json(req, 200, json_pack("{s:o}", "apps", arr));
 }
 
-/* ---- stop and unlock: through the worker ------------------------------------------------------ */
-
-static int cancel_queued(void *ctx, const struct store_job *j)
-{
-	struct task *t = ctx;
-	struct err e;
-	if (store_jobs(t->srv->wr)->transition(t->srv->wr, j->id, JOB_QUEUED, JOB_CANCELLED, 0,
-					       "cancelled by an emergency stop", &e) == 0)
-		json_array_append_new(json_object_get(t->answer, "cancelled_jobs"), json_integer(j->id));
-	return 0;
-}
-
-static void stop_work(struct task *t)
-{
-	struct server *srv = t->srv;
-	struct store_app a;
-	struct config *cfg = NULL;
-	if (task_app_get(t, &a) < 0)
-		return;
-	t->answer = json_pack("{s:s,s:[],s:[]}", "app", t->app, "cancelled_jobs", "hosts");
-	store_jobs(srv->wr)->list(srv->wr, t->app, 1u << JOB_QUEUED, 0, cancel_queued, t, &t->err);
-	runners_cancel_app(srv, t->app);
-	const char *rel = a.current[0] ? a.current : NULL;
-	struct store_job running;
-	if (a.running_job && store_jobs(srv->wr)->get(srv->wr, a.running_job, &running, &t->err) == 0)
-		rel = running.release;
-	if (rel && plan_load(srv->o.state_dir, rel, &cfg, &t->err) < 0)
-		cfg = NULL;
-	size_t n = cfg ? cfg->n_hosts : 1;
-	for (size_t i = 0; i < n; i++) {
-		const char *host = cfg ? cfg->hosts[i].name : "local";
-		struct buf d;
-		struct err e;
-		buf_init(&d, STORE_DETAIL_MAX);
-		int r = srv->exec->ops->stop(srv->exec, t->app, host, &d, &e);
-		json_array_append_new(json_object_get(t->answer, "hosts"),
-				      json_pack("{s:s,s:b,s:s}", "host", host, "ok", r >= 0, "detail",
-						r >= 0 ? buf_str(&d) : e.msg));
-		buf_done(&d);
-	}
-	config_free(cfg);
-	t->status = 200;
-}
+/* ---- unlock: through the worker (the stop: stop.c) ------------------------------------------------------ */
 
 static void lease_work(struct task *t)
 {
@@ -446,7 +405,7 @@ void api_handle(struct server *srv, struct evhttp_request *req, const struct api
 		return;
 	case ROUTE_STOP:
 		if (method_ok(req, "POST", EVHTTP_REQ_POST))
-			submit_task(srv, req, p, stop_work);
+			api__stop(srv, req, p);
 		return;
 	case ROUTE_UNLOCK:
 		if (m == EVHTTP_REQ_GET)

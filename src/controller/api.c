@@ -54,6 +54,8 @@ json_t *api_job_json(struct store *st, const struct store_job *j, bool with_step
 	if (!o)
 		return NULL;
 	json_object_set_new(o, "terminal", json_boolean(job_state_terminal(j->state)));
+	if (j->created_by[0])
+		json_object_set_new(o, "created_by", json_string(j->created_by));
 	if (with_steps) {
 		json_t *steps = json_array();
 		if (store_jobs(st)->steps(st, j->id, add_step, steps, &e) < 0)
@@ -114,7 +116,7 @@ struct pick {
 static int pick_one(void *ctx, const struct store_job *j)
 {
 	struct pick *pk = ctx;
-	if (strcmp(j->release, pk->current)) {
+	if (strcmp(j->kind, "stop") && strcmp(j->release, pk->current)) {
 		memcpy(pk->out, j->release, HASH_ID_LEN + 1);
 		pk->found = true;
 		return 1;

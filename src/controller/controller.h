@@ -85,6 +85,10 @@ struct api_deploy_body {
 	char fingerprint[HASH_HEX_LEN + 1];
 };
 
+/* Stop body {"reason": "…", "by": "who"}: both optional, an empty body is {}; unknown keys
+ * are refused. reason holds STORE_REASON_MAX bytes, by STORE_OWNER_MAX. */
+int api_parse_stop_body(const char *p, size_t n, char *reason, char *by, struct err *e);
+
 /* Deploy body {"release": REF, "reason": "…", "force": false}: release required; unknown
  * keys refused. Rollback body {"to": REF?, "reason": "…"} when `rollback` (release = to). */
 int api_parse_deploy_body(const char *p, size_t n, bool rollback, struct api_deploy_body *out,

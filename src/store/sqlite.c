@@ -24,6 +24,8 @@ static const char *const schema[] = {
 	"CREATE INDEX releases_app_created ON releases(app, created_at);",
 	/* version 2: deploy jobs (sqlite-jobs.c) */
 	SQLITE_JOBS_SCHEMA,
+	/* version 3: who asked for a job (emergency stops record it) */
+	"ALTER TABLE jobs ADD COLUMN created_by TEXT NOT NULL DEFAULT '';",
 };
 
 int sqlite__fail(struct sqlite_store *s, struct err *e, const char *what)
