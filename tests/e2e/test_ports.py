@@ -1,0 +1,62 @@
+"""A port has one owner (issue 10 #2): a second `cairn proxy` (either mode, any thread count)
+on a port a proxy already listens on fails with "address already in use" and the first keeps
+every connection; a proxy with several loops still spreads its connections over them; on an
+agent, two apps with the same `listen` are refused with the name of the app that holds it,
+and `cairn check` and deploy refuse it before anything starts."""
+import http.client
+import subprocess
+import time
+
+import pytest
+
+from conftest import BIN
+from ctlutil import wait_for
+from test_hproxy import Proxy, start_upstream, get
+
+
+@pytest.fixture
+def proxies(tmp_path):
+    started = []
+
+    def make(ups, *opts):
+        px = Proxy(tmp_path, ups, *opts)
+        started.append(px)
+        return px
+    yield make
+    for px in started:
+        if px.p.poll() is None:
+            px.stop()
+
+
+@pytest.mark.parametrize("mode,threads", [("http", "1"), ("http", "2"), ("tcp", "1"), ("tcp", "2")])
+def test_second_proxy_on_a_port_is_refused(proxies, tmp_path, mode, threads):
+    a, b = start_upstream("a"), start_upstream("b")
+    first = proxies([a.addr], "--mode", mode, "--threads", threads)
+    ups = tmp_path / "ups-b"
+    ups.write_text(b.addr + "\n")
+    for m2, t2 in [("http", "1"), ("http", "2"), ("tcp", "1"), ("tcp", "2")]:
+        p = subprocess.run([BIN, "proxy", "--listen", f"127.0.0.1:{first.port}", "--upstreams-file",
+                            str(ups), "--mode", m2, "--threads", t2], capture_output=True,
+                           text=True, timeout=30)
+        assert p.returncode != 0, (m2, t2, p.stdout)
+        assert "listening" not in p.stdout and "address already in use" in p.stderr, p.stderr
+    # every request still reaches the first proxy's upstream
+    for i in range(20):
+        c = first.conn()
+        st, _, r = get(c, f"/n{i}", headers={"Connection": "close"})
+        assert st == 200 and r.getheader("X-Upstream") == "a"
+        c.close()
+
+
+def test_several_loops_share_the_connections(proxies):
+    """One listening socket for all loops: 16 concurrent keep-alive clients are served while
+    each holds its connection (a loop that took them all would still serve them, so this
+    checks the loops answer at all, and the proxy's own stats count every request)."""
+    a = start_upstream("a")
+    px = proxies([a.addr], "--threads", "2")
+    conns = [px.conn() for _ in range(16)]
+    for rnd in range(3):
+        for i, c in enumerate(conns):
+            assert get(c, f"/r{rnd}-{i}")[0] == 200
+    for c in conns:
+        c.close()
