@@ -60,3 +60,39 @@ def test_several_loops_share_the_connections(proxies):
             assert get(c, f"/r{rnd}-{i}")[0] == 200
     for c in conns:
         c.close()
+
+
+@pytest.fixture
+def agent(tmp_path):
+    from agentlib import Agent
+    a = Agent(BIN, tmp_path / "state")
+    a.start()
+    yield a
+    a.terminate()
+    a.cleanup()
+
+
+@pytest.mark.parametrize("mode,stopped", [("http", False), ("tcp", False), ("tcp", True)])
+def test_agent_refuses_a_second_app_on_a_port_with_the_owners_name(agent, mode, stopped):
+    """The agent knows every app's proxy on its host: a second app asking for a port another
+    app's proxy holds is refused (409) naming that app — also when the holder is a tcp proxy
+    stopped by an emergency stop, which holds no socket — and the first keeps it."""
+    from rolloutlib import free_port
+    port = free_port()
+    a = {"listen": f"127.0.0.1:{port}", "mode": mode, "upstreams": [], "stopped": stopped}
+    st, ans = agent.call("PUT", "/v1/apps/alpha/proxy", a)
+    assert st == 200, ans
+    for listen in (f"127.0.0.1:{port}", f"0.0.0.0:{port}"):
+        st, ans = agent.call("PUT", "/v1/apps/beta/proxy", dict(a, listen=listen, stopped=False))
+        assert st == 409, ans
+        msg = ans["error"]["message"]
+        assert "address already in use" in msg and "alpha" in msg, msg
+    st, ans = agent.call("GET", "/v1/apps/beta/proxy")
+    assert st == 404
+    st, ans = agent.call("GET", "/v1/apps/alpha/proxy")
+    assert st == 200 and ans["listen"] == f"127.0.0.1:{port}"
+    # the owner itself may switch in place, and another port is free for beta
+    assert agent.call("PUT", "/v1/apps/alpha/proxy", a)[0] == 200
+    st, ans = agent.call("PUT", "/v1/apps/beta/proxy",
+                         dict(a, listen=f"127.0.0.1:{free_port()}", stopped=False))
+    assert st == 200, ans
