@@ -166,7 +166,10 @@ static void list_apps(struct server *srv, struct evhttp_request *req)
 		reply_store_error(req, &e);
 		return;
 	}
-	server_reply_json(req, 200, json_pack("{s:o}", "apps", arr));
+	/* what each app's current release listens on, per host: `cairn check` compares */
+	json_t *ports = ports_of_apps(srv, srv->rd, &e);
+	server_reply_json(req, 200, json_pack("{s:o,s:o}", "apps", arr, "ports",
+					      ports ? ports : json_array()));
 }
 
 /* ---- unlock: through the worker (the stop: stop.c) ------------------------------------------------------ */

@@ -176,6 +176,11 @@ static void submit_work(struct task *t)
 		t->status = server_status_for(&t->err);
 		return;
 	}
+	/* one owner per port on a host: refused before it is queued, naming the owner */
+	if (ports_check_release(srv, st, t->app, id, &t->err) < 0) {
+		t->status = 409;
+		return;
+	}
 	memset(&rq, 0, sizeof(rq));
 	rq.app = t->app;
 	rq.kind = rollback ? "rollback" : "deploy";
@@ -236,7 +241,8 @@ static void submit_done(struct task *t)
 			t->status = 500;
 		server_reply_error(t->req, t->status,
 				   t->status == 422 && t->err.code == CAIRN_EINPUT ? "idempotency_mismatch"
-				   : t->status == 409 ? "queue_full"
+				   : t->err.code == EADDRINUSE			    ? "port_taken"
+				   : t->status == 409				    ? "queue_full"
 						      : server_code_for(&t->err),
 				   "%s", t->err.msg);
 		return;

@@ -36,6 +36,7 @@ struct config;
 #define CTL_IDEM_TTL_MS (24LL * 3600 * 1000) /* published: keys kept 24 h */
 #define CTL_IDEM_PURGE_AFTER_MS (72LL * 3600 * 1000) /* purged after 72 h (margin over 24 h) */
 #define CTL_EVENTS_KEEP_MS (30LL * 24 * 3600 * 1000) /* the event log keeps 30 days */
+#define CTL_PORTS_APPS_MAX 1024        /* apps whose ports a deploy is checked against */
 #define CTL_STOP_SETTLE_MS 10000        /* emergency stop: the running job's step returns */
 #define CTL_QUEUE_MAX 8                 /* queued deploys per app; beyond: 409 queue_full */
 #define CTL_SSE_MAX 256                 /* concurrent event streams */
@@ -298,6 +299,12 @@ int hosts_push_release(const struct exec_job *j, const char *host, struct buf *d
 
 /* The release's own cairn.yml (runner.c): the plan of a deploy (hosts, checks, timeouts). */
 int plan_load(const char *state_dir, const char *release, struct config **out, struct err *e);
+
+/* ports.c: [{"app","release","host","listen_host","listen_port"}] of every app's current
+ * release; ports_check_release: controller_ports_clash for a stored release. */
+json_t *ports_of_apps(struct server *srv, struct store *st, struct err *e);
+int ports_check_release(struct server *srv, struct store *st, const char *app,
+			const char *release, struct err *e);
 
 /* test hooks (runner.c; no-ops without CAIRN_TEST_HOOKS) */
 void test_hook_after_step(const char *step, const char *host);

@@ -150,4 +150,12 @@ bool api_digest_ok(const char *s, size_t n);
 void api_match_path(const char *path, struct api_path *out);
 const char *api_route_name(enum api_route r);
 
+/* One owner per port on a host (ports.c): -EADDRINUSE, with a message naming the other app, when
+ * cfg's listen is one that another app of `ports` (GET /v1/apps's "ports") has on one of cfg's
+ * hosts — the same host and port, or the same port where either side is every interface. */
+struct config;
+struct json_t;
+int controller_ports_clash(const struct json_t *ports, const char *app, const struct config *cfg,
+			   struct err *e);
+
 #endif

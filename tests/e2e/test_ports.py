@@ -96,3 +96,54 @@ def test_agent_refuses_a_second_app_on_a_port_with_the_owners_name(agent, mode, 
     st, ans = agent.call("PUT", "/v1/apps/beta/proxy",
                          dict(a, listen=f"127.0.0.1:{free_port()}", stopped=False))
     assert st == 200, ans
+
+
+@pytest.fixture
+def fleet(cairn, tmp_path):
+    from rolloutlib import Fleet, state_pids
+    f = Fleet(cairn, tmp_path)
+    yield f
+    f.teardown()
+    assert state_pids(cairn.state) == []
+
+
+def test_two_apps_on_one_host_same_listen_refused_by_check_and_deploy(fleet, tmp_path):
+    """The user's story: two apps with the same listen both deployed and split the traffic.
+    Now `cairn check` (a controller answers) and `cairn deploy` refuse the second, naming the
+    first; the first keeps every request."""
+    from rolloutlib import Load
+    import shutil
+    fleet.variant("v1")
+    fleet.ctl.start()
+    fleet.deploy("v1")
+    other = tmp_path / "other"
+    shutil.copytree(fleet.dir, other)
+    yml = other / "cairn.yml"
+    yml.write_text(yml.read_text().replace("app: knobs", "app: other"))
+    p = fleet.cairn.run("check", cwd=other, check=1)
+    assert "address already in use" in p.stderr and "app knobs" in p.stderr, p.stderr
+    err = fleet.cairn.json("check", cwd=other, check=1)["error"]
+    assert "app knobs" in err["message"]
+    fleet.cairn.run("build", cwd=other, check=0)
+    p = fleet.cairn.run("deploy", "--wait", cwd=other, check=1)
+    assert "address already in use" in p.stderr and "app knobs" in p.stderr, p.stderr
+    h = fleet.cairn.run("history", "--app", "other", "--json")
+    assert h.returncode == 2 or json_jobs(h.stdout) == []  # nothing was queued
+    assert [i for i in fleet.instances() if i["app"] == "other"] == []
+    with Load(fleet.port) as load:
+        load.wait_count(20)
+    assert load.failures() == [] and set(load.by_release()) == {fleet.ids["v1"]}
+    # another port is fine
+    yml.write_text(yml.read_text().replace(f"listen: {fleet.port}", f"listen: {free_port_()}"))
+    p = fleet.cairn.run("check", cwd=other, check=0)
+    assert "no other app listens there" in p.stdout
+
+
+def json_jobs(text):
+    import json
+    return json.loads(text).get("jobs", [])
+
+
+def free_port_():
+    from rolloutlib import free_port
+    return free_port()
