@@ -47,7 +47,8 @@ const struct cli_command cli_cmd_history = {
 		"    cairn history [--app APP] [--limit N] [--json]\n\n"
 		"DESCRIPTION\n"
 		"    Lists the app's deploy and rollback jobs: id, kind, state, release, when it\n"
-		"    was asked for, how long it ran, and why it failed or rolled back.\n\n"
+		"    was asked for, how long it ran, and why it failed or rolled back; and its\n"
+		"    emergency stops (kind stop): when, the --reason and who asked.\n\n"
 		"OPTIONS\n"
 		"    --app APP            the app (default: app of ./cairn.yml)\n"
 		"    --limit N            at most N jobs (default 20)\n"
@@ -133,13 +134,17 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 			const char *rel = json_string_value(json_object_get(j, "release"));
 			const char *err = json_string_value(json_object_get(j, "error"));
 			const char *reason = json_string_value(json_object_get(j, "reason"));
-			printf("%-6lld %-9s %-12s %-14.12s %-21s %s\n",
+			const char *by = json_string_value(json_object_get(j, "created_by"));
+			char who[128] = "";
+			if (by)
+				snprintf(who, sizeof(who), " (by %.100s)", by);
+			printf("%-6lld %-9s %-12s %-14.12s %-21s %s%s\n",
 			       (long long)json_integer_value(json_object_get(j, "id")),
 			       json_string_value(json_object_get(j, "kind")),
 			       json_string_value(json_object_get(j, "state")),
 			       rel && strlen(rel) > 7 ? rel + 7 : "?",
 			       json_string_value(json_object_get(j, "created_at")) ?: "",
-			       err ? err : reason ? reason : "");
+			       err ? err : reason ? reason : "", who);
 		}
 	} else {
 		const char *cur = json_string_value(json_object_get(ans, "current"));

@@ -109,4 +109,5 @@ def test_history_records_emergency_stops(fleet):
     assert s["created_at"] and h["jobs"][0] is s  # newest first
     p = fleet.cairn.run("history", cwd=fleet.dir, check=0)
     line = [ln for ln in p.stdout.splitlines() if "stop" in ln and "db on fire" in ln]
-    assert line, p.stdout
+    assert line and f"(by {s['created_by']})" in line[0], p.stdout
+    assert "@" in s["created_by"]  # user@host
