@@ -289,7 +289,7 @@ out:
 	config_free(cfg);
 }
 
-static void task_done_reply(struct task *t)
+void api__task_done_reply(struct task *t)
 {
 	if (t->route == ROUTE_UNLOCK)
 		runners_schedule(t->srv, t->app);
@@ -314,7 +314,7 @@ static void submit_task(struct server *srv, struct evhttp_request *req, const st
 	t->route = p->route;
 	snprintf(t->app, sizeof(t->app), "%s", p->app);
 	t->work = work;
-	t->done = task_done_reply;
+	t->done = api__task_done_reply;
 	server_submit(srv, t);
 }
 

@@ -242,6 +242,8 @@ void api__submit(struct server *srv, struct evhttp_request *req, const struct ap
 /* POST /v1/apps/{app}/stop, body {"reason", "by"} (stop.c; worker thread) */
 void api__stop(struct server *srv, struct evhttp_request *req, const struct api_path *p);
 void api__stop_work(struct task *t);
+/* a task's done(): its answer, or its error (api-read.c) */
+void api__task_done_reply(struct task *t);
 /* api-read.c: route dispatch and the other handlers (loop thread) */
 void api_handle(struct server *srv, struct evhttp_request *req, const struct api_path *p);
 json_t *api_job_json(struct store *st, const struct store_job *j, bool with_steps);

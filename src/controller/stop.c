@@ -139,17 +139,6 @@ void api__stop_work(struct task *t)
 	t->status = 200;
 }
 
-static void stop_done(struct task *t)
-{
-	if (!t->req)
-		return;
-	if (t->status >= 400 || !t->answer)
-		server_reply_error(t->req, t->status >= 400 ? t->status : 500, server_code_for(&t->err),
-				   "%s", t->err.msg);
-	else
-		server_reply_json(t->req, t->status, json_incref(t->answer));
-}
-
 void api__stop(struct server *srv, struct evhttp_request *req, const struct api_path *p)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -175,6 +164,6 @@ void api__stop(struct server *srv, struct evhttp_request *req, const struct api_
 	t->route = p->route;
 	snprintf(t->app, sizeof(t->app), "%s", p->app);
 	t->work = api__stop_work;
-	t->done = stop_done;
+	t->done = api__task_done_reply;
 	server_submit(srv, t);
 }

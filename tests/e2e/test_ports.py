@@ -3,35 +3,19 @@ on a port a proxy already listens on fails with "address already in use" and the
 every connection; a proxy with several loops still spreads its connections over them; on an
 agent, two apps with the same `listen` are refused with the name of the app that holds it,
 and `cairn check` and deploy refuse it before anything starts."""
-import http.client
 import subprocess
-import time
 
 import pytest
 
 from conftest import BIN
-from ctlutil import wait_for
-from test_hproxy import Proxy, start_upstream, get
-
-
-@pytest.fixture
-def proxies(tmp_path):
-    started = []
-
-    def make(ups, *opts):
-        px = Proxy(tmp_path, ups, *opts)
-        started.append(px)
-        return px
-    yield make
-    for px in started:
-        if px.p.poll() is None:
-            px.stop()
+from rolloutlib import fleet  # noqa: F401 (a fixture)
+from test_hproxy import get, proxy, start_upstream  # noqa: F401 (proxy: a fixture)
 
 
 @pytest.mark.parametrize("mode,threads", [("http", "1"), ("http", "2"), ("tcp", "1"), ("tcp", "2")])
-def test_second_proxy_on_a_port_is_refused(proxies, tmp_path, mode, threads):
+def test_second_proxy_on_a_port_is_refused(proxy, tmp_path, mode, threads):
     a, b = start_upstream("a"), start_upstream("b")
-    first = proxies([a.addr], "--mode", mode, "--threads", threads)
+    first = proxy([a.addr], "--mode", mode, "--threads", threads)
     ups = tmp_path / "ups-b"
     ups.write_text(b.addr + "\n")
     for m2, t2 in [("http", "1"), ("http", "2"), ("tcp", "1"), ("tcp", "2")]:
@@ -48,12 +32,12 @@ def test_second_proxy_on_a_port_is_refused(proxies, tmp_path, mode, threads):
         c.close()
 
 
-def test_several_loops_share_the_connections(proxies):
+def test_several_loops_share_the_connections(proxy):
     """One listening socket for all loops: 16 concurrent keep-alive clients are served while
     each holds its connection (a loop that took them all would still serve them, so this
     checks the loops answer at all, and the proxy's own stats count every request)."""
     a = start_upstream("a")
-    px = proxies([a.addr], "--threads", "2")
+    px = proxy([a.addr], "--threads", "2")
     conns = [px.conn() for _ in range(16)]
     for rnd in range(3):
         for i, c in enumerate(conns):
@@ -96,15 +80,6 @@ def test_agent_refuses_a_second_app_on_a_port_with_the_owners_name(agent, mode, 
     st, ans = agent.call("PUT", "/v1/apps/beta/proxy",
                          dict(a, listen=f"127.0.0.1:{free_port()}", stopped=False))
     assert st == 200, ans
-
-
-@pytest.fixture
-def fleet(cairn, tmp_path):
-    from rolloutlib import Fleet, state_pids
-    f = Fleet(cairn, tmp_path)
-    yield f
-    f.teardown()
-    assert state_pids(cairn.state) == []
 
 
 def test_two_apps_on_one_host_same_listen_refused_by_check_and_deploy(fleet, tmp_path):
