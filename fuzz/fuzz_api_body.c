@@ -1,5 +1,5 @@
-/* fuzz_api_body: the controller's request-body parser on arbitrary bytes (deploy and rollback
- * bodies) must never crash or leak; what it accepts is bounded, NUL-free, and parses to the
+/* fuzz_api_body: the controller's request-body parsers on arbitrary bytes (deploy, rollback
+ * and emergency-stop bodies) must never crash or leak; what it accepts is bounded, NUL-free, and parses to the
  * same fingerprint every time. */
 #include "controller/controller.h"
 
@@ -24,6 +24,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fprintf(stderr, "fuzz_api_body: fingerprint is not stable\n");
 			abort();
 		}
+	}
+	char reason[STORE_REASON_MAX], by[STORE_OWNER_MAX];
+	struct err e;
+	if (api_parse_stop_body((const char *)data, size, reason, by, &e) == 0 &&
+	    (strlen(reason) >= sizeof(reason) || strlen(by) >= sizeof(by))) {
+		fprintf(stderr, "fuzz_api_body: accepted stop body out of bounds\n");
+		abort();
 	}
 	return 0;
 }

@@ -46,6 +46,33 @@ bool agent__proxy_port(const struct agent *ag, int port)
 	return false;
 }
 
+/* Whether two listen addresses (HOST:PORT, [V6]:PORT, :PORT) would take the same socket: the
+ * same port, and the same host or either one every interface. */
+static bool wildcard_host(const char *h, size_t n)
+{
+	return n == 0 || (n == 7 && !strncmp(h, "0.0.0.0", 7)) || (n == 4 && !strncmp(h, "[::]", 4)) ||
+	       (n == 1 && h[0] == '*');
+}
+
+static bool listen_clash(const char *a, const char *b)
+{
+	const char *ca = strrchr(a, ':'), *cb = strrchr(b, ':');
+	if (!ca || !cb || atoi(ca + 1) == 0 || atoi(ca + 1) != atoi(cb + 1))
+		return false;
+	size_t na = (size_t)(ca - a), nb = (size_t)(cb - b);
+	return wildcard_host(a, na) || wildcard_host(b, nb) || (na == nb && !strncmp(a, b, na));
+}
+
+/* Another app's proxy on this host that holds (or, stopped, keeps) listen's port, or NULL. */
+static const struct app_proxy *port_owner(const struct agent *ag, const char *app,
+					  const char *listen)
+{
+	for (const struct app_proxy *p = ag->proxies; p; p = p->next)
+		if (strcmp(p->app, app) && listen_clash(p->listen, listen))
+			return p;
+	return NULL;
+}
+
 /* ---- backends ------------------------------------------------------------------------------ */
 
 static int ups_of(json_t *arr, struct proxy_upstream *ups)
@@ -371,6 +398,17 @@ static void handle_put(struct agent *ag, struct evhttp_request *req, const char 
 	free(body);
 	if (r < 0) {
 		agent_reply_err(req, &e);
+		return;
+	}
+	/* one owner per port: SO_REUSEPORT is never used, but a tcp proxy that is stopped has no
+	 * socket, and the kernel's "in use" does not say whose it is */
+	const struct app_proxy *owner = port_owner(ag, app, rq.listen);
+	if (owner) {
+		agent_reply_error(req, 409, "conflict",
+				  "listen tcp %s: address already in use: app %s's proxy holds %s on "
+				  "this host; give %s another listen in its cairn.yml",
+				  rq.listen, owner->app, owner->listen, app);
+		proxy_req_done(&rq);
 		return;
 	}
 	/* same mode and address (or port 0 = keep the bound one): switch in place */

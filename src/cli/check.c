@@ -4,11 +4,13 @@
 #include "cli/cli.h"
 
 #include "config/config.h"
+#include "controller/controller.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int run_check(int argc, char **argv);
 static int run_init(int argc, char **argv);
@@ -27,6 +29,10 @@ const struct cli_command cli_cmd_check = {
 	    "    problem is printed as FILE:LINE:COL: error: MESSAGE, pointing at the key or\n"
 	    "    value at fault and saying what to write instead; unknown keys suggest the\n"
 	    "    nearest known one. Nothing is started and no state is touched.\n"
+	    "    When a controller answers (CAIRN_ADDR, else STATE/cairn.sock), it is asked\n"
+	    "    what every other app's current release listens on: a listen another app has\n"
+	    "    on one of the config's hosts is refused, naming that app (a port has one\n"
+	    "    owner per host; 'cairn deploy' refuses it always).\n"
 	    "    docs/config.md describes every key and its default.\n\n"
 	    "OPTIONS\n"
 	    "    -c, --config FILE   the config to check (default: ./cairn.yml)\n"
@@ -34,7 +40,8 @@ const struct cli_command cli_cmd_check = {
 	    "                        durations in milliseconds as *_ms), or\n"
 	    "                        {\"error\": {code, message, file, line, col}}\n\n"
 	    "EXIT STATUS\n"
-	    "    0 the config is valid, 2 it is not (or cannot be read), or a usage error.\n\n"
+	    "    0 the config is valid, 1 its listen is another app's on one of its hosts,\n"
+	    "    2 it is not valid (or cannot be read), or a usage error.\n\n"
 	    "EXAMPLES\n"
 	    "    cairn check\n"
 	    "    cairn check -c deploy/cairn.yml\n"
@@ -107,6 +114,37 @@ static void print_json(json_t *o)
 	fputc('\n', stdout);
 }
 
+/* Other apps' ports on the config's hosts, when a controller answers (CAIRN_ADDR, else the
+ * state's cairn.sock): -EADDRINUSE naming the app that has the listen, 0 none, 1 not asked
+ * (*why says why when a controller was there to ask and did not answer; NULL: none is set up). */
+static int check_ports(const struct cli_ctx *ctx, const struct config *c, const char **why,
+		       struct err *e)
+{
+	struct cli_api_opts ao = { 0 };
+	struct cli_api a;
+	json_t *ans = NULL;
+	long status;
+	struct err ce;
+	int r;
+	*why = NULL;
+	if (cli_api_open(ctx, &ao, &a, &ce) < 0)
+		return 1;
+	if (a.sock && access(a.sock, F_OK) < 0) {
+		cli_api_done(&a);
+		return 1;
+	}
+	*why = "no controller answers: other apps' ports were not checked (deploy checks them)";
+	a.c.timeout_ms = 3000;
+	r = cli_api_call(&a, "GET", "/v1/apps", NULL, NULL, &status, &ans, &ce);
+	cli_api_done(&a);
+	if (r < 0)
+		return 1;
+	*why = NULL;
+	r = controller_ports_clash(json_object_get(ans, "ports"), c->app, c, e);
+	json_decref(ans);
+	return r;
+}
+
 static int run_check(int argc, char **argv)
 {
 	static const struct option opts[] = {CLI_COMMON_OPTS, {0}};
@@ -126,6 +164,13 @@ static int run_check(int argc, char **argv)
 				 argv[optind]);
 	if (cli_load_config(&ctx, &c, &e) < 0)
 		return cli_fail(&ctx, &e);
+	const char *ports_why = NULL;
+	int asked = check_ports(&ctx, c, &ports_why, &e);
+	if (asked < 0) {
+		err_prefix(&e, "%s", c->file);
+		config_free(c);
+		return cli_fail(&ctx, &e);
+	}
 	if (ctx.json) {
 		json_t *o = config_to_json(c);
 		if (!o) {
@@ -141,6 +186,10 @@ static int run_check(int argc, char **argv)
 		       c->app, c->n_hosts, c->n_hosts == 1 ? "" : "s", c->instances,
 		       c->instances == 1 ? "" : "s", v6 ? "[" : "", c->listen_host, v6 ? "]" : "",
 		       c->listen_port);
+		if (ports_why)
+			fprintf(stderr, "cairn check: note: %s\n", ports_why);
+		else if (asked == 0)
+			printf("  ports: no other app listens there (asked the controller)\n");
 	}
 	config_free(c);
 	return 0;

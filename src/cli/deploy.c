@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <openssl/rand.h>
 #include <signal.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,7 +20,8 @@ static int run_stop(int argc, char **argv);
 static int run_unlock(int argc, char **argv);
 
 #define API_OPTS_HELP                                                                              \
-	"    --app APP            the app (default: app of ./cairn.yml)\n"                         \
+	"    --app APP            the app (default: app of ./cairn.yml)\n" API_CONN_HELP
+#define API_CONN_HELP                                                                              \
 	"    --addr HOST:PORT     controller on TCP (else CAIRN_ADDR, else STATE/cairn.sock)\n"    \
 	"    --token-file FILE    bearer token for --addr (else CAIRN_TOKEN_FILE)\n"               \
 	"    --state DIR          state directory (where cairn.sock is)\n"                         \
@@ -94,17 +96,26 @@ const struct cli_command cli_cmd_stop = {
 	.help = "NAME\n"
 		"    cairn stop - the kill switch\n\n"
 		"SYNOPSIS\n"
-		"    cairn stop --emergency APP [--json]\n\n"
+		"    cairn stop --emergency APP [--reason TEXT] [--json]\n\n"
 		"DESCRIPTION\n"
-		"    Cancels the app's queued deploys, stops its running deploy at the next step\n"
-		"    boundary, and has every host's agent kill all of the app's instances at once.\n"
-		"    The app serves nothing afterwards; deploy a release to bring it back.\n\n"
+		"    Cancels the app's queued deploys and its running deploy (whatever step it is in:\n"
+		"    it does not roll back), and has the agent of every host the app's releases name\n"
+		"    kill all of the app's instances at once (SIGKILL), 'starting' ones included; its\n"
+		"    proxy answers 503. A step in flight when the stop came (a start, a probe) is\n"
+		"    waited for (up to 10 s) and whatever it started is killed too: when the command\n"
+		"    returns, no instance of the app runs. The stop is recorded in 'cairn history'\n"
+		"    (kind stop: who, when, --reason) and 'cairn status' says STOPPED.\n"
+		"    The app serves nothing afterwards; deploy a release to bring it back — the\n"
+		"    current one too: after a stop, deploying it is not a no-op.\n\n"
 		"OPTIONS\n"
-		"    --emergency          required: says you mean it\n" API_OPTS_HELP "\n"
+		"    APP, --app APP       required: there is no default from ./cairn.yml (a kill\n"
+		"                         switch names what it stops)\n"
+		"    --emergency          required: says you mean it\n"
+		"    --reason TEXT        why (kept in the history)\n" API_CONN_HELP "\n"
 		"EXIT STATUS\n"
 		"    0 stopped everywhere, 1 some host could not be reached, 2 usage.\n\n"
 		"EXAMPLES\n"
-		"    cairn stop --emergency urlshort\n",
+		"    cairn stop --emergency urlshort --reason 'leaking data'\n",
 };
 
 const struct cli_command cli_cmd_unlock = {
@@ -379,18 +390,33 @@ static int run_rollback(int argc, char **argv)
 	return submit(&cli_cmd_rollback, argc, argv, true);
 }
 
+/* who asks for a stop: user@host, as this process knows it */
+static json_t *stop_body(const char *reason)
+{
+	char host[64] = "", by[160];
+	struct passwd *pw = getpwuid(getuid());
+	gethostname(host, sizeof(host) - 1);
+	if (pw && pw->pw_name)
+		snprintf(by, sizeof(by), "%.63s@%.63s", pw->pw_name, host);
+	else
+		snprintf(by, sizeof(by), "uid %d@%.63s", (int)getuid(), host);
+	by[95] = '\0'; /* STORE_OWNER_MAX */
+	return json_pack("{s:s,s:s}", "reason", reason ? reason : "", "by", by);
+}
+
 /* stop and unlock: one request about APP */
 static int app_request(const struct cli_command *cmd, int argc, char **argv, bool stop)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTS, CLI_API_LONGOPTS,
 		{ "emergency", no_argument, NULL, 'E' },
+		{ "reason", required_argument, NULL, 'r' },
 		{ 0 },
 	};
 	struct cli_ctx ctx = { .cmd = cmd->name };
 	struct cli_api_opts ao = { 0 };
 	struct cli_api a;
-	const char *app = NULL;
+	const char *app = NULL, *reason = NULL;
 	bool emergency = false;
 	char path[128];
 	struct err e;
@@ -403,6 +429,10 @@ static int app_request(const struct cli_command *cmd, int argc, char **argv, boo
 			continue;
 		if (c == 'E') {
 			emergency = true;
+			continue;
+		}
+		if (c == 'r' && stop) {
+			reason = optarg;
 			continue;
 		}
 		if ((r = cli_common_opt(&ctx, cmd, c, optarg)) >= 100)
@@ -419,8 +449,8 @@ static int app_request(const struct cli_command *cmd, int argc, char **argv, boo
 	if ((r = cli_api_open(&ctx, &ao, &a, &e)) < 0)
 		return cli_fail(&ctx, &e);
 	snprintf(path, sizeof(path), "/v1/apps/%s/%s", app, stop ? "stop" : "lease");
-	r = cli_api_call(&a, stop ? "POST" : "DELETE", path, stop ? json_object() : NULL, NULL, &status,
-			 &ans, &e);
+	r = cli_api_call(&a, stop ? "POST" : "DELETE", path, stop ? stop_body(reason) : NULL, NULL,
+			 &status, &ans, &e);
 	cli_api_done(&a);
 	if (r < 0)
 		return cli_fail(&ctx, &e);
@@ -439,6 +469,11 @@ static int app_request(const struct cli_command *cmd, int argc, char **argv, boo
 			       ok ? "stopped" : "FAILED:", ok ? "" : json_string_value(json_object_get(h, "detail")));
 			r |= !ok;
 		}
+		if (json_is_integer(json_object_get(ans, "job")))
+			printf("  recorded as job %lld ('cairn history'); deploy a release to bring %s back\n",
+			       (long long)json_integer_value(json_object_get(ans, "job")), app);
+		if (json_is_string(json_object_get(ans, "warning")))
+			printf("  warning: %s\n", json_string_value(json_object_get(ans, "warning")));
 	} else if (json_is_true(json_object_get(ans, "broken"))) {
 		json_t *h = json_object_get(ans, "holder");
 		printf("%s: broke the lease held by %s (job %lld)\n  risk: %s\n", app,

@@ -50,7 +50,8 @@ const struct cli_command cli_cmd_history = {
 		"    cairn history N [--json]        (job N in detail, as 'cairn job N')\n\n"
 		"DESCRIPTION\n"
 		"    Lists the app's deploy and rollback jobs: id, kind, state, release, when it\n"
-		"    was asked for, how long it ran, and why it failed or rolled back.\n\n"
+		"    was asked for, how long it ran, and why it failed or rolled back; and its\n"
+		"    emergency stops (kind stop): when, the --reason and who asked.\n\n"
 		"OPTIONS\n"
 		"    --app APP            the app (default: app of ./cairn.yml)\n"
 		"    --limit N            at most N jobs (default 20)\n"
@@ -183,6 +184,11 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 				name_fput_safe(reason, stdout);
 				fputs("\")", stdout);
 			}
+			if (json_string_value(json_object_get(j, "created_by"))) {
+				fputs(" (by ", stdout);
+				name_fput_safe(json_string_value(json_object_get(j, "created_by")), stdout);
+				putchar(')');
+			}
 			putchar('\n');
 			buf_done(&rb);
 		}
@@ -196,7 +202,10 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 		buf_init(&gt, 1 << 20);
 		cli_release_tags_text(json_object_get(ans, "current_tags"), &ct);
 		cli_release_tags_text(json_object_get(ans, "last_good_tags"), &gt);
-		printf("current:    %s%s\n", cur ? cur : "(none deployed)", buf_str(&ct));
+		printf("current:    %s%s%s\n", cur ? cur : "(none deployed)", buf_str(&ct),
+		       json_is_true(json_object_get(ans, "stopped"))
+			   ? "   STOPPED by an emergency stop: deploy a release to bring it back"
+			   : "");
 		printf("last good:  %s%s%s\n", good ? good : "(none)", buf_str(&gt),
 		       cur && good && strcmp(cur, good) ? "   (current is NOT the last good release)" : "");
 		buf_done(&ct);

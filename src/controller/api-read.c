@@ -133,6 +133,7 @@ static void get_app(struct server *srv, struct evhttp_request *req, const char *
 	json_object_set_new(o, "last_good_tags",
 			    json_incref(json_object_get(tags, "last_good_tags")) ?: json_array());
 	json_decref(tags);
+	json_object_set_new(o, "stopped", json_boolean(a.stopped));
 	if (a.upstreams[0]) {
 		json_t *u = json_loads(a.upstreams, 0, NULL);
 		json_object_set_new(o, "upstreams", u ? u : json_null());
@@ -185,52 +186,13 @@ static void list_apps(struct server *srv, struct evhttp_request *req)
 		reply_store_error(req, &e);
 		return;
 	}
-	server_reply_json(req, 200, json_pack("{s:o}", "apps", arr));
+	/* what each app's current release listens on, per host: `cairn check` compares */
+	json_t *ports = ports_of_apps(srv, srv->rd, &e);
+	server_reply_json(req, 200, json_pack("{s:o,s:o}", "apps", arr, "ports",
+					      ports ? ports : json_array()));
 }
 
-/* ---- stop and unlock: through the worker ------------------------------------------------------ */
-
-static int cancel_queued(void *ctx, const struct store_job *j)
-{
-	struct task *t = ctx;
-	struct err e;
-	if (store_jobs(t->srv->wr)->transition(t->srv->wr, j->id, JOB_QUEUED, JOB_CANCELLED, 0,
-					       "cancelled by an emergency stop", &e) == 0)
-		json_array_append_new(json_object_get(t->answer, "cancelled_jobs"), json_integer(j->id));
-	return 0;
-}
-
-static void stop_work(struct task *t)
-{
-	struct server *srv = t->srv;
-	struct store_app a;
-	struct config *cfg = NULL;
-	if (task_app_get(t, &a) < 0)
-		return;
-	t->answer = json_pack("{s:s,s:[],s:[]}", "app", t->app, "cancelled_jobs", "hosts");
-	store_jobs(srv->wr)->list(srv->wr, t->app, 1u << JOB_QUEUED, 0, cancel_queued, t, &t->err);
-	runners_cancel_app(srv, t->app);
-	const char *rel = a.current[0] ? a.current : NULL;
-	struct store_job running;
-	if (a.running_job && store_jobs(srv->wr)->get(srv->wr, a.running_job, &running, &t->err) == 0)
-		rel = running.release;
-	if (rel && plan_load(srv->o.state_dir, rel, &cfg, &t->err) < 0)
-		cfg = NULL;
-	size_t n = cfg ? cfg->n_hosts : 1;
-	for (size_t i = 0; i < n; i++) {
-		const char *host = cfg ? cfg->hosts[i].name : "local";
-		struct buf d;
-		struct err e;
-		buf_init(&d, STORE_DETAIL_MAX);
-		int r = srv->exec->ops->stop(srv->exec, t->app, host, &d, &e);
-		json_array_append_new(json_object_get(t->answer, "hosts"),
-				      json_pack("{s:s,s:b,s:s}", "host", host, "ok", r >= 0, "detail",
-						r >= 0 ? buf_str(&d) : e.msg));
-		buf_done(&d);
-	}
-	config_free(cfg);
-	t->status = 200;
-}
+/* ---- unlock: through the worker (the stop: stop.c) ------------------------------------------------------ */
 
 /* DELETE /v1/apps/{app}: `cairn rm` — the app's proxy and instances go from every host of its
  * current release's plan; its releases, jobs and last good release are kept. Refused (409)
@@ -437,7 +399,7 @@ out:
 	config_free(cfg);
 }
 
-static void task_done_reply(struct task *t)
+void api__task_done_reply(struct task *t)
 {
 	if (t->route == ROUTE_UNLOCK)
 		runners_schedule(t->srv, t->app);
@@ -462,7 +424,7 @@ static void submit_task(struct server *srv, struct evhttp_request *req, const st
 	t->route = p->route;
 	snprintf(t->app, sizeof(t->app), "%s", p->app);
 	t->work = work;
-	t->done = task_done_reply;
+	t->done = api__task_done_reply;
 	server_submit(srv, t);
 }
 
@@ -570,7 +532,7 @@ void api_handle(struct server *srv, struct evhttp_request *req, const struct api
 		return;
 	case ROUTE_STOP:
 		if (method_ok(req, "POST", EVHTTP_REQ_POST))
-			submit_task(srv, req, p, stop_work);
+			api__stop(srv, req, p);
 		return;
 	case ROUTE_UNLOCK:
 		if (m == EVHTTP_REQ_GET)

@@ -65,6 +65,8 @@ json_t *api_job_json(struct store *st, const struct store_job *j, bool with_step
 				    json_integer((j->finished_at ? j->finished_at
 								 : time_now_ns() / 1000000) -
 						 j->started_at));
+	if (j->created_by[0])
+		json_object_set_new(o, "created_by", json_string(j->created_by));
 	if (with_steps) {
 		json_t *steps = json_array();
 		if (store_jobs(st)->steps(st, j->id, add_step, steps, &e) < 0)
@@ -153,7 +155,7 @@ struct pick {
 static int pick_one(void *ctx, const struct store_job *j)
 {
 	struct pick *pk = ctx;
-	if (strcmp(j->release, pk->current)) {
+	if (strcmp(j->kind, "stop") && strcmp(j->release, pk->current)) {
 		memcpy(pk->out, j->release, HASH_ID_LEN + 1);
 		pk->found = true;
 		return 1;
@@ -211,6 +213,11 @@ static void submit_work(struct task *t)
 	}
 	if (r < 0) {
 		t->status = server_status_for(&t->err);
+		return;
+	}
+	/* one owner per port on a host: refused before it is queued, naming the owner */
+	if (ports_check_release(srv, st, t->app, id, &t->err) < 0) {
+		t->status = 409;
 		return;
 	}
 	memset(&rq, 0, sizeof(rq));
@@ -275,7 +282,8 @@ static void submit_done(struct task *t)
 			t->status = 500;
 		server_reply_error(t->req, t->status,
 				   t->status == 422 && t->err.code == CAIRN_EINPUT ? "idempotency_mismatch"
-				   : t->status == 409 ? "queue_full"
+				   : t->err.code == EADDRINUSE			    ? "port_taken"
+				   : t->status == 409				    ? "queue_full"
 						      : server_code_for(&t->err),
 				   "%s", t->err.msg);
 		return;

@@ -101,6 +101,38 @@ fail:
 	return r;
 }
 
+int api_parse_stop_body(const char *p, size_t n, char *reason, char *by, struct err *e)
+{
+	json_error_t je;
+	json_t *root, *v;
+	const char *k;
+	int r = 0;
+	reason[0] = by[0] = '\0';
+	if (n > API_BODY_MAX)
+		return err_set(e, E2BIG, "body is larger than %d bytes", API_BODY_MAX);
+	if (n == 0)
+		return 0;
+	if (!(root = json_loadb(p, n, JSON_REJECT_DUPLICATES, &je)))
+		return err_set(e, CAIRN_EINPUT, "body is not JSON: %s (line %d, column %d)", je.text,
+			       je.line, je.column);
+	if (!json_is_object(root)) {
+		r = err_set(e, CAIRN_EINPUT, "body must be a JSON object");
+		goto out;
+	}
+	json_object_foreach(root, k, v)
+		if (strcmp(k, "reason") && strcmp(k, "by")) {
+			r = err_set(e, CAIRN_EINPUT,
+				    "body: unknown key \"%.64s\"; expected \"reason\", \"by\"", k);
+			goto out;
+		}
+	if ((r = get_string(root, "reason", reason, STORE_REASON_MAX, false, e)) < 0 ||
+	    (r = get_string(root, "by", by, STORE_OWNER_MAX, false, e)) < 0)
+		goto out;
+out:
+	json_decref(root);
+	return r;
+}
+
 int api_parse_idem_key(const char *v, char out[STORE_IDEM_KEY_MAX + 1], struct err *e)
 {
 	size_t n = strlen(v);

@@ -40,6 +40,8 @@ struct config;
 #define CTL_IDEM_TTL_MS (24LL * 3600 * 1000) /* published: keys kept 24 h */
 #define CTL_IDEM_PURGE_AFTER_MS (72LL * 3600 * 1000) /* purged after 72 h (margin over 24 h) */
 #define CTL_EVENTS_KEEP_MS (30LL * 24 * 3600 * 1000) /* the event log keeps 30 days */
+#define CTL_PORTS_APPS_MAX 1024        /* apps whose ports a deploy is checked against */
+#define CTL_STOP_SETTLE_MS 10000        /* emergency stop: the running job's step returns */
 #define CTL_QUEUE_MAX 8                 /* queued deploys per app; beyond: 409 queue_full */
 #define CTL_SSE_MAX 256                 /* concurrent event streams */
 #define CTL_CONN_MAX 1024               /* open client connections; beyond: 503 busy */
@@ -158,6 +160,7 @@ struct task {
 	char key[STORE_IDEM_KEY_MAX + 1]; /* idempotency key held in flight, "" none */
 	char app[STORE_APP_MAX];
 	struct api_deploy_body body;
+	char by[STORE_OWNER_MAX]; /* stop: who asked, as the client says */
 	enum api_route route;
 	int status;   /* answer: HTTP status */
 	json_t *answer; /* answer body (owned) */
@@ -285,6 +288,11 @@ void server__conn_head_read(struct conn_rec *r);
 
 /* api.c: POST deploys / rollback (loop thread) */
 void api__submit(struct server *srv, struct evhttp_request *req, const struct api_path *p);
+/* POST /v1/apps/{app}/stop, body {"reason", "by"} (stop.c; worker thread) */
+void api__stop(struct server *srv, struct evhttp_request *req, const struct api_path *p);
+void api__stop_work(struct task *t);
+/* a task's done(): its answer, or its error (api-read.c) */
+void api__task_done_reply(struct task *t);
 /* api-read.c: route dispatch and the other handlers (loop thread) */
 void api_handle(struct server *srv, struct evhttp_request *req, const struct api_path *p);
 json_t *api_job_json(struct store *st, const struct store_job *j, bool with_steps);
@@ -309,8 +317,11 @@ void runners_schedule(struct server *srv, const char *app_or_null);
 void runners_reap(struct server *srv);
 void runners_stop_all(struct server *srv); /* on shutdown: abort, join */
 int keeper_start(struct server *srv);
-/* stop route helper (worker thread): abort the app's runner, mark it for cancel. */
-void runners_cancel_app(struct server *srv, const char *app);
+/* stop route helper (worker thread): abort the app's runner, mark it for cancel. Returns
+ * whether one was running. */
+bool runners_cancel_app(struct server *srv, const char *app);
+/* Waits up to ms for the app's runner to end; true when none is left. */
+bool runners_wait_app(struct server *srv, const char *app, int64_t ms);
 bool runner__stopping(struct runner *rn);
 void *runner__main(void *arg); /* the runner thread (runner.c) */
 bool runner__wait(struct runner *rn, int64_t ms);
@@ -337,6 +348,12 @@ int hosts_push_release(const struct exec_job *j, const char *host, struct buf *d
 
 /* The release's own cairn.yml (runner.c): the plan of a deploy (hosts, checks, timeouts). */
 int plan_load(const char *state_dir, const char *release, struct config **out, struct err *e);
+
+/* ports.c: [{"app","release","host","listen_host","listen_port"}] of every app's current
+ * release; ports_check_release: controller_ports_clash for a stored release. */
+json_t *ports_of_apps(struct server *srv, struct store *st, struct err *e);
+int ports_check_release(struct server *srv, struct store *st, const char *app,
+			const char *release, struct err *e);
 
 /* test hooks (runner.c; no-ops without CAIRN_TEST_HOOKS) */
 void test_hook_after_step(const char *step, const char *host);

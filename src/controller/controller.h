@@ -85,6 +85,10 @@ struct api_deploy_body {
 	char fingerprint[HASH_HEX_LEN + 1];
 };
 
+/* Stop body {"reason": "…", "by": "who"}: both optional, an empty body is {}; unknown keys
+ * are refused. reason holds STORE_REASON_MAX bytes, by STORE_OWNER_MAX. */
+int api_parse_stop_body(const char *p, size_t n, char *reason, char *by, struct err *e);
+
 /* Deploy body {"release": REF, "reason": "…", "force": false}: release required; unknown
  * keys refused. Rollback body {"to": REF?, "reason": "…"} when `rollback` (release = to). */
 int api_parse_deploy_body(const char *p, size_t n, bool rollback, struct api_deploy_body *out,
@@ -163,5 +167,13 @@ bool api_digest_ok(const char *s, size_t n);
 /* Splits a request path (query string ignored). Unknown paths give ROUTE_NONE. */
 void api_match_path(const char *path, struct api_path *out);
 const char *api_route_name(enum api_route r);
+
+/* One owner per port on a host (ports.c): -EADDRINUSE, with a message naming the other app, when
+ * cfg's listen is one that another app of `ports` (GET /v1/apps's "ports") has on one of cfg's
+ * hosts — the same host and port, or the same port where either side is every interface. */
+struct config;
+struct json_t;
+int controller_ports_clash(const struct json_t *ports, const char *app, const struct config *cfg,
+			   struct err *e);
 
 #endif

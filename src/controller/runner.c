@@ -329,8 +329,9 @@ static void *host_main(void *arg)
 		int none = -1;
 		atomic_compare_exchange_strong(hr->first_fail, &none, (int)hr->h);
 		atomic_store(hr->jr.wave_stop, true);
-		/* this host goes back at once, not after the others' steps end */
-		if (hr->jr.st && host_touched(&hr->jr, hr->h))
+		/* this host goes back at once, not after the others' steps end; after an emergency
+		 * stop nothing goes back: the stop killed everything and must stay the last word */
+		if (hr->jr.st && host_touched(&hr->jr, hr->h) && !atomic_load(&hr->jr.rn->cancel))
 			run_step(&hr->jr, &hr->xj, hr->h, STEP_ROLLBACK);
 	}
 	store_close(hr->jr.st);
@@ -410,6 +411,20 @@ static void finish_job(struct jobrun *jr, enum job_state to, const char *error)
 	server_notify(jr->rn->srv);
 }
 
+static void kill_everywhere(struct jobrun *jr)
+{
+	struct executor *x = jr->rn->srv->exec;
+	for (size_t h = 0; h < jr->cfg->n_hosts; h++) {
+		struct buf d;
+		struct err e;
+		buf_init(&d, STORE_DETAIL_MAX);
+		if (x->ops->stop(x, jr->job.app, jr->cfg->hosts[h].name, &d, &e) < 0)
+			log_warn("controller", "job %lld: stopping %s on %s: %s", (long long)jr->job.id,
+				 jr->job.app, jr->cfg->hosts[h].name, e.msg);
+		buf_done(&d);
+	}
+}
+
 static void run_job(struct runner *rn, struct store *st, struct store_job *job)
 {
 	struct jobrun jr;
@@ -444,14 +459,23 @@ static void run_job(struct runner *rn, struct store *st, struct store_job *job)
 	}
 	if (r > 0)
 		goto out; /* lease lost: the new holder decides */
-	if (r == 0) {
+	if (r == 0 && !atomic_load(&rn->cancel)) {
 		finish_job(&jr, JOB_SUCCEEDED, NULL);
 		goto out;
 	}
+	if (r == 0)
+		snprintf(jr.error, sizeof(jr.error), "stopped during its last step");
 	/* failed: undo every host that was touched, newest first */
 	char why[STORE_DETAIL_MAX];
 	snprintf(why, sizeof(why), "%s", jr.error);
 	bool undone = true;
+	if (atomic_load(&rn->cancel)) {
+		/* an emergency stop: no rollback (it would start the previous release again), and
+		 * whatever the step in flight started is killed now that it has returned */
+		kill_everywhere(&jr);
+		finish_job(&jr, JOB_CANCELLED, why);
+		goto out;
+	}
 	for (size_t k = jr.cfg->n_hosts; k-- > 0;) {
 		bool touched = false;
 		for (int s = 0; s < STEP_COUNT; s++)

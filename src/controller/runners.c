@@ -117,16 +117,35 @@ void runners_reap(struct server *srv)
 	strv_done(&again);
 }
 
-void runners_cancel_app(struct server *srv, const char *app)
+bool runners_cancel_app(struct server *srv, const char *app)
 {
+	bool any = false;
 	pthread_mutex_lock(&srv->rmu);
 	for (struct runner *rn = srv->runners; rn; rn = rn->next)
 		if (!strcmp(rn->app, app)) {
 			atomic_store(&rn->cancel, true);
 			atomic_store(&rn->abort, true);
+			any |= !atomic_load(&rn->done);
 		}
 	pthread_cond_broadcast(&srv->rcv);
 	pthread_mutex_unlock(&srv->rmu);
+	return any;
+}
+
+bool runners_wait_app(struct server *srv, const char *app, int64_t ms)
+{
+	int64_t until = time_mono_ns() + ms * 1000000;
+	for (;;) {
+		pthread_mutex_lock(&srv->rmu);
+		bool live = find_runner(srv, app) != NULL;
+		pthread_mutex_unlock(&srv->rmu);
+		if (!live)
+			return true;
+		if (time_mono_ns() >= until)
+			return false;
+		struct timespec ts = { 0, 20 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
 }
 
 void runners_stop_all(struct server *srv)

@@ -493,9 +493,13 @@ static int take_lock(struct server *srv, struct err *e)
 	int r = 0;
 	if (srv->lock_fd < 0)
 		r = err_set(e, errno, "cannot open %s: %s", path, strerror(errno));
-	else if (flock(srv->lock_fd, LOCK_EX | LOCK_NB) < 0)
+	else if (flock(srv->lock_fd, LOCK_EX | LOCK_NB) < 0) {
 		r = err_set(e, EBUSY, "another controller serves %s (it holds %s); stop it first",
 			    srv->o.state_dir, path);
+		/* not ours: the shutdown path removes cairn.sock only while holding the lock */
+		close(srv->lock_fd);
+		srv->lock_fd = -1;
+	}
 	free(path);
 	return r;
 }

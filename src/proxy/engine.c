@@ -4,6 +4,7 @@
 #include "proxy/proxy-internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,8 +99,9 @@ void proxy_engine_free(struct proxy_engine *eng)
 	free(eng);
 }
 
-/* Binds one listener per loop (SO_REUSEPORT when there are several); port 0 is resolved by
- * the first bind and reused by the others. */
+/* Binds one listening socket, never SO_REUSEPORT (a second owner of the port gets "address
+ * already in use"), and gives each loop a dup of it: with several loops they wait on it with
+ * EPOLLEXCLUSIVE (loop.c), so a connection wakes one idle loop. */
 static int bind_all(struct proxy_engine *eng, const char *listen, int *fds, char *out_addr,
 		    struct err *e)
 {
@@ -108,21 +110,17 @@ static int bind_all(struct proxy_engine *eng, const char *listen, int *fds, char
 	int r = net_resolve_tcp(listen, true, a, ARRAY_SIZE(a), &n, e);
 	if (r < 0)
 		return r;
-	bool rp = eng->o.threads > 1;
 	for (int i = 0; i < eng->o.threads; i++) {
-		fds[i] = net_listen_on(&a[0], rp, 1024, e);
+		fds[i] = i == 0 ? net_listen_on(&a[0], false, 1024, e)
+				: fcntl(fds[0], F_DUPFD_CLOEXEC, 0);
 		if (fds[i] < 0) {
-			r = fds[i];
+			r = i == 0 ? fds[i] : err_set(e, errno, "listener: %s", strerror(errno));
 			while (i-- > 0)
 				close(fds[i]);
 			return r;
 		}
-		if (i == 0) { /* port 0 → the port we got, for the other loops */
-			socklen_t len = sizeof a[0].ss;
-			getsockname(fds[0], (struct sockaddr *)&a[0].ss, &len);
-			a[0].len = len;
+		if (i == 0)
 			net_local_addr_str(fds[0], out_addr, NET_ADDR_STRLEN);
-		}
 	}
 	return 0;
 }

@@ -200,6 +200,7 @@ void hproxy__pool_release(struct hloop *lp, struct hp_pool *p);
 
 /* hproxy-conn.c: client connections — accept, request heads, own answers, closing */
 void hproxy__accept(struct hloop *lp);
+uint32_t hproxy__listen_events(const struct hproxy *h); /* EPOLLIN, EPOLLEXCLUSIVE if shared */
 void hproxy__client_event(struct hcl *c, uint32_t ev);
 void hproxy__client_run(struct hcl *c);
 void hproxy__client_timeout(struct hcl *c);

@@ -1,11 +1,12 @@
-/* hproxy: the HTTP/1.1 reverse proxy's face and its loops — one epoll thread per loop with an
- * SO_REUSEPORT listener, timer lists, keep-alive pools, and the hand-over of the upstream set
- * and the stop flag from callers (under h->mu, announced through an eventfd; callers wait until
- * every loop has taken the change). Connections live in hproxy-conn.c and hproxy-up.c. */
+/* hproxy: the HTTP/1.1 reverse proxy's face and its loops — one epoll thread per loop, all
+ * sharing one listening socket (never SO_REUSEPORT), timer lists, keep-alive pools, and the
+ * hand-over of the upstream set and the stop flag from callers (under h->mu, announced through
+ * an eventfd; callers wait until every loop has taken the change). Connections live in hproxy-conn.c and hproxy-up.c. */
 #include "proxy/hproxy-internal.h"
 
 #include <errno.h>
 #include <malloc.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -264,7 +265,8 @@ static void *loop_main(void *arg)
 		if (lp->accept_at && time_mono_ns() >= lp->accept_at) {
 			lp->accept_at = 0;
 			if (lp->lfd >= 0) {
-				struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &lp->ltag };
+				struct epoll_event ev = { .events = hproxy__listen_events(lp->h),
+							  .data.ptr = &lp->ltag };
 				epoll_ctl(lp->ep, EPOLL_CTL_ADD, lp->lfd, &ev);
 			}
 		}
@@ -310,6 +312,12 @@ static void opts_default(struct hproxy_opts *o)
 		o->window_ms = 60000;
 }
 
+/* the loops share one listening socket: a connection wakes one of them, not all */
+uint32_t hproxy__listen_events(const struct hproxy *h)
+{
+	return EPOLLIN | (h->o.threads > 1 ? EPOLLEXCLUSIVE : 0);
+}
+
 static int loop_init(struct hproxy *h, struct hloop *lp, int idx, int lfd, struct err *e)
 {
 	lp->h = h;
@@ -330,8 +338,9 @@ static int loop_init(struct hproxy *h, struct hloop *lp, int idx, int lfd, struc
 		return err_set(e, errno, "epoll: %s", strerror(errno));
 	lp->ltag = (struct hp_tag){ TAG_HP_LISTEN, lp };
 	lp->etag = (struct hp_tag){ TAG_HP_EVENT, lp };
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &lp->ltag };
+	struct epoll_event ev = { .events = hproxy__listen_events(h), .data.ptr = &lp->ltag };
 	epoll_ctl(lp->ep, EPOLL_CTL_ADD, lfd, &ev);
+	ev.events = EPOLLIN;
 	ev.data.ptr = &lp->etag;
 	epoll_ctl(lp->ep, EPOLL_CTL_ADD, lp->evfd, &ev);
 	return take_set(lp, NULL);
@@ -385,19 +394,25 @@ int hproxy_new(const struct hproxy_opts *o, const char *listen, char out_addr[NE
 	r = net_resolve_tcp(listen, true, la, ARRAY_SIZE(la), &n_la, e);
 	if (r < 0)
 		goto fail;
+	/* one listening socket, never SO_REUSEPORT: a second owner of the port (another proxy,
+	 * another app's) gets "address already in use" from the kernel. Each loop holds a dup of
+	 * it and waits on it with EPOLLEXCLUSIVE, so a connection wakes one idle loop. */
+	int lfd = net_listen_on(&la[0], false, 4096, e);
+	if (lfd < 0) {
+		r = lfd;
+		goto fail;
+	}
+	{
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof ss;
+		getsockname(lfd, (struct sockaddr *)&ss, &sl);
+		net_addr_str((struct sockaddr *)&ss, bound, sizeof bound);
+	}
 	for (int i = 0; i < h->o.threads; i++) {
-		int fd = net_listen_on(&la[0], true, 4096, e);
+		int fd = i == 0 ? lfd : fcntl(lfd, F_DUPFD_CLOEXEC, 0);
 		if (fd < 0) {
-			r = fd;
+			r = err_set(e, errno, "listener: %s", strerror(errno));
 			goto fail;
-		}
-		if (i == 0) { /* port 0: the others bind the port the kernel picked */
-			struct sockaddr_storage ss;
-			socklen_t sl = sizeof ss;
-			getsockname(fd, (struct sockaddr *)&ss, &sl);
-			memcpy(&la[0].ss, &ss, sl);
-			la[0].len = sl;
-			net_addr_str((struct sockaddr *)&ss, bound, sizeof bound);
 		}
 		h->n_loops++;
 		r = loop_init(h, &h->loops[i], i, fd, e);

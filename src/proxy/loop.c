@@ -219,19 +219,25 @@ static int label_slot(struct lproxy *p, const char *name)
 
 /* ---- commands ---- */
 
+/* the loops hold dups of one listening socket: a connection wakes one of them, not all */
+static uint32_t listen_events(const struct loop *lp)
+{
+	return EPOLLIN | (lp->eng->o.threads > 1 ? EPOLLEXCLUSIVE : 0);
+}
+
 static void listener_set(struct loop *lp, struct lproxy *p, int fd)
 {
 	bool reg = false;
 	uint32_t cur = 0;
 	p->lfd = fd;
 	p->ltag = (struct ep_tag){ .kind = TAG_LISTEN, .ptr = p };
-	proxy__ep_set(lp, fd, &p->ltag, EPOLLIN, &reg, &cur);
+	proxy__ep_set(lp, fd, &p->ltag, listen_events(lp), &reg, &cur);
 }
 
 static void pause_fire(struct loop *lp, struct timer *t)
 {
 	struct lproxy *p = container_of(t, struct lproxy, pause);
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &p->ltag };
+	struct epoll_event ev = { .events = listen_events(lp), .data.ptr = &p->ltag };
 	if (p->lfd >= 0)
 		epoll_ctl(lp->ep, EPOLL_CTL_ADD, p->lfd, &ev);
 }

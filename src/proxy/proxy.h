@@ -1,5 +1,5 @@
-/* proxy: the TCP proxy engine — epoll loops (1..N threads, SO_REUSEPORT listeners), splice(2)
- * for pass-through bytes, a buffered path with per-connection toxics, atomic upstream switches
+/* proxy: the TCP proxy engine — epoll loops (1..N threads sharing one listening socket, never
+ * SO_REUSEPORT), splice(2) for pass-through bytes, a buffered path with per-connection toxics, atomic upstream switches
  * with drain, and the Toxiproxy-compatible fault layer and HTTP API on top. Every call from
  * another thread goes through a command queue into the loops; none blocks the data path. */
 #ifndef CAIRN_PROXY_H
@@ -48,7 +48,7 @@ int64_t proxy_toxic_attr_max(enum proxy_toxic_type t, size_t i);
 struct proxy_engine;
 
 struct proxy_engine_opts {
-	int threads;              /* loop threads; >1 uses SO_REUSEPORT listeners (default 1) */
+	int threads;              /* loop threads, sharing one listener (default 1) */
 	size_t max_conns;         /* per proxy and loop; more are accepted and closed (10000) */
 	size_t max_buffered;      /* queued bytes per connection direction before reads stop (1 MiB) */
 	int64_t drain_timeout_ms; /* connections on a replaced upstream set close after (30 s) */
@@ -168,7 +168,7 @@ double proxy_http_bucket_us(int i);
 struct hproxy;
 
 struct hproxy_opts {
-	int threads;                       /* loop threads, SO_REUSEPORT listeners (default 1) */
+	int threads;                       /* loop threads, sharing one listener (default 1) */
 	size_t max_header_bytes;           /* request head limit → 431 (default 64 KiB) */
 	int64_t max_body_bytes;            /* request body limit → 413 (default 64 MiB; <0: none) */
 	int64_t header_timeout_ms;         /* the whole request head within → 408 (default 10 s) */

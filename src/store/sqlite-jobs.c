@@ -10,7 +10,7 @@
 
 #define JOB_COLS                                                                                   \
 	"id, app, kind, release, from_release, state, reason, force, created_at, started_at, "     \
-	"finished_at, deadline_at, error"
+	"finished_at, deadline_at, error, created_by"
 
 static const char *const state_names[JOB_STATE_COUNT] = {
 	[JOB_QUEUED] = "queued",       [JOB_RUNNING] = "running", [JOB_SUCCEEDED] = "succeeded",
@@ -58,6 +58,7 @@ static void row_to_job(sqlite3_stmt *q, struct store_job *j)
 	j->finished_at = sqlite3_column_int64(q, 10);
 	j->deadline_at = sqlite3_column_int64(q, 11);
 	sqlite__copy_col(j->error, sizeof(j->error), q, 12);
+	sqlite__copy_col(j->created_by, sizeof(j->created_by), q, 13);
 }
 
 /* Statements are prepared once per connection and kept (the set of SQL texts is fixed);
@@ -219,6 +220,16 @@ int sqlite__app_get_locked(struct sqlite_store *s, const char *app, struct store
 	if (sqlite3_step(q) == SQLITE_ROW)
 		out->running_job = sqlite3_column_int64(q, 0);
 	sqlite__release(q);
+	/* stopped: the newest stop, success or rollback (the last that changed what serves) is a stop */
+	if ((r = sqlite__prep(s,
+			      "SELECT kind FROM jobs WHERE app = ? AND (kind = 'stop' OR state IN "
+			      "('succeeded','rolled_back')) ORDER BY id DESC LIMIT 1",
+			      &q, e)) < 0)
+		return r;
+	sqlite3_bind_text(q, 1, app, -1, SQLITE_STATIC);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		out->stopped = !strcmp((const char *)sqlite3_column_text(q, 0), "stop");
+	sqlite__release(q);
 	return 0;
 }
 
@@ -252,7 +263,7 @@ static int job_that_made_current(struct sqlite_store *s, const char *app, const 
 	int r, found = 0;
 	if ((r = sqlite__prep(s,
 		      "SELECT " JOB_COLS " FROM jobs WHERE app = ? AND release = ? AND state = 'succeeded' "
-		      "ORDER BY id DESC LIMIT 1",
+		      "AND kind != 'stop' ORDER BY id DESC LIMIT 1",
 		      &q, e)) < 0)
 		return r;
 	sqlite3_bind_text(q, 1, app, -1, SQLITE_STATIC);
@@ -289,7 +300,7 @@ static int submit_locked(struct sqlite_store *s, const struct store_job_submit *
 			return r;
 		/* current and good, and nothing queued or running that would move it */
 		if (a.current[0] && !strcmp(a.current, req->release) && !strcmp(a.last_good, a.current) &&
-		    !a.running_job) {
+		    !a.running_job && !a.stopped) {
 			if ((r = sqlite__prep(s, "SELECT count(*) FROM jobs WHERE app = ? AND state = 'queued'", &q,
 				      e)) < 0)
 				return r;
@@ -520,6 +531,59 @@ static int sq_app_get(struct store *base, const char *app, struct store_app *out
 	return sqlite__app_get_locked((struct sqlite_store *)base, app, out, e);
 }
 
+static int record_stop_locked(struct sqlite_store *s, const char *app, const char *reason,
+			      const char *by, bool ok, const char *error, struct store_job *out,
+			      struct err *e)
+{
+	struct store_app a;
+	sqlite3_stmt *q;
+	int64_t now = time_now_ns() / 1000000;
+	int r;
+	if ((r = sqlite__app_ensure(s, app, e)) < 0 || (r = sqlite__app_get_locked(s, app, &a, e)) < 0)
+		return r;
+	if ((r = sqlite__prep(s,
+			      "INSERT INTO jobs (app, kind, release, from_release, state, reason, "
+			      "created_at, started_at, finished_at, error, created_by) "
+			      "VALUES (?,'stop',?,?,?,?,?,?,?,?,?)",
+			      &q, e)) < 0)
+		return r;
+	sqlite3_bind_text(q, 1, app, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, a.current, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(q, 3, a.current, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(q, 4, ok ? "succeeded" : "failed", -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 5, reason ? reason : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 6, now);
+	sqlite3_bind_int64(q, 7, now);
+	sqlite3_bind_int64(q, 8, now);
+	sqlite3_bind_text(q, 9, error ? error : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 10, by ? by : "", -1, SQLITE_STATIC);
+	if ((r = sqlite__exec_done(s, q, "recording the stop", e)) < 0)
+		return r;
+	int64_t id = sqlite3_last_insert_rowid(s->db);
+	if ((r = sqlite__prep(s, "SELECT " JOB_COLS " FROM jobs WHERE id = ?", &q, e)) < 0)
+		return r;
+	sqlite3_bind_int64(q, 1, id);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		row_to_job(q, out);
+	sqlite__release(q);
+	return job_event(s, out, e);
+}
+
+static int sq_record_stop(struct store *base, const char *app, const char *reason, const char *by,
+			  bool ok, const char *error, struct store_job *out, struct err *e)
+{
+	struct sqlite_store *s = (struct sqlite_store *)base;
+	struct store_job j;
+	int r = sqlite__begin(s, e);
+	if (r < 0)
+		return r;
+	memset(&j, 0, sizeof(j));
+	if ((r = sqlite__finish(s, record_stop_locked(s, app, reason, by, ok, error, &j, e), e)) >= 0 &&
+	    out)
+		*out = j;
+	return r;
+}
+
 static int sq_app_set_upstreams(struct store *base, const char *app, const char *json,
 				struct err *e)
 {
@@ -556,6 +620,7 @@ const struct store_job_ops sqlite__job_ops = {
 	.app_get = sq_app_get,
 	.app_set_upstreams = sq_app_set_upstreams,
 	.app_undeploy = sq_app_undeploy,
+	.record_stop = sq_record_stop,
 	.lease_acquire = sqlite__lease_acquire,
 	.lease_renew = sqlite__lease_renew,
 	.lease_release = sqlite__lease_release,

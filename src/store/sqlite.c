@@ -40,6 +40,8 @@ static const char *const schema[] = {
 	"  ORDER BY created_at, rowid;"
 	"DROP INDEX releases_app_tag;"
 	"UPDATE releases SET tag = NULL;",
+	/* version 4: who asked for a job (emergency stops record it) */
+	"ALTER TABLE jobs ADD COLUMN created_by TEXT NOT NULL DEFAULT '';",
 };
 
 int sqlite__fail(struct sqlite_store *s, struct err *e, const char *what)

@@ -131,7 +131,7 @@ enum job_state {
 struct store_job {
 	int64_t id;
 	char app[STORE_APP_MAX];
-	char kind[16];                     /* "deploy" | "rollback" */
+	char kind[16];                     /* "deploy" | "rollback" | "stop" (emergency) */
 	char release[HASH_ID_LEN + 1];     /* target */
 	char from_release[HASH_ID_LEN + 1]; /* current when the job started running ("" none) */
 	enum job_state state;
@@ -140,6 +140,7 @@ struct store_job {
 	int64_t created_at, started_at, finished_at; /* 0 = not yet */
 	int64_t deadline_at;                         /* 0 = none; set when it starts running */
 	char error[STORE_DETAIL_MAX];                /* why it failed / rolled back, or "" */
+	char created_by[STORE_OWNER_MAX];            /* who asked ("" not recorded) */
 };
 
 struct store_step {
@@ -176,6 +177,7 @@ struct store_app {
 	char last_good[HASH_ID_LEN + 1]; /* "" none */
 	char upstreams[STORE_DETAIL_MAX]; /* JSON recorded by the switch step, "" none */
 	int64_t running_job;             /* 0 none */
+	bool stopped; /* an emergency stop is newer than anything that brought the app up */
 };
 
 struct store_lease {
@@ -222,6 +224,12 @@ struct store_job_ops {
 	int (*step_end)(struct store *s, int64_t job_id, const char *host, const char *step,
 			int attempt, bool ok, const char *detail, struct err *e);
 	int (*app_get)(struct store *s, const char *app, struct store_app *out, struct err *e);
+	/* Records an emergency stop as a finished job of kind "stop" (release: the app's current,
+	 * "" none; ok: every host answered, else failed with error). Until a deploy succeeds or
+	 * rolls back after it, the app is stopped (store_app.stopped) and deploying its current
+	 * release is real work, not a no-op. */
+	int (*record_stop)(struct store *s, const char *app, const char *reason, const char *by,
+			   bool ok, const char *error, struct store_job *out, struct err *e);
 	int (*app_set_upstreams)(struct store *s, const char *app, const char *json, struct err *e);
 	/* `cairn rm`: the app runs nowhere now — current and the upstream record are cleared;
 	 * last_good, releases and jobs are kept. */

@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import BIN, ROOT
 from ctlutil import Controller, wait_for
 
@@ -224,3 +226,12 @@ class Load:
         for r in self.results:
             out[r[2]] = out.get(r[2], 0) + 1
         return out
+
+
+@pytest.fixture
+def fleet(cairn, tmp_path):
+    """A Fleet torn down after the test, with no process of its state left."""
+    f = Fleet(cairn, tmp_path)
+    yield f
+    f.teardown()
+    assert state_pids(cairn.state) == []

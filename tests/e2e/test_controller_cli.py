@@ -283,3 +283,17 @@ def test_apps_and_rm(cairn, ctl):
         h = cairn.run(cmd, "--help", check=0).stdout
         for sec in ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXIT STATUS", "EXAMPLES"]:
             assert sec in h, (cmd, sec)
+def test_a_refused_second_serve_leaves_the_first_reachable(cairn, ctl):
+    """issue 10 #1: the second `cairn serve` on a state directory is refused on the lock, and
+    touches nothing of the first: its socket stays, and the first keeps answering."""
+    ctl.start()
+    sock = cairn.state / "cairn.sock"
+    assert sock.is_socket()
+    env = dict(ctl.env)
+    p = subprocess.run([BIN, "serve", "--no-agent"], env=env, capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode != 0 and "another controller" in p.stderr, p.stderr
+    assert sock.is_socket(), "the refused serve removed the live controller's socket"
+    st, _ = ctl.get("/metrics", raw=True)
+    assert st == 200
+    assert ctl.proc.poll() is None
