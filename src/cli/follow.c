@@ -98,8 +98,11 @@ static void on_event(struct follow *f)
 	} else if (!strcmp(f->type, "job")) {
 		const char *state = json_string_value(json_object_get(d, "state"));
 		const char *err = json_string_value(json_object_get(d, "error"));
+		const char *unj = json_string_value(json_object_get(d, "unjudged"));
 		if (!f->ctx->json && state) {
-			printf("job %lld: %s%s%s\n", (long long)f->job, state, err ? ": " : "", err ? err : "");
+			printf("job %lld: %s%s%s%s%s\n", (long long)f->job, state, err ? ": " : "",
+			       err ? err : "", !err && unj ? ", passed unjudged " : "",
+			       !err && unj ? unj : "");
 			f->drawn = 0;
 			fflush(stdout);
 		}

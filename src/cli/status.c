@@ -59,6 +59,17 @@ const struct cli_command cli_cmd_history = {
 		"    cairn history --limit 5\n",
 };
 
+/* Whether release id is marked unjudged in the app's answer ("releases": [{id, state}]). */
+static bool release_unjudged(json_t *app, const char *id)
+{
+	size_t i;
+	json_t *r;
+	json_array_foreach(json_object_get(app, "releases"), i, r)
+		if (id && !strcmp(json_string_value(json_object_get(r, "id")) ?: "", id))
+			return !strcmp(json_string_value(json_object_get(r, "state")) ?: "", "unjudged");
+	return false;
+}
+
 static int get(const struct cli_command *cmd, int argc, char **argv, bool history)
 {
 	static const struct option opts[] = {
@@ -133,20 +144,25 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 			const char *rel = json_string_value(json_object_get(j, "release"));
 			const char *err = json_string_value(json_object_get(j, "error"));
 			const char *reason = json_string_value(json_object_get(j, "reason"));
+			char unj[640] = "";
+			const char *note = json_string_value(json_object_get(j, "unjudged"));
+			if (note) /* a succeeded job whose bake could not judge did not pass it */
+				snprintf(unj, sizeof(unj), "passed unjudged: %s", note);
 			printf("%-6lld %-9s %-12s %-14.12s %-21s %s\n",
 			       (long long)json_integer_value(json_object_get(j, "id")),
 			       json_string_value(json_object_get(j, "kind")),
 			       json_string_value(json_object_get(j, "state")),
 			       rel && strlen(rel) > 7 ? rel + 7 : "?",
 			       json_string_value(json_object_get(j, "created_at")) ?: "",
-			       err ? err : reason ? reason : "");
+			       err ? err : unj[0] ? unj : reason ? reason : "");
 		}
 	} else {
 		const char *cur = json_string_value(json_object_get(ans, "current"));
 		const char *good = json_string_value(json_object_get(ans, "last_good"));
 		json_t *run = json_object_get(ans, "running_job");
 		printf("app:        %s\n", json_string_value(json_object_get(ans, "app")));
-		printf("current:    %s\n", cur ? cur : "(none deployed)");
+		printf("current:    %s%s\n", cur ? cur : "(none deployed)",
+		       release_unjudged(ans, cur) ? "   (passed unjudged: no bake judged it)" : "");
 		printf("last good:  %s%s\n", good ? good : "(none)",
 		       cur && good && strcmp(cur, good) ? "   (current is NOT the last good release)" : "");
 		if (json_is_integer(run))

@@ -24,6 +24,8 @@ static const char *const schema[] = {
 	"CREATE INDEX releases_app_created ON releases(app, created_at);",
 	/* version 2: deploy jobs (sqlite-jobs.c) */
 	SQLITE_JOBS_SCHEMA,
+	/* version 3: a bake that could not judge is told apart from one that passed */
+	SQLITE_UNJUDGED_SCHEMA,
 };
 
 int sqlite__fail(struct sqlite_store *s, struct err *e, const char *what)
@@ -78,6 +80,8 @@ static enum release_state state_parse(const char *s)
 		return RELEASE_GOOD;
 	if (s && !strcmp(s, "bad"))
 		return RELEASE_BAD;
+	if (s && !strcmp(s, "unjudged"))
+		return RELEASE_UNJUDGED;
 	return RELEASE_UNTESTED;
 }
 
@@ -327,6 +331,8 @@ const char *release_state_name(enum release_state st)
 		return "good";
 	case RELEASE_BAD:
 		return "bad";
+	case RELEASE_UNJUDGED:
+		return "unjudged";
 	default:
 		return "untested";
 	}

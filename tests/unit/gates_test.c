@@ -90,7 +90,9 @@ static void test_ratio_needs_a_baseline(void **st)
 	struct gate_traffic base = traffic(5, 0, 1);
 	assert_int_equal(gate_judge(&nt, &base, &lim, true, why, sizeof(why)), GATE_TOO_LITTLE);
 	assert_non_null(strstr(why, "previous release (5 requests, 20 needed)"));
-	assert_int_equal(gate_judge(&nt, NULL, &lim, true, why, sizeof(why)), GATE_TOO_LITTLE);
+	/* no previous release at all: nothing to compare, the ratio gate does not apply */
+	assert_int_equal(gate_judge(&nt, NULL, &lim, true, why, sizeof(why)), GATE_PASS);
+	assert_non_null(strstr(why, "no previous release"));
 	struct gate_limits no_ratio = lim;
 	no_ratio.max_p99_ratio = 0;
 	assert_int_equal(gate_judge(&nt, NULL, &no_ratio, true, why, sizeof(why)), GATE_PASS);
