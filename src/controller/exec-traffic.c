@@ -380,8 +380,13 @@ int traffic_bake(struct executor *x, const struct exec_job *j, const char *host,
 			unjudged_why(j, &nt, &tu, conns, fails, now - t0, gate_why, why, sizeof(why));
 			bake_detail(detail, "unjudged", why, now - t0, &judged, &base);
 			log_warn("controller", "job %lld, bake on %s: %s", (long long)j->id, host, why);
-			/* rollout.bake 0 is a choice, not a bake that failed to judge */
-			if (cfg->rollout.unjudged_pass || cfg->rollout.bake_ms == 0) {
+			/* rollout.bake 0 is a choice, not a bake that failed to judge; a release a
+			 * bake judged good before (a rollback, a redeploy) keeps the traffic */
+			struct store_release rel;
+			struct err e2;
+			bool was_good = store_release_get(j->st, j->release, &rel, &e2) == 0 &&
+					rel.state == RELEASE_GOOD;
+			if (cfg->rollout.unjudged_pass || cfg->rollout.bake_ms == 0 || was_good) {
 				r = 0;
 			} else {
 				r = err_set(e, CAIRN_ECHECK,

@@ -493,7 +493,10 @@ static int transition_locked(struct sqlite_store *s, int64_t id, enum job_state 
 		if ((r = set_app(s, j.app, "current", j.release, e)) < 0 ||
 		    (r = set_app(s, j.app, "last_good", j.release, e)) < 0)
 			return r;
-		if ((r = sqlite__prep(s, "UPDATE releases SET state = ? WHERE id = ?", &q, e)) < 0)
+		/* unjudged this time: a release a bake judged good before stays good */
+		if ((r = sqlite__prep(s, "UPDATE releases SET state = CASE WHEN ?1 = 'unjudged' "
+					 "AND state = 'good' THEN 'good' ELSE ?1 END WHERE id = ?2",
+				      &q, e)) < 0)
 			return r;
 		sqlite3_bind_text(q, 1, j.unjudged[0] ? "unjudged" : "good", -1, SQLITE_STATIC);
 		sqlite3_bind_text(q, 2, j.release, -1, SQLITE_STATIC);

@@ -228,3 +228,23 @@ def test_old_state_db_learns_which_good_releases_were_never_judged(cairn, tmp_pa
     notes = dict(db.execute("SELECT id, unjudged FROM jobs"))
     db.close()
     assert notes == {1: "too_little_traffic reason", 2: ""}
+
+
+def test_rollback_to_a_judged_release_is_not_refused_for_want_of_traffic(fleet):
+    """rollout.unjudged: fail keeps an unjudged release from shipping; a release a bake judged
+    good before (here: `cairn rollback` with nobody sending requests) still goes back, its
+    job noting that this bake could not judge, and it stays good."""
+    init_variant(fleet, "v1")
+    init_variant(fleet, "v2")
+    fleet.ctl.start()
+    with Load(fleet.port, threads=1, interval=0.01) as load:
+        for name in ("v1", "v2"):
+            n = len(load.results)
+            assert fleet.job(fleet.deploy(name))["state"] == "succeeded"
+            load.wait_count(n + 5)
+    p = fleet.cairn.run("rollback", "--wait", "--json", cwd=fleet.dir, check=0, timeout=180)
+    job = fleet.job(p)
+    assert job["state"] == "succeeded" and job["release"] == fleet.ids["v1"], job
+    assert job["unjudged"] and "not judged: too little traffic" in job["unjudged"], job
+    rel = releases(fleet)
+    assert rel[fleet.ids["v1"]]["state"] == "good" and rel[fleet.ids["v2"]]["state"] == "good"
