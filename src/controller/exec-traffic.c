@@ -186,8 +186,9 @@ int traffic_drain(struct executor *x, const struct exec_job *j, const char *host
 }
 
 /* What the bake sent itself: the acceptance checks repeated against the new instances when users
- * sent too few requests to judge (bounded in time by max(rollout.bake, TOPUP_MIN_MS) and in
- * count by what the gates still need). */
+ * sent too few requests to judge — and against the previous release's instances (still warm
+ * until cleanup) when the ratio gate lacks a baseline — bounded in time by
+ * max(rollout.bake, TOPUP_MIN_MS) and in count by what the gates still need. */
 #define TOPUP_MIN_MS 10000
 #define TOPUP_BATCH 4 /* checks between two looks at the proxy and the instances */
 
@@ -288,10 +289,10 @@ int traffic_bake(struct executor *x, const struct exec_job *j, const char *host,
 	const struct config *cfg = j->cfg;
 	struct gate_limits lim = { cfg->rollout.max_error_rate, cfg->rollout.max_p99_ms,
 				   cfg->rollout.max_p99_ratio, cfg->rollout.min_requests };
-	struct gate_traffic snap, base, nt, judged;
-	struct topup tu = {0};
+	struct gate_traffic snap, base, nt, judged, basej;
+	struct topup tu = {0}, tb = {0}; /* the bake's own answers: new release, previous one */
 	uint64_t conns0, fails0, conns = 0, fails = 0, min = (uint64_t)cfg->rollout.min_requests;
-	json_t *proxy = NULL, *insts0 = NULL, *insts = NULL;
+	json_t *proxy = NULL, *insts0 = NULL, *insts = NULL, *old = NULL;
 	char why[1024];
 	int r;
 
@@ -327,8 +328,10 @@ int traffic_bake(struct executor *x, const struct exec_job *j, const char *host,
 		proxy = NULL;
 		judged = nt;
 		traffic_add(&judged, &tu.gen);
+		basej = base;
+		traffic_add(&basej, &tb.gen);
 		if (crash_check(insts0, insts, why, sizeof(why))) {
-			bake_detail(detail, "fail", why, now - t0, &judged, &base);
+			bake_detail(detail, "fail", why, now - t0, &judged, &basej);
 			r = err_set(e, CAIRN_ECHECK, "%s", why);
 			break;
 		}
@@ -339,24 +342,33 @@ int traffic_bake(struct executor *x, const struct exec_job *j, const char *host,
 				 "connect (%.1f%%, limit %.1f%%)",
 				 (unsigned long long)fails, (unsigned long long)conns,
 				 100.0 * (double)fails / (double)conns, lim.max_error_rate * 100);
-			bake_detail(detail, "fail", why, now - t0, &judged, &base);
+			bake_detail(detail, "fail", why, now - t0, &judged, &basej);
 			r = err_set(e, CAIRN_ECHECK, "%s", why);
 			break;
 		}
-		enum gate_verdict v = gate_judge(&judged, j->from_release[0] ? &base : NULL, &lim,
+		enum gate_verdict v = gate_judge(&judged, j->from_release[0] ? &basej : NULL, &lim,
 						 final, why, sizeof(why));
 		if (v == GATE_FAIL) {
 			if (tu.first_fail[0] && strlen(why) + 2 < sizeof(why))
 				snprintf(why + strlen(why), sizeof(why) - strlen(why), "; %s",
 					 tu.first_fail);
-			bake_detail(detail, "fail", why, now - t0, &judged, &base);
+			bake_detail(detail, "fail", why, now - t0, &judged, &basej);
 			r = err_set(e, CAIRN_ECHECK, "%s", why);
 			break;
 		}
 		/* too few to judge at the end of the bake: repeat the acceptance checks, bounded */
-		if (v == GATE_TOO_LITTLE && judged.requests < min && cfg->rollout.bake_ms > 0 &&
-		    cfg->n_acceptance && now - t0 < cfg->rollout.bake_ms + topup_ms) {
-			if ((r = topup_send(x, j, host, insts, min - judged.requests, &tu, e)) < 0)
+		bool need_new = judged.requests < min;
+		bool need_base = !need_new && lim.max_p99_ratio > 0 && j->from_release[0] &&
+				 basej.requests < min;
+		if (v == GATE_TOO_LITTLE && need_base && !old &&
+		    (r = exec__instances(x, j, host, j->from_release, false, &old, e)) < 0)
+			break;
+		if (v == GATE_TOO_LITTLE && (need_new || json_array_size(old)) &&
+		    cfg->rollout.bake_ms > 0 && cfg->n_acceptance &&
+		    now - t0 < cfg->rollout.bake_ms + topup_ms) {
+			r = need_new ? topup_send(x, j, host, insts, min - judged.requests, &tu, e)
+				     : topup_send(x, j, host, old, min - basej.requests, &tb, e);
+			if (r < 0)
 				break;
 			json_decref(insts);
 			insts = NULL;
@@ -370,7 +382,14 @@ int traffic_bake(struct executor *x, const struct exec_job *j, const char *host,
 				snprintf(why + strlen(why), sizeof(why) - strlen(why),
 					 " (%llu of them the bake's own repeats of the acceptance checks)",
 					 (unsigned long long)tu.gen.requests);
-			bake_detail(detail, "pass", why, now - t0, &judged, &base);
+			if (tb.gen.requests && strlen(why) + 2 < sizeof(why))
+				snprintf(why + strlen(why), sizeof(why) - strlen(why),
+					 "; the previous release's p99 %.1f ms from %llu requests, %llu "
+					 "of them the same checks sent to its instances",
+					 gate_percentile_ms(basej.hist, 99),
+					 (unsigned long long)basej.requests,
+					 (unsigned long long)tb.gen.requests);
+			bake_detail(detail, "pass", why, now - t0, &judged, &basej);
 			r = 0;
 			break;
 		}
@@ -378,7 +397,22 @@ int traffic_bake(struct executor *x, const struct exec_job *j, const char *host,
 			char gate_why[512];
 			snprintf(gate_why, sizeof(gate_why), "%s", why);
 			unjudged_why(j, &nt, &tu, conns, fails, now - t0, gate_why, why, sizeof(why));
-			bake_detail(detail, "unjudged", why, now - t0, &judged, &base);
+			/* the ratio gate's baseline was short: say whether the bake could add to it */
+			size_t at = strlen(why);
+			if (judged.requests >= min && cfg->rollout.bake_ms > 0 && !cfg->n_acceptance)
+				snprintf(why + at, sizeof(why) - at,
+					 " (no acceptance checks to send the previous release)");
+			else if (judged.requests >= min && cfg->rollout.bake_ms > 0 &&
+				 !json_array_size(old))
+				snprintf(why + at, sizeof(why) - at,
+					 " (its instances no longer run: the bake could not send it "
+					 "the acceptance checks)");
+			else if (judged.requests >= min && tb.gen.requests)
+				snprintf(why + at, sizeof(why) - at,
+					 " (%llu of them the acceptance checks the bake sent its "
+					 "instances within %.1f s)",
+					 (unsigned long long)tb.gen.requests, (double)(now - t0) / 1000.0);
+			bake_detail(detail, "unjudged", why, now - t0, &judged, &basej);
 			log_warn("controller", "job %lld, bake on %s: %s", (long long)j->id, host, why);
 			/* rollout.bake 0 is a choice, not a bake that failed to judge; a release a
 			 * bake judged good before (a rollback, a redeploy) keeps the traffic */
@@ -403,6 +437,7 @@ int traffic_bake(struct executor *x, const struct exec_job *j, const char *host,
 	json_decref(proxy);
 	json_decref(insts);
 	json_decref(insts0);
+	json_decref(old);
 	return r;
 }
 

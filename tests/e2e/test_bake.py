@@ -248,3 +248,26 @@ def test_rollback_to_a_judged_release_is_not_refused_for_want_of_traffic(fleet):
     assert job["unjudged"] and "not judged: too little traffic" in job["unjudged"], job
     rel = releases(fleet)
     assert rel[fleet.ids["v1"]]["state"] == "good" and rel[fleet.ids["v2"]]["state"] == "good"
+
+
+def test_ratio_gate_compares_the_same_checks_on_both_releases_without_traffic(fleet):
+    """No user traffic, max_p99_ratio set: the bake sends the acceptance checks to the new
+    instances and to the previous release's (still warm) ones, and compares like with like —
+    an equally fast release passes, a 15× slower one is rolled back by the ratio gate."""
+    # p99 of 20 answers is their maximum: the margins (5× allowed, 15× slower) leave room for
+    # a loaded machine's stalls on either side
+    fleet.variant("v1", delay_ms=20, bake="1s")
+    fleet.variant("v2", delay_ms=20, ratio=5, bake="1s")
+    fleet.variant("slow", mode="slow", delay_ms=20, slow_factor=15, ratio=5, bake="1s")
+    fleet.ctl.start()
+    fleet.deploy("v1")
+    job = fleet.job(fleet.deploy("v2"))
+    assert job["state"] == "succeeded" and job["unjudged"] is None, job
+    reason = bake_step(job)["detail"]["reason"]
+    assert "the same checks sent to its instances" in reason, reason
+    assert bake_step(job)["detail"]["previous"]["requests"] >= 20
+    job = fleet.job(fleet.deploy("slow", check=1))
+    assert job["state"] == "rolled_back", job
+    assert "latency gate: p99" in job["error"] and "previous release's" in job["error"], job
+    assert releases(fleet)[fleet.ids["slow"]]["state"] == "bad"
+    assert len(fleet.live("v2")) == 2 and fleet.live("slow") == []
