@@ -389,6 +389,11 @@ int traffic_bake(struct executor *x, const struct exec_job *j, const char *host,
 					 gate_percentile_ms(basej.hist, 99),
 					 (unsigned long long)basej.requests,
 					 (unsigned long long)tb.gen.requests);
+			if (!cfg->health.http && strlen(why) + 2 < sizeof(why))
+				snprintf(why + strlen(why), sizeof(why) - strlen(why),
+					 "; TCP mode: users' answers are not seen, only these checks' "
+					 "(%llu connections, %llu failed to connect)",
+					 (unsigned long long)conns, (unsigned long long)fails);
 			bake_detail(detail, "pass", why, now - t0, &judged, &basej);
 			r = 0;
 			break;

@@ -174,6 +174,7 @@ def test_tcp_mode_says_what_it_cannot_judge(fleet):
     fleet.ctl.start()
     job1 = fleet.job(fleet.deploy("v1"))
     assert job1["state"] == "succeeded" and job1["unjudged"] is None, job1
+    assert "TCP mode: users' answers are not seen" in bake_step(job1)["detail"]["reason"]
     assert fleet.proxy()["mode"] == "tcp"
     with Load(fleet.port, threads=1, interval=0.01) as load:
         load.wait_count(5)
