@@ -228,7 +228,8 @@ static void traffic_add(struct gate_traffic *a, const struct gate_traffic *b)
 		a->hist[i] += b->hist[i];
 }
 
-/* TCP mode: the new release's connections and failed upstream connects, from the "tcp" counters. */
+/* TCP mode: the new release's connections, and those that failed (no connect, or reset by the
+ * instance once connected), from the "tcp" counters. */
 static void tcp_of(json_t *proxy, const char *release, uint64_t *conns, uint64_t *fails)
 {
 	json_t *v;
@@ -238,7 +239,8 @@ static void tcp_of(json_t *proxy, const char *release, uint64_t *conns, uint64_t
 		if (!strcmp(json_string_value(json_object_get(v, "release")) ?: "", release)) {
 			json_t *t = json_object_get(v, "tcp");
 			*conns = (uint64_t)json_integer_value(json_object_get(t, "conns"));
-			*fails = (uint64_t)json_integer_value(json_object_get(t, "connect_failures"));
+			*fails = (uint64_t)json_integer_value(json_object_get(t, "connect_failures")) +
+				 (uint64_t)json_integer_value(json_object_get(t, "upstream_resets"));
 		}
 }
 
@@ -260,9 +262,9 @@ static void unjudged_why(const struct exec_job *j, const struct gate_traffic *us
 	else if (!cfg->health.http)
 		k = snprintf(why, n,
 			     "not judged: TCP mode (no health.http): the proxy sees connections, not "
-			     "answers; in %.1f s it saw %llu connections to the new release, %llu failed "
-			     "to connect, and its instances stayed up, but no answer (5xx, latency) was "
-			     "judged",
+			     "answers; in %.1f s it saw %llu connections to the new release, %llu not "
+			     "accepted or reset, and its instances stayed up, but no answer (5xx, "
+			     "latency) was judged",
 			     (double)ms / 1000.0, (unsigned long long)conns, (unsigned long long)fails);
 	else
 		k = snprintf(why, n,
@@ -338,8 +340,8 @@ int traffic_bake(struct executor *x, const struct exec_job *j, const char *host,
 		/* TCP mode: a new instance the proxy could not connect to fails like a 5xx */
 		if (conns >= min && (double)fails / (double)conns > lim.max_error_rate) {
 			snprintf(why, sizeof(why),
-				 "connection gate: %llu of %llu connections to the new release failed to "
-				 "connect (%.1f%%, limit %.1f%%)",
+				 "connection gate: %llu of %llu connections to the new release failed "
+				 "(not accepted, or reset by it; %.1f%%, limit %.1f%%)",
 				 (unsigned long long)fails, (unsigned long long)conns,
 				 100.0 * (double)fails / (double)conns, lim.max_error_rate * 100);
 			bake_detail(detail, "fail", why, now - t0, &judged, &basej);
@@ -392,7 +394,7 @@ int traffic_bake(struct executor *x, const struct exec_job *j, const char *host,
 			if (!cfg->health.http && strlen(why) + 2 < sizeof(why))
 				snprintf(why + strlen(why), sizeof(why) - strlen(why),
 					 "; TCP mode: users' answers are not seen, only these checks' "
-					 "(%llu connections, %llu failed to connect)",
+					 "(%llu connections, %llu not accepted or reset)",
 					 (unsigned long long)conns, (unsigned long long)fails);
 			bake_detail(detail, "pass", why, now - t0, &judged, &basej);
 			r = 0;

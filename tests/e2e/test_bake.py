@@ -272,3 +272,21 @@ def test_ratio_gate_compares_the_same_checks_on_both_releases_without_traffic(fl
     assert "latency gate: p99" in job["error"] and "previous release's" in job["error"], job
     assert releases(fleet)[fleet.ids["slow"]]["state"] == "bad"
     assert len(fleet.live("v2")) == 2 and fleet.live("slow") == []
+
+
+def test_tcp_mode_connection_gate_fails_a_release_that_resets_connections(fleet):
+    """TCP mode sees connections: a release whose instances reset them is rolled back by the
+    connection gate while users are on it."""
+    fleet.variant("v1", tcp=True, bake="1s")
+    fleet.variant("rst", tcp=True, mode="reset", acceptance=False, bake="20s")
+    fleet.ctl.start()
+    fleet.deploy("v1")
+    with Load(fleet.port, threads=1, interval=0.005) as load:
+        load.wait_count(5)
+        job = fleet.job(fleet.deploy("rst", check=1))
+        load.wait_count(len(load.results) + 5)
+    assert job["state"] == "rolled_back", job
+    assert "connection gate" in job["error"] and "reset by it" in job["error"], job["error"]
+    assert bake_step(job)["detail"]["baked_ms"] < 20000  # it did not wait for the bake's end
+    assert releases(fleet)[fleet.ids["rst"]]["state"] == "bad"
+    assert all(r[1] == 200 for r in load.results[-3:]), load.results[-3:]
