@@ -221,10 +221,11 @@ static json_t *traffic_json(struct agent *ag, struct app_proxy *p, int64_t windo
 				continue;
 			json_object_set_new(o, "active", json_integer((json_int_t)l->conns_active));
 			json_object_set_new(o, "tcp",
-					    json_pack("{s:I,s:I,s:I,s:I,s:I}", "conns",
+					    json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "conns",
 						      (json_int_t)l->conns_total, "active",
 						      (json_int_t)l->conns_active, "connect_failures",
-						      (json_int_t)l->connect_failures, "bytes_up",
+						      (json_int_t)l->connect_failures, "upstream_resets",
+						      (json_int_t)l->upstream_resets, "bytes_up",
 						      (json_int_t)l->bytes_up, "bytes_down",
 						      (json_int_t)l->bytes_down));
 		}

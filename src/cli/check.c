@@ -69,12 +69,18 @@ const struct cli_command cli_cmd_init = {
 	"      Cargo.toml              ./target/release/NAME, built with cargo build --release\n"
 	"    otherwise a placeholder to edit. Commands are argv lists, never run through a\n"
 	"    shell, so an instance learns its port from the PORT environment variable; the\n"
-	"    comments say how for each layout. The file always passes 'cairn check'.\n"
+	"    comments say how for each layout. health.http is written when the app speaks\n"
+	"    HTTP: a Django or Rack layout, or a web framework or HTTP server named in its\n"
+	"    top-level sources or dependency manifest (http.server, flask, express,\n"
+	"    net/http, axum, ...); it probes a health route quoted in those files\n"
+	"    (/healthz, /health, ...) or else /. Otherwise it is left commented (TCP mode).\n"
+	"    The file always passes 'cairn check'.\n"
 	"    An existing cairn.yml is never overwritten without --force.\n\n"
 	"OPTIONS\n"
 	"    --force    overwrite an existing DIR/cairn.yml\n"
 	"    --json     {\"file\", \"app\", \"layout\", \"found\", \"run\": [...], \"build\": "
-	"[...]}\n\n"
+	"[...],\n"
+	"               \"health_http\", \"http_evidence\"} (both null in TCP mode)\n\n"
 	"EXIT STATUS\n"
 	"    0 written, 1 it could not be written, 2 DIR/cairn.yml exists (without --force),\n"
 	"    DIR is not a directory, or a usage error.\n\n"
@@ -233,6 +239,11 @@ static void print_guess(const char *path, const struct config_guess *g)
 		print_argv(&g->build);
 		putchar('\n');
 	}
+	if (g->http)
+		printf("  health.http:   %s (HTTP mode: %s)\n", g->http, g->http_why);
+	else
+		printf("  health.http:   not set (TCP mode: no web framework or HTTP server found; "
+		       "set it if the app speaks HTTP)\n");
 	printf("next: read the comments in it, adjust, then run 'cairn check -c %s%s%s'\n",
 	       strchr(path, ' ') ? "\"" : "", path, strchr(path, ' ') ? "\"" : "");
 }
@@ -278,9 +289,10 @@ static int run_init(int argc, char **argv)
 		   fs_write_atomic(path, buf_str(&text), text.len, 0644, &e) < 0) {
 		rc = cli_fail(&ctx, &e);
 	} else if (ctx.json) {
-		json_t *o = json_pack("{s:s,s:s,s:s,s:s?,s:o,s:o}", "file", path, "app", g.app,
-				      "layout", g.layout, "found", g.found, "run",
-				      argv_json(&g.run), "build", argv_json(&g.build));
+		json_t *o = json_pack("{s:s,s:s,s:s,s:s?,s:o,s:o,s:s?,s:s?}", "file", path, "app",
+				      g.app, "layout", g.layout, "found", g.found, "run",
+				      argv_json(&g.run), "build", argv_json(&g.build),
+				      "health_http", g.http, "http_evidence", g.http_why);
 		print_json(o);
 		json_decref(o);
 	} else {

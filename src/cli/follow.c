@@ -105,9 +105,14 @@ static void on_event(struct follow *f)
 	} else if (!strcmp(f->type, "job")) {
 		const char *state = json_string_value(json_object_get(d, "state"));
 		const char *err = json_string_value(json_object_get(d, "error"));
+		const char *unj = json_string_value(json_object_get(d, "unjudged"));
 		if (!f->ctx->json && state) {
 			printf("job %lld: %s%s", (long long)f->job, state, err ? ": " : "");
 			name_fput_safe(err ? err : "", stdout);
+			if (!err && unj) {
+				fputs(", passed unjudged ", stdout);
+				name_fput_safe(unj, stdout);
+			}
 			putchar('\n');
 			f->drawn = 0;
 			fflush(stdout);

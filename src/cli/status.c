@@ -78,6 +78,17 @@ static void uptime(const char *since, char *out, size_t n)
 	snprintf(out, n, " (up %s)", d);
 }
 
+/* Whether release id is marked unjudged in the app's answer ("releases": [{id, state}]). */
+static bool release_unjudged(json_t *app, const char *id)
+{
+	size_t i;
+	json_t *r;
+	json_array_foreach(json_object_get(app, "releases"), i, r)
+		if (id && !strcmp(json_string_value(json_object_get(r, "id")) ?: "", id))
+			return !strcmp(json_string_value(json_object_get(r, "state")) ?: "", "unjudged");
+	return false;
+}
+
 static int get(const struct cli_command *cmd, int argc, char **argv, bool history)
 {
 	static const struct option opts[] = {
@@ -178,7 +189,13 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 			       json_string_value(json_object_get(j, "created_at")) ?: "", took);
 			/* the failure and the user's own reason, side by side (both escaped: the
 			 * app's and the user's own words) */
-			name_fput_safe(err ? err : reason ? reason : "", stdout);
+			const char *note = json_string_value(json_object_get(j, "unjudged"));
+			if (!err && note) { /* a succeeded job whose bake could not judge did not pass it */
+				fputs("passed unjudged: ", stdout);
+				name_fput_safe(note, stdout);
+			} else {
+				name_fput_safe(err ? err : reason ? reason : "", stdout);
+			}
 			if (err && reason && *reason) {
 				fputs(" (asked: \"", stdout);
 				name_fput_safe(reason, stdout);
@@ -202,7 +219,8 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 		buf_init(&gt, 1 << 20);
 		cli_release_tags_text(json_object_get(ans, "current_tags"), &ct);
 		cli_release_tags_text(json_object_get(ans, "last_good_tags"), &gt);
-		printf("current:    %s%s%s\n", cur ? cur : "(none deployed)", buf_str(&ct),
+		printf("current:    %s%s%s%s\n", cur ? cur : "(none deployed)", buf_str(&ct),
+		       release_unjudged(ans, cur) ? "   (passed unjudged: no bake judged it)" : "",
 		       json_is_true(json_object_get(ans, "stopped"))
 			   ? "   STOPPED by an emergency stop: deploy a release to bring it back"
 			   : "");

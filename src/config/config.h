@@ -119,6 +119,9 @@ struct config {
 		int min_requests;      /* a gate judges only this many requests or more (20);
 					* with fewer, the bake says "too little traffic" */
 		bool auto_rollback;    /* default true */
+		bool unjudged_pass;    /* rollout.unjudged: a bake that could not judge (too little
+					* traffic even after repeating the acceptance checks) passes,
+					* marked unjudged (pass), or fails the deploy (fail, default) */
 	} rollout;
 
 	/* faults: standalone Toxiproxy-style proxies with toxics, and where `cairn serve` answers
@@ -155,6 +158,11 @@ struct config_guess {
 	const char *found;  /* static: the file that decided it ("app.py"), or NULL */
 	struct strv run;    /* run.command */
 	struct strv build;  /* build.command; may be empty */
+	/* health.http: the app speaks HTTP when its layout is a web one (Django, Rack) or one of
+	 * its own files names a web framework or HTTP server (docs/config.md, `cairn init`). */
+	const char *http;   /* static: the path health probes GET ("/healthz", "/"), NULL: TCP */
+	char *http_why;     /* owned: what decided it, e.g. "http.server in app.py"; NULL: TCP */
+	bool http_route;    /* http is a route found in the app's files (not the "/" fallback) */
 };
 int config_starter_guess(const char *dir, struct config_guess *out, struct err *e);
 void config_guess_done(struct config_guess *g);

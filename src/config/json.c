@@ -99,12 +99,13 @@ struct json_t *config_to_json(const struct config *c)
 	json_object_set_new(o, "acceptance", checks);
 	json_object_set_new(
 	    o, "rollout",
-	    json_pack("{s:i,s:I,s:{s:f,s:I,s:f,s:i},s:b}", "parallel", c->rollout.parallel,
+	    json_pack("{s:i,s:I,s:{s:f,s:I,s:f,s:i},s:b,s:s}", "parallel", c->rollout.parallel,
 		      "bake_ms", (json_int_t)c->rollout.bake_ms, "gates", "max_error_rate",
 		      c->rollout.max_error_rate, "max_p99_ms", (json_int_t)c->rollout.max_p99_ms,
 		      "max_p99_ratio", c->rollout.max_p99_ratio, "min_requests",
 		      c->rollout.min_requests, "auto_rollback",
-		      c->rollout.auto_rollback));
+		      c->rollout.auto_rollback, "unjudged",
+		      c->rollout.unjudged_pass ? "pass" : "fail"));
 	json_object_set_new(o, "faults", faults_json(c));
 	return o;
 fail:

@@ -376,10 +376,12 @@ static int parse_health(struct cfg_parse *p, struct config *c, const struct cnod
 
 static int parse_rollout(struct cfg_parse *p, struct config *c, const struct cnode *n)
 {
-	static const char *const keys[] = {"parallel", "bake", "gates", "auto_rollback", NULL};
+	static const char *const keys[] = {"parallel", "bake", "gates",
+					   "auto_rollback", "unjudged", NULL};
 	static const char *const gate_keys[] = {"max_error_rate", "max_p99", "max_p99_ratio",
 						"min_requests", NULL};
-	const struct cnode *v[4], *g[4];
+	static const char *const unjudged[] = {"fail", "pass", NULL};
+	const struct cnode *v[5], *g[4];
 	int r = config__fields(p, n, "rollout", keys, v);
 
 	if (r == 0 && v[0])
@@ -407,6 +409,11 @@ static int parse_rollout(struct cfg_parse *p, struct config *c, const struct cno
 				&c->rollout.min_requests);
 	if (r == 0 && v[3])
 		r = config__bool(p, v[3], "rollout.auto_rollback", &c->rollout.auto_rollback);
+	if (r == 0 && v[4]) {
+		int k = 0;
+		if ((r = config__enum(p, v[4], "rollout.unjudged", unjudged, &k)) == 0)
+			c->rollout.unjudged_pass = k == 1;
+	}
 	return r;
 }
 

@@ -155,6 +155,149 @@ static void guess_rust(const char *dir, struct config_guess *g)
 	free(path);
 }
 
+/* ---- does the app speak HTTP? ---------------------------------------------------------------- */
+
+#define SCAN_FILES_MAX 64          /* files of the app's top directory read to decide */
+#define SCAN_FILE_MAX (256 * 1024) /* larger files are skipped */
+
+struct scanned {
+	char *name; /* owned */
+	struct buf text;
+};
+
+/* Markers of a web framework or HTTP server, per layout; matched as whole words (no letter,
+ * digit or '_' on either side). */
+static const char *const http_py[] = {
+    "http.server", "BaseHTTPRequestHandler", "wsgiref", "flask",     "fastapi", "django",
+    "aiohttp",     "bottle",                 "tornado", "starlette", "sanic",   "falcon",
+    "pyramid",     "cherrypy",               "uvicorn", "gunicorn",  "waitress", "werkzeug",
+    "eventlet.wsgi", "quart",                "litestar", NULL};
+static const char *const http_node[] = {
+    "http.createServer", "\"http\"", "'http'", "\"node:http\"", "'node:http'", "\"express\"",
+    "'express'", "\"koa\"", "\"fastify\"", "'fastify'", "\"@hapi/hapi\"", "\"restify\"",
+    "\"@nestjs/core\"", "\"next\"", "\"polka\"", "\"hono\"", NULL};
+static const char *const http_go[] = {"\"net/http\"", "github.com/gin-gonic/gin",
+				      "github.com/labstack/echo", "github.com/gofiber/fiber",
+				      "github.com/go-chi/chi", NULL};
+static const char *const http_rust[] = {"actix-web", "axum", "warp", "rocket", "hyper",
+					"tide", "poem", "salvo", NULL};
+/* Health routes looked for, quoted, in the same files, most specific first. */
+static const char *const health_paths[] = {"/healthz", "/health", "/livez", "/readyz",
+					   "/ready", "/ping", "/status", NULL};
+
+static bool word_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_';
+}
+
+static bool has_word(const struct buf *t, const char *w)
+{
+	size_t n = strlen(w);
+	const char *p = t->data, *end = t->data + t->len;
+	while (p && (p = memmem(p, (size_t)(end - p), w, n))) {
+		bool l = p == t->data || !word_char(p[-1]) || !word_char(w[0]);
+		bool r = p + n == end || !word_char(p[n]) || !word_char(w[n - 1]);
+		if (l && r)
+			return true;
+		p++;
+	}
+	return false;
+}
+
+static bool has_quoted(const struct buf *t, const char *path)
+{
+	char dq[64], sq[64];
+	snprintf(dq, sizeof(dq), "\"%s\"", path);
+	snprintf(sq, sizeof(sq), "'%s'", path);
+	return t->len && (memmem(t->data, t->len, dq, strlen(dq)) ||
+			  memmem(t->data, t->len, sq, strlen(sq)));
+}
+
+static void scan_add(struct scanned *sc, size_t *n, const char *dir, const char *name)
+{
+	char *path = join(dir, name);
+	if (*n < SCAN_FILES_MAX + 2 && fs_exists(path) && !fs_is_dir(path)) {
+		buf_init(&sc[*n].text, SCAN_FILE_MAX);
+		if (fs_read_file(path, &sc[*n].text, NULL) == 0) {
+			sc[*n].name = xstrdup(name);
+			(*n)++;
+		} else {
+			buf_done(&sc[*n].text);
+		}
+	}
+	free(path);
+}
+
+/* The app's own files that can tell: its sources in the top directory (sorted by name, so the
+ * answer does not depend on readdir order) and its dependency manifest. */
+static size_t scan_files(const char *dir, const char *layout, struct scanned *sc)
+{
+	const char *ext = !strcmp(layout, "python") || !strcmp(layout, "django") ? ".py"
+			  : !strcmp(layout, "node")				 ? ".js"
+			  : !strcmp(layout, "go")				 ? ".go"
+										 : NULL;
+	struct dirent **names = NULL;
+	size_t n = 0;
+	int k;
+
+	if (!strcmp(layout, "python") || !strcmp(layout, "django")) {
+		scan_add(sc, &n, dir, "requirements.txt");
+		scan_add(sc, &n, dir, "pyproject.toml");
+	} else if (!strcmp(layout, "node")) {
+		scan_add(sc, &n, dir, "package.json");
+	} else if (!strcmp(layout, "go")) {
+		scan_add(sc, &n, dir, "go.mod");
+	} else if (!strcmp(layout, "rust")) {
+		scan_add(sc, &n, dir, "Cargo.toml");
+	}
+	if (!ext || (k = scandir(dir, &names, NULL, alphasort)) < 0)
+		return n;
+	for (int i = 0; i < k; i++) {
+		const char *nm = names[i]->d_name;
+		if (nm[0] != '.' && (str_ends(nm, ext) || (!strcmp(ext, ".js") &&
+							   (str_ends(nm, ".mjs") || str_ends(nm, ".ts")))))
+			scan_add(sc, &n, dir, nm);
+		free(names[i]);
+	}
+	free(names);
+	return n;
+}
+
+/* Fills g->http, g->http_why and g->http_route from the layout and the app's files. */
+static void guess_http(const char *dir, struct config_guess *g)
+{
+	const char *const *markers = !strcmp(g->layout, "python")	? http_py
+				     : !strcmp(g->layout, "node")	? http_node
+				     : !strcmp(g->layout, "go")		? http_go
+				     : !strcmp(g->layout, "rust")	? http_rust
+									: NULL;
+	struct scanned sc[SCAN_FILES_MAX + 2];
+	size_t n = scan_files(dir, g->layout, sc);
+
+	if (!strcmp(g->layout, "django"))
+		g->http_why = xstrdup("Django (manage.py) serves HTTP through gunicorn");
+	else if (!strcmp(g->layout, "ruby"))
+		g->http_why = xstrdup("a Rack app (config.ru) serves HTTP through puma");
+	for (size_t i = 0; markers && !g->http_why && i < n; i++)
+		for (size_t m = 0; markers[m] && !g->http_why; m++)
+			if (has_word(&sc[i].text, markers[m]))
+				g->http_why = xasprintf("%s in %s", markers[m], sc[i].name);
+	if (g->http_why) {
+		g->http = "/";
+		for (size_t h = 0; health_paths[h] && !g->http_route; h++)
+			for (size_t i = 0; i < n && !g->http_route; i++)
+				if (has_quoted(&sc[i].text, health_paths[h])) {
+					g->http = health_paths[h];
+					g->http_route = true;
+				}
+	}
+	for (size_t i = 0; i < n; i++) {
+		free(sc[i].name);
+		buf_done(&sc[i].text);
+	}
+}
+
 int config_starter_guess(const char *dir, struct config_guess *out, struct err *e)
 {
 	struct config_guess g = {0};
@@ -206,6 +349,7 @@ int config_starter_guess(const char *dir, struct config_guess *out, struct err *
 		g.layout = "unknown", g.found = NULL;
 		strv_push(&g.run, "./start");
 	}
+	guess_http(abs, &g);
 	free(abs);
 	*out = g;
 	return 0;
@@ -214,6 +358,7 @@ int config_starter_guess(const char *dir, struct config_guess *out, struct err *
 void config_guess_done(struct config_guess *g)
 {
 	free(g->app);
+	free(g->http_why);
 	strv_done(&g->run);
 	strv_done(&g->build);
 	memset(g, 0, sizeof(*g));
@@ -325,21 +470,41 @@ static void write_starter(struct buf *b, const struct config_guess *g, const cha
 		 "# instances: processes per host, 1 to 64 (default: 1).\n"
 		 "instances: 1\n\n");
 
-	buf_adds(
-	    b, "# health: how cairn tells that an instance is up.\n"
-	       "health:\n"
-	       "  # A path probed with GET that answers 2xx; without it the check is a TCP\n"
-	       "  # connect to the instance's port (default).\n"
-	       "  # http: /healthz\n"
-	       "  interval: 1s         # between probes (default: 1s)\n"
-	       "  timeout: 2s          # one probe's time limit (default: 2s)\n"
-	       "  healthy_after: 2     # passing probes in a row (default: 2)\n"
-	       "  start_deadline: 60s  # not healthy by then: the deploy fails (default: 60s)\n\n");
+	buf_adds(b, "# health: how cairn tells that an instance is up.\n"
+		    "health:\n");
+	if (g->http) {
+		buf_addf(b,
+			 "  # cairn init found %s: the app speaks HTTP. With http set, cairn's\n"
+			 "  # proxy runs in HTTP mode and the bake judges every answer (5xx, p99).\n",
+			 g->http_why);
+		if (g->http_route)
+			buf_addf(b, "  # %s is a route found in the app's files; it must answer 2xx.\n",
+				 g->http);
+		else
+			buf_adds(b, "  # No health route was found in the app's files: / must answer 2xx,\n"
+				    "  # or point this at a path that does (e.g. /healthz).\n");
+		buf_addf(b, "  http: %s\n", g->http);
+	} else {
+		buf_adds(b,
+			 "  # A path probed with GET that answers 2xx. cairn init found no web framework\n"
+			 "  # or HTTP server in the app's files, so it is left out: health is a TCP\n"
+			 "  # connect, the proxy runs in TCP mode and the bake sees connections, not\n"
+			 "  # answers (a release answering 500 to every request passes it). If the app\n"
+			 "  # speaks HTTP, set this.\n"
+			 "  # http: /healthz\n");
+	}
+	buf_adds(b,
+		 "  interval: 1s         # between probes (default: 1s)\n"
+		 "  timeout: 2s          # one probe's time limit (default: 2s)\n"
+		 "  healthy_after: 2     # passing probes in a row (default: 2)\n"
+		 "  start_deadline: 60s  # not healthy by then: the deploy fails (default: 60s)\n\n");
 
 	buf_adds(
 	    b,
 	    "# acceptance: requests sent to a new release before it takes traffic; every\n"
-	    "# one must pass or the deploy stops (default: none). For example:\n"
+	    "# one must pass or the deploy stops (default: none). The bake repeats them\n"
+	    "# when users sent too few requests to judge, so keep them safe to repeat.\n"
+	    "# For example:\n"
 	    "acceptance:\n"
 	    "  # - name: home\n"
 	    "  #   request: { method: GET, path: / }\n"
@@ -356,8 +521,13 @@ static void write_starter(struct buf *b, const struct config_guess *g, const cha
 	       "    max_error_rate: 1%  # share of 5xx answers and failed requests (default: 1%)\n"
 	       "    # max_p99: 500ms    # p99 latency bound (default: none)\n"
 	       "    # max_p99_ratio: 2  # p99 at most 2x the previous release's (default: none)\n"
+	       "    min_requests: 20    # fewer requests than this cannot be judged (default: 20)\n"
 	       "  auto_rollback: true  # put the last good release back by itself (default: "
-	       "true)\n");
+	       "true)\n"
+	       "  # A bake that saw too few requests, even after repeating the acceptance\n"
+	       "  # checks, cannot judge: fail the deploy (fail) or pass it marked unjudged\n"
+	       "  # (pass) (default: fail).\n"
+	       "  unjudged: fail\n");
 }
 
 int config_starter(const char *dir, struct buf *b, struct err *e)

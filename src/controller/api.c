@@ -53,6 +53,7 @@ json_t *api_job_json(struct store *st, const struct store_job *j, bool with_step
 			      "deadline_at", time_json(j->deadline_at), "error", str_or_null(j->error));
 	if (!o)
 		return NULL;
+	json_object_set_new(o, "unjudged", str_or_null(j->unjudged));
 	json_object_set_new(o, "terminal", json_boolean(job_state_terminal(j->state)));
 	json_t *tags = store_release_tags_json(st, j->release, &e);
 	if (!tags)

@@ -107,6 +107,11 @@ int exec__agent_call(struct executor *x, const char *host, const char *method, c
 		     json_t *body, int64_t timeout_ms, json_t **out, struct err *e);
 int exec__instances(struct executor *x, const struct exec_job *j, const char *host,
 		    const char *release, bool other, json_t **out, struct err *e);
+struct config_check;
+/* One acceptance check against instance iid, sent by the host's agent: *out its answer
+ * ({"ok", "status", "latency_ms", "error", "body"}); < 0 when the agent could not be asked. */
+int exec__check(struct executor *x, const struct exec_job *j, const char *host, const char *iid,
+		const struct config_check *c, json_t **out, struct err *e);
 /* exec-traffic.c: the host's proxy of the app pointed at the running instances of `release`
  * ("" empties an existing proxy; none is created) — *out_proxy the agent's answer or NULL. */
 int traffic_point(struct executor *x, const struct exec_job *j, const char *host,

@@ -63,11 +63,15 @@ enum gate_verdict {
 	GATE_TOO_LITTLE /* final, and too little traffic to judge some gate: why says which */
 };
 /* Judges the new release's traffic since the switch against the limits and the previous
- * release's traffic (baseline; NULL or empty when there was none). Not final: only a clear
+ * release's traffic (baseline; NULL when there is no previous release: the ratio gate does not
+ * apply; empty when it had no traffic: the ratio gate cannot judge). Not final: only a clear
  * failure ends the bake early (error rate over the limit with min_requests seen; p99 over a
  * limit with 5 × min_requests seen); final: every gate is judged. */
 enum gate_verdict gate_judge(const struct gate_traffic *new_tr, const struct gate_traffic *base,
 			     const struct gate_limits *lim, bool final, char *why, size_t why_n);
+/* Counts one request the bake sent itself (an acceptance check): its latency into the
+ * histogram's bucket, and an error when it failed. */
+void gate_add_latency(struct gate_traffic *t, int64_t latency_ms, bool error);
 /* p (0..100) percentile of a histogram in milliseconds (0 when empty). */
 double gate_percentile_ms(const uint64_t hist[GATE_BUCKETS], double p);
 

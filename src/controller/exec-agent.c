@@ -136,13 +136,11 @@ out:
 	return r;
 }
 
-/* One acceptance check against one instance, sent and judged by the instance's own agent (so
- * SSH hosts work the same as the local one). */
-static int accept_one(struct agent_exec *ax, const struct exec_job *j, const char *host,
-		      const char *iid, const struct config_check *c, struct err *e)
+int exec__check(struct executor *x, const struct exec_job *j, const char *host, const char *iid,
+		const struct config_check *c, json_t **out, struct err *e)
 {
 	char path[256];
-	json_t *hdrs = json_object(), *ans = NULL;
+	json_t *hdrs = json_object();
 	for (size_t i = 0; i < c->n_headers; i++)
 		json_object_set_new(hdrs, c->headers[i].name, json_string(c->headers[i].value));
 	int64_t tmo = c->expect_max_latency_ms ? c->expect_max_latency_ms * 4 + 1000 : 10000;
@@ -152,7 +150,17 @@ static int accept_one(struct agent_exec *ax, const struct exec_job *j, const cha
 				 "body_contains", c->expect_body_contains, "max_latency_ms",
 				 (json_int_t)c->expect_max_latency_ms);
 	snprintf(path, sizeof(path), "/v1/apps/%s/instances/%s/check", j->app, iid);
-	int r = agent_call(ax, host, "POST", path, body, tmo + CTL_AGENT_CALL_MS, &ans, e);
+	return agent_call((struct agent_exec *)x, host, "POST", path, body, tmo + CTL_AGENT_CALL_MS,
+			  out, e);
+}
+
+/* One acceptance check against one instance, sent and judged by the instance's own agent (so
+ * SSH hosts work the same as the local one). */
+static int accept_one(struct agent_exec *ax, const struct exec_job *j, const char *host,
+		      const char *iid, const struct config_check *c, struct err *e)
+{
+	json_t *ans = NULL;
+	int r = exec__check(&ax->base, j, host, iid, c, &ans, e);
 	if (r < 0)
 		return r;
 	if (!json_is_true(json_object_get(ans, "ok"))) {

@@ -28,6 +28,15 @@ double gate_percentile_ms(const uint64_t hist[GATE_BUCKETS], double p)
 
 #include <stdarg.h>
 
+void gate_add_latency(struct gate_traffic *t, int64_t latency_ms, bool error)
+{
+	double us = latency_ms > 0 ? (double)latency_ms * 1000.0 : 1.0;
+	int i = (int)ceil(4.0 * log2(us));
+	t->hist[i < 0 ? 0 : i >= GATE_BUCKETS ? GATE_BUCKETS - 1 : i]++;
+	t->requests++;
+	t->errors += error;
+}
+
 __attribute__((format(printf, 4, 5))) static void say(char *why, size_t n, size_t *at,
 						      const char *fmt, ...)
 {
@@ -82,14 +91,16 @@ enum gate_verdict gate_judge(const struct gate_traffic *nt, const struct gate_tr
 		    (unsigned long long)nt->requests, (unsigned long long)min);
 		return GATE_TOO_LITTLE;
 	}
-	if (lim->max_p99_ratio > 0 && base_n < min) {
+	if (lim->max_p99_ratio > 0 && base && base_n < min) {
 		say(why, why_n, &at,
 		    "too little traffic on the previous release (%llu requests, %llu needed) to compare "
 		    "p99; the ratio gate is not judged",
 		    (unsigned long long)base_n, (unsigned long long)min);
 		return GATE_TOO_LITTLE;
 	}
-	say(why, why_n, &at, "passed: %llu requests, %.2f%% 5xx, p99 %.1f ms",
-	    (unsigned long long)nt->requests, rate * 100, p99);
+	say(why, why_n, &at, "passed: %llu requests, %.2f%% 5xx, p99 %.1f ms%s",
+	    (unsigned long long)nt->requests, rate * 100, p99,
+	    lim->max_p99_ratio > 0 && !base ? " (no previous release: the ratio gate does not apply)"
+					    : "");
 	return GATE_PASS;
 }

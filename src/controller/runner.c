@@ -97,8 +97,20 @@ struct jobrun {
 	struct rec *recs; /* [host * (STEP_COUNT + 1) + step] */
 	char error[STORE_DETAIL_MAX];
 	int failed_step; /* the step whose failure ended the job, -1 none */
+	char unjudged[STORE_REASON_MAX]; /* "on HOST: why" of a bake that could not judge, or "" */
 	atomic_bool *wave_stop; /* hosts of one wave (rollout.parallel): another host failed */
 };
+
+/* A bake step's detail with verdict "unjudged" notes why on the job (the first host's). */
+static void note_unjudged(struct jobrun *jr, const char *host, const char *detail)
+{
+	json_t *d = detail && *detail ? json_loads(detail, 0, NULL) : NULL;
+	const char *v = json_string_value(json_object_get(d, "verdict"));
+	if (v && !strcmp(v, "unjudged") && !jr->unjudged[0])
+		snprintf(jr->unjudged, sizeof(jr->unjudged), "on %s: %s", host,
+			 json_string_value(json_object_get(d, "reason")) ?: "not judged");
+	json_decref(d);
+}
 
 static int host_index(const struct jobrun *jr, const char *host)
 {
@@ -124,6 +136,8 @@ static int load_rec(void *ctx, const struct store_step *st)
 	else
 		return 0;
 	struct rec *r = &jr->recs[h * (STEP_COUNT + 1) + s];
+	if (s == STEP_BAKE && !strcmp(st->state, "done"))
+		note_unjudged(jr, st->host, st->detail);
 	if (st->attempt >= r->attempt) {
 		r->attempt = st->attempt;
 		snprintf(r->state, sizeof(r->state), "%s", st->state);
@@ -252,6 +266,8 @@ static int run_step(struct jobrun *jr, const struct exec_job *xj, size_t h, int 
 	else
 		r = x->ops->step(x, xj, host, (enum deploy_step)s, &d, &e);
 	note_step(rn, NULL, s, time_mono_ns() - t0);
+	if (s == STEP_BAKE)
+		note_unjudged(jr, host, buf_str(&d));
 	if (r < 0 && atomic_load(&rn->shutdown)) {
 		/* cut short by the shutdown: left "started", the restart reconciles it */
 		buf_done(&d);
@@ -387,6 +403,8 @@ static int run_wave(struct jobrun *jr, const struct exec_job *xj, size_t from, s
 		if (hrs[i].r > 0 && r == 0)
 			r = 1;
 	}
+	for (size_t i = 0; i < started && !jr->unjudged[0]; i++)
+		snprintf(jr->unjudged, sizeof(jr->unjudged), "%s", hrs[i].jr.unjudged);
 	int f = atomic_load(&first_fail);
 	if (f >= 0) {
 		struct hostrun *hr = &hrs[f - (int)from];
@@ -459,6 +477,10 @@ static void run_job(struct runner *rn, struct store *st, struct store_job *job)
 	}
 	if (r > 0)
 		goto out; /* lease lost: the new holder decides */
+	/* a bake that could not judge is kept on the job before it ends: the transition then marks
+	 * the release unjudged, not good (one transaction, so a crash cannot leave it "good") */
+	if (jr.unjudged[0] && store_jobs(st)->set_unjudged(st, job->id, jr.unjudged, &e) < 0)
+		log_warn("controller", "job %lld: %s", (long long)job->id, e.msg);
 	if (r == 0 && !atomic_load(&rn->cancel)) {
 		finish_job(&jr, JOB_SUCCEEDED, NULL);
 		goto out;
@@ -485,11 +507,14 @@ static void run_job(struct runner *rn, struct store *st, struct store_job *job)
 	}
 	if (atomic_load(&rn->lease_lost) || atomic_load(&rn->shutdown))
 		goto out;
-	/* the release itself failed a check (not the host, not a stop): it is bad */
+	/* the release itself failed a check (not the host, not a stop): it is bad — unless its
+	 * bake only could not judge it (rollout.unjudged: fail): then it is unjudged, not bad */
+	bool unjudged = jr.failed_step == STEP_BAKE && jr.unjudged[0];
 	if (!atomic_load(&rn->cancel) && !atomic_load(&rn->abort) &&
 	    (jr.failed_step == STEP_START || jr.failed_step == STEP_HEALTH ||
 	     jr.failed_step == STEP_ACCEPT || jr.failed_step == STEP_BAKE) &&
-	    store_release_set_state(st, job->release, RELEASE_BAD, &e) < 0)
+	    store_release_set_state(st, job->release, unjudged ? RELEASE_UNJUDGED : RELEASE_BAD,
+				    &e) < 0)
 		log_warn("controller", "job %lld: marking %.19s bad: %s", (long long)job->id,
 			 job->release, e.msg);
 	if (atomic_load(&rn->cancel))

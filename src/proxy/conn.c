@@ -275,6 +275,16 @@ static bool link_passthrough(struct loop *lp, const struct link *l)
 	return !l->any_active && !l->q.head && !l->c->p->has_proto && !lp->eng->o.no_splice;
 }
 
+static void conn_abort(struct loop *lp, struct conn *c, int er);
+
+/* An error on the upstream's socket (side 1): a reset counts against its label. */
+static void conn_abort_side(struct loop *lp, struct conn *c, int side, int er)
+{
+	if (side == 1 && er == ECONNRESET)
+		proxy__label_add(c->p, c->ups->v[c->up_ent].label, 5, 1);
+	conn_abort(lp, c, er);
+}
+
 static void conn_abort(struct loop *lp, struct conn *c, int er)
 {
 	/* a reset from one peer is passed on as a reset; other errors close */
@@ -426,7 +436,7 @@ static bool link_read(struct loop *lp, struct link *l)
 		}
 		if (errno == EAGAIN || errno == EINTR)
 			return true;
-		conn_abort(lp, c, errno);
+		conn_abort_side(lp, c, l->src, errno);
 		return false;
 	}
 	return true;
@@ -474,7 +484,7 @@ void proxy__conn_event(struct loop *lp, struct conn *c, int side, uint32_t event
 		int er = 0;
 		socklen_t len = sizeof er;
 		getsockopt(c->fd[side], SOL_SOCKET, SO_ERROR, &er, &len);
-		conn_abort(lp, c, er ? er : ECONNRESET);
+		conn_abort_side(lp, c, side, er ? er : ECONNRESET);
 		return;
 	}
 	struct link *rd = &c->link[side == 0 ? PROXY_UPSTREAM : PROXY_DOWNSTREAM];

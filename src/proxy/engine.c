@@ -298,6 +298,7 @@ int proxy_engine_stats(struct proxy_engine *eng, int64_t id, struct proxy_stats 
 			out->labels[j].connect_failures += s->labels[k].connect_failures;
 			out->labels[j].bytes_up += s->labels[k].bytes_up;
 			out->labels[j].bytes_down += s->labels[k].bytes_down;
+			out->labels[j].upstream_resets += s->labels[k].upstream_resets;
 		}
 	}
 	free(per);

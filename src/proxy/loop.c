@@ -191,7 +191,7 @@ void proxy__label_add(struct lproxy *p, int label, int field, uint64_t n)
 		return;
 	struct proxy_label_stats *s = &p->labels[label].s;
 	uint64_t *f[] = { &s->conns_total, &s->conns_active, &s->connect_failures, &s->bytes_up,
-			  &s->bytes_down };
+			  &s->bytes_down, &s->upstream_resets };
 	*f[field] += n;
 }
 

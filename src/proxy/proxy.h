@@ -96,6 +96,7 @@ int proxy_engine_set_toxics(struct proxy_engine *eng, int64_t id, enum proxy_dir
 struct proxy_label_stats {
 	char label[PROXY_TOXIC_NAME_MAX];
 	uint64_t conns_total, conns_active, connect_failures, bytes_up, bytes_down;
+	uint64_t upstream_resets; /* connections the upstream reset (RST) once connected */
 };
 struct proxy_stats {
 	uint64_t conns_total, conns_active, conns_refused_limit;

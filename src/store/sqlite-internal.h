@@ -91,4 +91,18 @@ int sqlite__count_by_state(struct store *s, int64_t out_counts[JOB_STATE_COUNT],
 	"  id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, type TEXT NOT NULL,"         \
 	"  job_id INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL);"
 
+/* Jobs get an `unjudged` note; a job of an older cairn that succeeded with a bake that had too
+ * little traffic to judge gets its bake's reason as the note, and its release, still current
+ * for that job, turns from good to unjudged. */
+#define SQLITE_UNJUDGED_SCHEMA                                                                     \
+	"ALTER TABLE jobs ADD COLUMN unjudged TEXT NOT NULL DEFAULT '';"                           \
+	"UPDATE jobs SET unjudged = COALESCE((SELECT json_extract(s.detail, '$.reason')"           \
+	"  FROM job_steps s WHERE s.job_id = jobs.id AND s.step = 'bake' AND s.state = 'done'"     \
+	"  AND json_valid(s.detail)"                                                               \
+	"  AND json_extract(s.detail, '$.verdict') = 'too_little_traffic' LIMIT 1), '')"            \
+	" WHERE state = 'succeeded';"                                                              \
+	"UPDATE releases SET state = 'unjudged' WHERE state = 'good' AND id IN ("                 \
+	"  SELECT j.release FROM jobs j WHERE j.unjudged <> '' AND j.id = ("                       \
+	"    SELECT MAX(k.id) FROM jobs k WHERE k.release = j.release AND k.state = 'succeeded'));"
+
 #endif

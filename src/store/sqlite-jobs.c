@@ -10,7 +10,7 @@
 
 #define JOB_COLS                                                                                   \
 	"id, app, kind, release, from_release, state, reason, force, created_at, started_at, "     \
-	"finished_at, deadline_at, error, created_by"
+	"finished_at, deadline_at, error, created_by, unjudged"
 
 static const char *const state_names[JOB_STATE_COUNT] = {
 	[JOB_QUEUED] = "queued",       [JOB_RUNNING] = "running", [JOB_SUCCEEDED] = "succeeded",
@@ -59,6 +59,7 @@ static void row_to_job(sqlite3_stmt *q, struct store_job *j)
 	j->deadline_at = sqlite3_column_int64(q, 11);
 	sqlite__copy_col(j->error, sizeof(j->error), q, 12);
 	sqlite__copy_col(j->created_by, sizeof(j->created_by), q, 13);
+	sqlite__copy_col(j->unjudged, sizeof(j->unjudged), q, 14);
 }
 
 /* Statements are prepared once per connection and kept (the set of SQL texts is fixed);
@@ -185,6 +186,8 @@ static int job_event(struct sqlite_store *s, const struct store_job *j, struct e
 		return err_set(e, ENOMEM, "out of memory");
 	if (j->error[0])
 		json_object_set_new(d, "error", json_string(j->error));
+	if (j->unjudged[0])
+		json_object_set_new(d, "unjudged", json_string(j->unjudged));
 	return sqlite__event_add(s, "job", j->id, d, e);
 }
 
@@ -307,7 +310,14 @@ static int submit_locked(struct sqlite_store *s, const struct store_job_submit *
 			sqlite3_bind_text(q, 1, req->app, -1, SQLITE_STATIC);
 			int queued = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int(q, 0) : 0;
 			sqlite__release(q);
-			if (!queued && (r = job_that_made_current(s, req->app, req->release, &j, e)) != 0) {
+			/* a release that only passed unjudged is deployed again, to be judged this time */
+			if ((r = sqlite__prep(s, "SELECT count(*) FROM releases WHERE id = ? AND state = 'good'",
+					      &q, e)) < 0)
+				return r;
+			sqlite3_bind_text(q, 1, req->release, -1, SQLITE_STATIC);
+			int good = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int(q, 0) : 0;
+			sqlite__release(q);
+			if (!queued && good && (r = job_that_made_current(s, req->app, req->release, &j, e)) != 0) {
 				if (r < 0)
 					return r;
 				*out_outcome = STORE_SUBMIT_NOOP;
@@ -501,9 +511,13 @@ static int transition_locked(struct sqlite_store *s, int64_t id, enum job_state 
 		if ((r = set_app(s, j.app, "current", j.release, e)) < 0 ||
 		    (r = set_app(s, j.app, "last_good", j.release, e)) < 0)
 			return r;
-		if ((r = sqlite__prep(s, "UPDATE releases SET state = 'good' WHERE id = ?", &q, e)) < 0)
+		/* unjudged this time: a release a bake judged good before stays good */
+		if ((r = sqlite__prep(s, "UPDATE releases SET state = CASE WHEN ?1 = 'unjudged' "
+					 "AND state = 'good' THEN 'good' ELSE ?1 END WHERE id = ?2",
+				      &q, e)) < 0)
 			return r;
-		sqlite3_bind_text(q, 1, j.release, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 1, j.unjudged[0] ? "unjudged" : "good", -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 2, j.release, -1, SQLITE_STATIC);
 		if ((r = sqlite__exec_done(s, q, "marking release good", e)) < 0)
 			return r;
 	} else if (to == JOB_ROLLED_BACK) {
@@ -525,6 +539,20 @@ static int sq_transition(struct store *base, int64_t id, enum job_state from, en
 	return sqlite__finish(s, transition_locked(s, id, from, to, deadline_at, error, e), e);
 }
 
+static int sq_set_unjudged(struct store *base, int64_t id, const char *why, struct err *e)
+{
+	struct sqlite_store *s = (struct sqlite_store *)base;
+	sqlite3_stmt *q;
+	int r = sqlite__begin(s, e);
+	if (r < 0)
+		return r;
+	if ((r = sqlite__prep(s, "UPDATE jobs SET unjudged = ? WHERE id = ?", &q, e)) == 0) {
+		sqlite3_bind_text(q, 1, why, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(q, 2, id);
+		r = sqlite__exec_done(s, q, "recording an unjudged bake", e);
+	}
+	return sqlite__finish(s, r, e);
+}
 
 static int sq_app_get(struct store *base, const char *app, struct store_app *out, struct err *e)
 {
@@ -614,6 +642,7 @@ const struct store_job_ops sqlite__job_ops = {
 	.list = sq_list,
 	.next_queued = sq_next_queued,
 	.transition = sq_transition,
+	.set_unjudged = sq_set_unjudged,
 	.steps = sqlite__steps,
 	.step_begin = sqlite__step_begin,
 	.step_end = sqlite__step_end,

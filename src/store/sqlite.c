@@ -42,6 +42,8 @@ static const char *const schema[] = {
 	"UPDATE releases SET tag = NULL;",
 	/* version 4: who asked for a job (emergency stops record it) */
 	"ALTER TABLE jobs ADD COLUMN created_by TEXT NOT NULL DEFAULT '';",
+	/* version 5: a bake that could not judge is told apart from one that passed */
+	SQLITE_UNJUDGED_SCHEMA,
 };
 
 int sqlite__fail(struct sqlite_store *s, struct err *e, const char *what)
@@ -96,6 +98,8 @@ static enum release_state state_parse(const char *s)
 		return RELEASE_GOOD;
 	if (s && !strcmp(s, "bad"))
 		return RELEASE_BAD;
+	if (s && !strcmp(s, "unjudged"))
+		return RELEASE_UNJUDGED;
 	return RELEASE_UNTESTED;
 }
 
@@ -420,6 +424,8 @@ const char *release_state_name(enum release_state st)
 		return "good";
 	case RELEASE_BAD:
 		return "bad";
+	case RELEASE_UNJUDGED:
+		return "unjudged";
 	default:
 		return "untested";
 	}

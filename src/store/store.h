@@ -8,7 +8,10 @@
 
 #define STORE_TAG_MAX NAME_TAG_MAX
 
-enum release_state { RELEASE_UNTESTED, RELEASE_GOOD, RELEASE_BAD };
+/* good: a bake judged it and it passed; bad: a check or gate failed it; unjudged: it was
+ * deployed but no bake could judge it (too little traffic, rollout.bake 0, TCP mode without
+ * answers seen): "passed unjudged" when its deploy succeeded anyway (rollout.unjudged: pass). */
+enum release_state { RELEASE_UNTESTED, RELEASE_GOOD, RELEASE_BAD, RELEASE_UNJUDGED };
 
 struct store_release {
 	char id[HASH_ID_LEN + 1];
@@ -141,6 +144,7 @@ struct store_job {
 	int64_t deadline_at;                         /* 0 = none; set when it starts running */
 	char error[STORE_DETAIL_MAX];                /* why it failed / rolled back, or "" */
 	char created_by[STORE_OWNER_MAX];            /* who asked ("" not recorded) */
+	char unjudged[STORE_REASON_MAX]; /* why its bake could not judge the release, or "" */
 };
 
 struct store_step {
@@ -211,10 +215,15 @@ struct store_job_ops {
 	int (*next_queued)(struct store *s, const char *app, struct store_job *out, struct err *e);
 	/* Moves the job from `from` to `to` if it is still in `from` (-EAGAIN otherwise). Into
 	 * running: sets started_at, deadline_at and from_release (the app's current). Into
-	 * succeeded: the app's current and last good become the release, the release is good.
+	 * succeeded: the app's current and last good become the release, the release is good
+	 * (unjudged when the job's unjudged note is set: see set_unjudged).
 	 * Into rolled_back: the app's current becomes from_release. error may be NULL. */
 	int (*transition)(struct store *s, int64_t id, enum job_state from, enum job_state to,
 			  int64_t deadline_at, const char *error, struct err *e);
+	/* Records on a running job why its bake could not judge the release (kept on the job, shown
+	 * by history): set before the transition into succeeded, which then marks the release
+	 * unjudged instead of good. */
+	int (*set_unjudged)(struct store *s, int64_t id, const char *why, struct err *e);
 	int (*steps)(struct store *s, int64_t job_id,
 		     int (*cb)(void *ctx, const struct store_step *st), void *ctx, struct err *e);
 	/* Records a step as started (attempt = previous attempts + 1, returned in *out_attempt). */

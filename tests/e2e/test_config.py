@@ -56,7 +56,7 @@ def test_check_json_resolved_with_defaults(cairn):
     assert check["request"]["body"] == '{"url":"https://example.com"}'
     assert check["expect"] == {"status": 200, "body_contains": "/s/", "max_latency_ms": 300}
     assert c["rollout"] == {"parallel": 1, "bake_ms": 30000, "auto_rollback": True,
-                            "gates": {"max_error_rate": 0.01, "max_p99_ms": 500,
+                            "unjudged": "fail", "gates": {"max_error_rate": 0.01, "max_p99_ms": 500,
                                       "max_p99_ratio": 0.0, "min_requests": 20}}
 
 
@@ -220,7 +220,8 @@ def test_init_json(cairn):
     write(cairn.cwd, "module x\n", "go.mod")
     out = cairn.json("init")
     assert out == {"file": "./cairn.yml", "app": "work", "layout": "go", "found": "go.mod",
-                   "run": ["./app"], "build": ["go", "build", "-o", "app", "."]}
+                   "run": ["./app"], "build": ["go", "build", "-o", "app", "."],
+                   "health_http": None, "http_evidence": None}
 
 
 def test_init_not_a_directory(cairn):

@@ -492,6 +492,52 @@ static void test_starter_layouts(void **state)
 	}
 }
 
+/* health.http from the app's files: a framework or HTTP server named → HTTP mode, probing a
+ * quoted health route (or /); nothing named → TCP mode. Whole words only. */
+static void test_starter_http(void **state)
+{
+	static const struct {
+		const char *files[3][2];
+		const char *http, *why;
+	} cases[] = {
+	    {{{"app.py", "from http.server import BaseHTTPRequestHandler\nX = \"/healthz\"\n"}},
+	     "/healthz", "http.server in app.py"},
+	    {{{"app.py", "print(1)\n"}, {"requirements.txt", "Flask==3.0.0\nflask-cors==1\n"}},
+	     "/", "flask in requirements.txt"},
+	    {{{"main.py", "import bottleneck\n"}}, NULL, NULL},
+	    {{{"main.py", "import socket\n"}, {"health.py", "P = '/ping'\n"}}, NULL, NULL},
+	    {{{"manage.py", ""}, {"site/wsgi.py", ""}}, "/", "Django (manage.py)"},
+	    {{{"package.json", "{\"dependencies\": {\"express\": \"4.19.2\"}}"},
+	      {"index.js", "app.get('/health', f)\n"}},
+	     "/health", "\"express\" in package.json"},
+	    {{{"go.mod", "module x\n"}, {"main.go", "import \"net/http\"\n"}}, "/",
+	     "\"net/http\" in main.go"},
+	    {{{"Cargo.toml", "[package]\nname = \"a\"\n[dependencies]\naxum = \"0.7\"\n"}}, "/",
+	     "axum in Cargo.toml"},
+	    {{{"README", "flask\n"}}, NULL, NULL},
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *root = tmpdir();
+		struct config_guess g;
+		struct err e;
+		for (size_t f = 0; f < 3 && cases[i].files[f][0]; f++)
+			write_file(root, cases[i].files[f][0], cases[i].files[f][1]);
+		assert_int_equal(config_starter_guess(root, &g, &e), 0);
+		if (!cases[i].http) {
+			assert_null(g.http);
+			assert_null(g.http_why);
+		} else {
+			assert_non_null(g.http);
+			assert_string_equal(g.http, cases[i].http);
+			assert_non_null(strstr(g.http_why, cases[i].why));
+		}
+		config_guess_done(&g);
+		fs_rm_rf(root);
+		free(root);
+	}
+}
+
 static void test_starter_app_names(void **state)
 {
 	static const char *const cases[][2] = {
@@ -725,6 +771,7 @@ int main(void)
 	    cmocka_unit_test(test_load),
 	    cmocka_unit_test(test_starter_layouts),
 	    cmocka_unit_test(test_starter_app_names),
+	    cmocka_unit_test(test_starter_http),
 	};
 	enum { N = sizeof(error_cases) / sizeof(error_cases[0]) };
 	struct CMUnitTest errors[N];

@@ -90,10 +90,29 @@ static void test_ratio_needs_a_baseline(void **st)
 	struct gate_traffic base = traffic(5, 0, 1);
 	assert_int_equal(gate_judge(&nt, &base, &lim, true, why, sizeof(why)), GATE_TOO_LITTLE);
 	assert_non_null(strstr(why, "previous release (5 requests, 20 needed)"));
-	assert_int_equal(gate_judge(&nt, NULL, &lim, true, why, sizeof(why)), GATE_TOO_LITTLE);
+	/* no previous release at all: nothing to compare, the ratio gate does not apply */
+	assert_int_equal(gate_judge(&nt, NULL, &lim, true, why, sizeof(why)), GATE_PASS);
+	assert_non_null(strstr(why, "no previous release"));
 	struct gate_limits no_ratio = lim;
 	no_ratio.max_p99_ratio = 0;
 	assert_int_equal(gate_judge(&nt, NULL, &no_ratio, true, why, sizeof(why)), GATE_PASS);
+}
+
+/* the bake's own requests land in the bucket the proxy would have used */
+static void test_add_latency(void **st)
+{
+	(void)st;
+	struct gate_traffic t = {0};
+	gate_add_latency(&t, 800, false);
+	gate_add_latency(&t, 2, true);
+	assert_int_equal(t.requests, 2);
+	assert_int_equal(t.errors, 1);
+	double p99 = gate_percentile_ms(t.hist, 99), p50 = gate_percentile_ms(t.hist, 50);
+	assert_true(p99 >= 800 && p99 < 800 * 1.19); /* a bucket is 2^(1/4) wide */
+	assert_true(p50 >= 2 && p50 < 2 * 1.19);
+	gate_add_latency(&t, 0, false); /* 0 ms: the first bucket, not a negative index */
+	gate_add_latency(&t, 1000000000, false); /* past the top: the last bucket */
+	assert_int_equal(t.hist[0] + t.hist[GATE_BUCKETS - 1], 2);
 }
 
 static void test_short_buffer(void **st)
@@ -113,6 +132,7 @@ int main(void)
 	    cmocka_unit_test(test_p99_gates),
 	    cmocka_unit_test(test_ratio_needs_a_baseline),
 	    cmocka_unit_test(test_short_buffer),
+	    cmocka_unit_test(test_add_latency),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
