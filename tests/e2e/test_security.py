@@ -320,3 +320,57 @@ def test_token_file_of_another_user_is_refused(tmp_path):
         _, err = proc.communicate(timeout=30)
     assert not served, "cairn serve accepted a token file another user owns"
     assert proc.returncode != 0 and "belongs to uid 65534" in err, err
+
+
+def test_non_root_agent_copies_and_keeps_the_state_private(tmp_path):
+    """A non-root agent cannot switch users: its apps run as itself, so it copies every file
+    instead of linking it — an app that writes its own files cannot change the store."""
+    nobody = 65534
+    wrap = ["setpriv", f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups"]
+    state, src = tmp_path / "state", tmp_path / "envecho"
+    shutil.copytree(ENVECHO, src)
+    state.mkdir()
+    for p in [state, src, *src.rglob("*")]:
+        os.chown(p, nobody, nobody)
+    env = dict(os.environ, CAIRN_STATE=str(state))
+    p = subprocess.run(wrap + [BIN, "build", "-c", str(src / "cairn.yml")], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    rid = p.stdout.strip()
+
+    class NobodyAgent(Agent):
+        def start(self):
+            out = open(self.log, "ab")
+            self.proc = subprocess.Popen(wrap + [BIN, "agent", "--state", str(self.state)],
+                                         stdout=out, stderr=out, env=self.env,
+                                         start_new_session=True)
+            out.close()
+            wait_for(self.up, "the agent to answer on its socket")
+            return self
+
+    a = NobodyAgent(BIN, state)
+    try:
+        a.start()
+        d = activate(a, rid)
+        assert (d / "app.py").stat().st_nlink == 1  # a copy, not the object's inode
+        assert (d / "app.py").stat().st_uid == nobody
+        inst = start(a, "envecho", rid)
+        pid = a.call("GET", f"/v1/apps/envecho/instances/{inst['id']}")[1]["pid"]
+        status = Path(f"/proc/{pid}/status").read_text()
+        assert status.split("Uid:")[1].split()[0] == str(nobody)
+        # what the app could do (it is the agent's user): change its own file
+        subprocess.run(wrap + ["chmod", "u+w", str(d / "app.py")], check=True, timeout=30)
+        subprocess.run(wrap + ["dd", "status=none", "oflag=append", "conv=notrunc",
+                               f"of={d / 'app.py'}"], input=b"# x\n", check=True, timeout=30)
+        v = subprocess.run(wrap + [BIN, "verify", "--json"], env=env, capture_output=True,
+                           text=True, timeout=60)
+        assert v.returncode == 1, v.stdout + v.stderr
+        probs = json.loads(v.stdout)["releases"][0]["problems"]
+        assert [x["path"] for x in probs] == [f"{d}/app.py"], probs  # the store is intact
+        assert stat.S_IMODE(state.stat().st_mode) == 0o700
+        assert stat.S_IMODE((state / "releases").stat().st_mode) == 0o700
+        activate(a, rid)  # made again from the store
+        assert b"# x" not in (d / "app.py").read_bytes()
+    finally:
+        a.cleanup()
+        wait_for(lambda: not processes_of(state), "no process of the test's state dir")
