@@ -149,6 +149,7 @@ int agent_activate(struct objstore *os, const char *state_dir, const char *id, c
 	const char *hex;
 	size_t files = 0;
 	int r, seal_fd = -1;
+	struct stat was = {0}; /* a tree made again keeps its top's group and mode */
 
 	if ((r = release_load(os, id, &m, e)) < 0)
 		goto done;
@@ -169,6 +170,8 @@ int agent_activate(struct objstore *os, const char *state_dir, const char *id, c
 				  "making it again from the store", final);
 		char *old = xasprintf("%s/.tmp-old-%s-%d-%d", releases, hex, (int)getpid(),
 				      (int)gettid());
+		if (lstat(final, &was) < 0)
+			was.st_mode = 0;
 		if (rename(final, old) == 0)
 			fs_rm_rf(old);
 		free(old);
@@ -207,6 +210,8 @@ int agent_activate(struct objstore *os, const char *state_dir, const char *id, c
 	}
 	/* the top stays ours alone until an instance opens it to its app's group (instance.c) */
 	chmod(tmp, 0700);
+	if (S_ISDIR(was.st_mode) && chown(tmp, (uid_t)-1, was.st_gid) == 0)
+		chmod(tmp, was.st_mode & 0750); /* running instances keep reading it */
 	if (rename(tmp, final) < 0) {
 		if ((errno == EEXIST || errno == ENOTEMPTY) && fs_is_dir(final)) {
 			fs_rm_rf(tmp); /* someone else finished first: theirs is the same */

@@ -1,7 +1,7 @@
-/* instance: one supervised process of a release — spawning it (with its log writer, on a free
- * loopback port), watching its exit through a pidfd, carrying out the supervisor table's
- * actions (backoff timer, stop signal, SIGKILL of the group). Every process started here is
- * recorded in the instance table before anything else can happen to it. */
+/* instance: one supervised process of a release — spawning it as its app's user (appuser.c)
+ * with its log writer, on a free loopback port; watching its exit through a pidfd; carrying out
+ * the supervisor table's actions (backoff timer, stop signal, SIGKILL of the group). Every
+ * process started here is recorded in the instance table before anything else can happen to it. */
 #include "agent/agent-internal.h"
 
 #include "release/release.h"
@@ -9,11 +9,11 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <ftw.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -447,10 +447,6 @@ void agent_remove(struct agent *ag, struct instance *in)
 static uid_t chown_uid;
 static gid_t chown_gid;
 
-/* The environment an instance sees (all but PORT): a small base taken from the agent's own
- * (PATH, HOME, LANG, LC_ALL, TZ, USER, LOGNAME, TMPDIR; HOME, USER and LOGNAME are the app
- * user's when the agent switches users: HOME is its account's, or CAIRN_DATA), then the release's run.env, then the
- * request's env, then CAIRN_RELEASE, CAIRN_INSTANCE, CAIRN_DATA. */
 static int chown_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
 	UNUSED(sb);
@@ -497,6 +493,10 @@ static const char *user_var(const struct instance *in, const char *name, const c
 	return getenv(name);
 }
 
+/* The environment an instance sees (all but PORT): a small base taken from the agent's own
+ * (PATH, HOME, LANG, LC_ALL, TZ, USER, LOGNAME, TMPDIR; HOME, USER and LOGNAME are the app
+ * user's when the agent switches users: HOME is its account's, or CAIRN_DATA), then the
+ * release's run.env, then the request's env, then CAIRN_RELEASE, CAIRN_INSTANCE, CAIRN_DATA. */
 static int build_env(struct instance *in, const struct manifest *m, struct err *e)
 {
 	static const char *const base_vars[] = {"PATH", "HOME", "LANG",	   "LC_ALL",
