@@ -1,5 +1,6 @@
 /* exec: runs child processes from an argv — never through a shell — in their own process
- * group with inherited fds closed; exec failure comes back through a close-on-exec pipe. */
+ * group with inherited fds closed, optionally as another user (uid, one gid, umask 077); exec
+ * failure comes back through a close-on-exec pipe. */
 #include "base/base.h"
 
 #include <errno.h>
@@ -254,14 +255,15 @@ int exec_spawn(const char *const argv[], const struct exec_spawn_opts *o, pid_t 
 			dup2(src[3], 3);
 		close_fds_between(src[3] >= 0 ? 4 : 3, errpipe[1] - 1);
 		close_fds_between(errpipe[1] + 1, -1);
+		if (o->set_user)
+			umask(077);
+		/* the user first, then cwd: the app must be able to enter it by itself */
 		if (o->set_user && (setgroups(1, &o->gid) < 0 || setresgid(o->gid, o->gid, o->gid) < 0 ||
 				    setresuid(o->uid, o->uid, o->uid) < 0)) {
 			fail[0] = 2;
 			fail[1] = errno;
-		} else if (o->set_user && (umask(077), o->cwd) && chdir(o->cwd) < 0) {
-			fail[0] = 1;
-			fail[1] = errno;
-		} else if (!o->set_user && o->cwd && chdir(o->cwd) < 0) {
+		} else if (o->cwd && chdir(o->cwd) < 0) {
+			fail[0] = o->set_user ? 1 : 0; /* without a user switch: the old message */
 			fail[1] = errno;
 		} else {
 			if (o->env)
@@ -292,9 +294,9 @@ int exec_spawn(const char *const argv[], const struct exec_spawn_opts *o, pid_t 
 				       (unsigned)o->uid, (unsigned)o->gid, strerror(en));
 		if (child_errno[0] == 1)
 			return err_set(e, en,
-				       "cannot run %s: uid %u cannot enter %s: %s (every directory "
-				       "above it must be searchable by others, e.g. chmod o+x)",
-				       argv[0], (unsigned)o->uid, o->cwd, strerror(en));
+				       "cannot run %s: uid %u cannot enter its directory (%s; every "
+				       "directory above it must be searchable by others: chmod o+x): %s",
+				       argv[0], (unsigned)o->uid, strerror(en), o->cwd);
 		return err_set(e, en, "cannot run %s: %s", argv[0], strerror(en));
 	}
 	*out_pid = pid;

@@ -6,11 +6,13 @@ after activation is found by verify and made again on the next activation, the s
 directory's modes are enforced, and a token file someone else owns is refused."""
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import stat
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -310,15 +312,24 @@ def test_token_file_of_another_user_is_refused(tmp_path):
                              f"127.0.0.1:{port}", "--token-file", str(token)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, CAIRN_STATE=str(state)))
+    lines = []
+
+    def read():  # until it says it is ready, or ends
+        for line in proc.stderr:
+            lines.append(line)
+            if "ready on" in line:
+                return
+    t = threading.Thread(target=read, daemon=True)
     try:
-        wait_for(lambda: proc.poll() is not None or (state / "cairn.sock").exists(),
-                 "cairn serve to refuse or to serve")
-        served = proc.poll() is None
+        t.start()
+        t.join(30)
+        assert not t.is_alive(), "cairn serve neither refused nor became ready in 30 s"
     finally:
         if proc.poll() is None:
             proc.terminate()
-        _, err = proc.communicate(timeout=30)
-    assert not served, "cairn serve accepted a token file another user owns"
+        rest, _ = proc.communicate(timeout=30)[::-1]
+    err = "".join(lines) + (rest or "")
+    assert "ready on" not in err, "cairn serve accepted a token file another user owns"
     assert proc.returncode != 0 and "belongs to uid 65534" in err, err
 
 
@@ -374,3 +385,34 @@ def test_non_root_agent_copies_and_keeps_the_state_private(tmp_path):
     finally:
         a.cleanup()
         wait_for(lambda: not processes_of(state), "no process of the test's state dir")
+
+
+def test_unreachable_release_says_why(tmp_path):
+    """A state dir under a directory the app user cannot pass (a 0700 home, say): the start
+    fails and says which directory and what to do, instead of running the app as root."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    private.chmod(0o700)
+    a = Agent(BIN, private / "state")
+    a.state.mkdir()
+    try:
+        src = tmp_path / "envecho"
+        shutil.copytree(ENVECHO, src)
+        rid = build(a.state, src)
+        a.start()
+        activate(a, rid)
+        st, body = a.call("POST", "/v1/apps/envecho/instances", {"release": rid})
+        assert st == 201, body
+        iid = body["instances"][0]["id"]
+
+        def failed():
+            cur = a.call("GET", f"/v1/apps/envecho/instances/{iid}")[1]
+            return cur if cur["last_exit"] else None
+        cur = wait_for(failed, "the start to fail")
+        assert re.search(r"uid \d+ cannot enter its directory \(Permission denied",
+                         cur["last_exit"]), cur
+        assert "searchable by others" in cur["last_exit"], cur
+        assert cur["pid"] in (0, None)
+    finally:
+        a.cleanup()
+        wait_for(lambda: not processes_of(a.state), "no process of the test's state dir")
