@@ -154,6 +154,18 @@ struct waiter { /* a request parked until its instance stops */
 	struct waiter *next;
 };
 
+/* Who an app runs as (appuser.c). drop: the agent is root and switches to uid:gid; else the
+ * app runs as the agent itself. name and home may be empty (a dynamic uid has no account). */
+struct app_user {
+	bool drop;
+	uid_t uid;
+	gid_t gid;
+	char name[AGENT_NAME_MAX + 16];
+	char home[512];
+};
+int agent__app_user(const char *state_dir, const char *app, const char *run_user,
+		    struct app_user *out, struct err *e);
+
 struct instance {
 	struct instance *next;
 	struct agent *ag; /* borrowed */
@@ -162,6 +174,7 @@ struct instance {
 	char release[HASH_ID_LEN + 1];
 	struct strv argv; /* owned: run.command */
 	struct strv env;  /* owned: "K=V", the whole environment but PORT */
+	struct app_user user;
 	json_t *user_env; /* owned: the body's env, persisted */
 	struct sup sup;
 	int stop_signal;

@@ -1,7 +1,7 @@
-/* instance: one supervised process of a release — spawning it (with its log writer, on a free
- * loopback port), watching its exit through a pidfd, carrying out the supervisor table's
- * actions (backoff timer, stop signal, SIGKILL of the group). Every process started here is
- * recorded in the instance table before anything else can happen to it. */
+/* instance: one supervised process of a release — spawning it as its app's user (appuser.c)
+ * with its log writer, on a free loopback port; watching its exit through a pidfd; carrying out
+ * the supervisor table's actions (backoff timer, stop signal, SIGKILL of the group). Every
+ * process started here is recorded in the instance table before anything else can happen to it. */
 #include "agent/agent-internal.h"
 
 #include "release/release.h"
@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -356,7 +357,17 @@ static int spawn(struct instance *in, struct err *e)
 				    .fd_in = -1,
 				    .fd_out = outp[1],
 				    .fd_err = errp[1],
-				    .fd_3 = -1};
+				    .fd_3 = -1,
+				    .set_user = in->user.drop,
+				    .uid = in->user.uid,
+				    .gid = in->user.gid};
+	/* the release is the app's to read, no other app's: the top dir is 0750 <us>:<its gid> */
+	if (in->user.drop && (chown(cwd, (uid_t)-1, in->user.gid) < 0 || chmod(cwd, 0750) < 0)) {
+		r = err_set(e, errno, "cannot open %s to gid %u: %s", cwd, (unsigned)in->user.gid,
+			    strerror(errno));
+		strv_done(&env);
+		goto done;
+	}
 	r = exec_spawn((const char *const *)in->argv.v, &o, &pid, e);
 	strv_done(&env);
 	if (r < 0)
@@ -482,9 +493,60 @@ void agent_remove(struct agent *ag, struct instance *in)
 	agent_save(ag);
 }
 
+/* nftw has no context pointer; only the loop thread hands data dirs over */
+static uid_t chown_uid;
+static gid_t chown_gid;
+
+static int chown_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	UNUSED(sb);
+	UNUSED(flag);
+	UNUSED(ftw);
+	return lchown(path, chown_uid, chown_gid) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+/* <state>/data/<app>: the one place the app may write, its own (0700 uid:gid). A data dir an
+ * earlier (root-run) instance filled is handed over whole, once. */
+static int make_data_dir(const struct instance *in, const char *data, struct err *e)
+{
+	char *parent = xasprintf("%s/data", in->ag->state_dir);
+	struct stat sb;
+	int r = 0;
+
+	if (mkdir(parent, geteuid() == 0 ? 0711 : 0700) < 0 && errno != EEXIST)
+		r = err_set(e, errno, "cannot create %s: %s", parent, strerror(errno));
+	else if (mkdir(data, 0700) < 0 && errno != EEXIST)
+		r = err_set(e, errno, "cannot create %s: %s", data, strerror(errno));
+	else if (lstat(data, &sb) < 0 || !S_ISDIR(sb.st_mode))
+		r = err_set(e, ENOTDIR, "%s is not a directory", data);
+	else if (in->user.drop && (sb.st_uid != in->user.uid || sb.st_gid != in->user.gid)) {
+		chown_uid = in->user.uid;
+		chown_gid = in->user.gid;
+		if (nftw(data, chown_one, 16, FTW_PHYS) != 0)
+			r = err_set(e, errno, "cannot give %s to uid %u: %s", data,
+				    (unsigned)in->user.uid, strerror(errno));
+	}
+	if (r == 0 && chmod(data, 0700) < 0)
+		r = err_set(e, errno, "cannot chmod %s: %s", data, strerror(errno));
+	free(parent);
+	return r;
+}
+
+static const char *user_var(const struct instance *in, const char *name, const char *data)
+{
+	if (!in->user.drop)
+		return getenv(name);
+	if (!strcmp(name, "HOME"))
+		return in->user.home[0] ? in->user.home : data;
+	if (!strcmp(name, "USER") || !strcmp(name, "LOGNAME"))
+		return in->user.name[0] ? in->user.name : NULL;
+	return getenv(name);
+}
+
 /* The environment an instance sees (all but PORT): a small base taken from the agent's own
- * (PATH, HOME, LANG, LC_ALL, TZ, USER, LOGNAME, TMPDIR), then the release's run.env, then the
- * request's env, then CAIRN_RELEASE, CAIRN_INSTANCE, CAIRN_DATA. */
+ * (PATH, HOME, LANG, LC_ALL, TZ, USER, LOGNAME, TMPDIR; HOME, USER and LOGNAME are the app
+ * user's when the agent switches users: HOME is its account's, or CAIRN_DATA), then the
+ * release's run.env, then the request's env, then CAIRN_RELEASE, CAIRN_INSTANCE, CAIRN_DATA. */
 static int build_env(struct instance *in, const struct manifest *m, struct err *e)
 {
 	static const char *const base_vars[] = {"PATH", "HOME", "LANG",	   "LC_ALL",
@@ -492,12 +554,12 @@ static int build_env(struct instance *in, const struct manifest *m, struct err *
 	char *data = xasprintf("%s/data/%s", in->ag->state_dir, in->app);
 	const char *k;
 	json_t *v;
-	int r = fs_mkdir_p(data, 0700, e);
+	int r = make_data_dir(in, data, e);
 
 	strv_done(&in->env);
 	strv_init(&in->env);
 	for (size_t i = 0; i < ARRAY_SIZE(base_vars); i++) {
-		const char *val = getenv(base_vars[i]);
+		const char *val = user_var(in, base_vars[i], data);
 		if (!val && !strcmp(base_vars[i], "PATH"))
 			val = "/usr/local/bin:/usr/bin:/bin";
 		if (val)
@@ -549,6 +611,11 @@ int agent__instance_new(struct agent *ag, const char *app, const char *release, 
 	for (size_t i = 0; i < m->run_command.n; i++)
 		strv_push(&in->argv, m->run_command.v[i]);
 	in->user_env = user_env ? json_incref(user_env) : json_object();
+	if ((r = agent__app_user(ag->state_dir, app, m->run_user, &in->user, e)) < 0) {
+		manifest_free(m);
+		instance_free(in);
+		return r;
+	}
 	sup_init(&in->sup, stop_timeout_ms >= 0	    ? stop_timeout_ms
 			   : m->stop_timeout_ms > 0 ? m->stop_timeout_ms
 						    : 10000);

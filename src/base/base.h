@@ -158,6 +158,11 @@ void hasher_final(struct hasher *h, char *out); /* also frees h */
 
 /* Creates a directory and its parents (like mkdir -p). */
 int fs_mkdir_p(const char *path, mode_t mode, struct err *e);
+/* A state directory's modes (docs/security.md), made or enforced on every open: the dir is
+ * 0711 when we are root (apps may pass through to their own release and data, never list)
+ * and 0700 otherwise; releases/ and data/ get the same; every other entry loses its group
+ * and other bits (0700 dirs, 0600 files and sockets). Refuses a dir another user owns. */
+int fs_secure_state_dir(const char *dir, struct err *e);
 /* Reads a whole file into b (appending); fails with -E2BIG past b->max. */
 int fs_read_file(const char *path, struct buf *b, struct err *e);
 int fs_read_fd(int fd, struct buf *b);
@@ -239,6 +244,11 @@ struct exec_spawn_opts {
 	/* > 0: the child gets this signal when the *thread* that spawned it ends (prctl
 	 * PR_SET_PDEATHSIG), so spawn from a thread that lives as long as the child should */
 	int parent_death_signal;
+	/* set_user: the child drops to uid:gid (its only group) and umask 077 before it enters
+	 * cwd and execs; a cwd it cannot enter is reported as such (docs/security.md) */
+	bool set_user;
+	uid_t uid;
+	gid_t gid;
 };
 int exec_spawn(const char *const argv[], const struct exec_spawn_opts *o, pid_t *out_pid,
 	       struct err *e);
@@ -249,6 +259,9 @@ int exec_spawn(const char *const argv[], const struct exec_spawn_opts *o, pid_t 
  * pid it names one process, whatever reuses the pid later. -ESRCH when gone or a zombie. */
 int proc_start_time(pid_t pid, uint64_t *out_start);
 bool proc_alive(pid_t pid, uint64_t start);
+/* run.user's shape: a user name ([a-z_][a-z0-9_.-]*, at most 32) or a numeric uid, never
+ * root ("root" or 0): the user an app runs as (docs/security.md). */
+bool proc_run_user_ok(const char *s);
 /* pidfd_open(2): a close-on-exec fd that polls readable when the process exits. */
 int proc_pidfd_open(pid_t pid);
 /* Raises RLIMIT_NOFILE's soft limit to its hard limit (what the box allows this process, at

@@ -1,5 +1,6 @@
 /* exec: runs child processes from an argv — never through a shell — in their own process
- * group with inherited fds closed; exec failure comes back through a close-on-exec pipe. */
+ * group with inherited fds closed, optionally as another user (uid, one gid, umask 077); exec
+ * failure comes back through a close-on-exec pipe. */
 #include "base/base.h"
 
 #include <errno.h>
@@ -11,7 +12,9 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <grp.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -211,7 +214,7 @@ static void child_setup_fd(int src, int target)
 int exec_spawn(const char *const argv[], const struct exec_spawn_opts *o, pid_t *out_pid,
 	       struct err *e)
 {
-	int errpipe[2], child_errno = 0;
+	int errpipe[2], child_errno[2] = { 0, 0 };
 	int src[4] = { -1, -1, -1, -1 };
 	const int want[4] = { o->fd_in, o->fd_out, o->fd_err, o->fd_3 };
 	pid_t pid;
@@ -236,7 +239,7 @@ int exec_spawn(const char *const argv[], const struct exec_spawn_opts *o, pid_t 
 	}
 	if (pid == 0) {
 		sigset_t none;
-		int fail;
+		int fail[2] = { 0, 0 }; /* what failed (0 exec, 1 cwd, 2 user), errno */
 		setpgid(0, 0);
 		proc_child_nofile();
 		if (o->parent_death_signal > 0) {
@@ -254,16 +257,24 @@ int exec_spawn(const char *const argv[], const struct exec_spawn_opts *o, pid_t 
 			dup2(src[3], 3);
 		close_fds_between(src[3] >= 0 ? 4 : 3, errpipe[1] - 1);
 		close_fds_between(errpipe[1] + 1, -1);
-		if (o->cwd && chdir(o->cwd) < 0) {
-			fail = errno;
+		if (o->set_user)
+			umask(077);
+		/* the user first, then cwd: the app must be able to enter it by itself */
+		if (o->set_user && (setgroups(1, &o->gid) < 0 || setresgid(o->gid, o->gid, o->gid) < 0 ||
+				    setresuid(o->uid, o->uid, o->uid) < 0)) {
+			fail[0] = 2;
+			fail[1] = errno;
+		} else if (o->cwd && chdir(o->cwd) < 0) {
+			fail[0] = o->set_user ? 1 : 0; /* without a user switch: the old message */
+			fail[1] = errno;
 		} else {
 			if (o->env)
 				execvpe(argv[0], (char *const *)argv, o->env);
 			else
 				execvp(argv[0], (char *const *)argv);
-			fail = errno;
+			fail[1] = errno;
 		}
-		n = write(errpipe[1], &fail, sizeof(fail));
+		n = write(errpipe[1], fail, sizeof(fail));
 		(void)n;
 		_exit(127);
 	}
@@ -273,13 +284,22 @@ int exec_spawn(const char *const argv[], const struct exec_spawn_opts *o, pid_t 
 			close(src[i]);
 	close(errpipe[1]);
 	do
-		n = read(errpipe[0], &child_errno, sizeof(child_errno));
+		n = read(errpipe[0], child_errno, sizeof(child_errno));
 	while (n < 0 && errno == EINTR);
 	close(errpipe[0]);
 	if (n == sizeof(child_errno)) {
+		int en = child_errno[1];
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
-		return err_set(e, child_errno, "cannot run %s: %s", argv[0], strerror(child_errno));
+		if (child_errno[0] == 2)
+			return err_set(e, en, "cannot run %s as uid %u gid %u: %s", argv[0],
+				       (unsigned)o->uid, (unsigned)o->gid, strerror(en));
+		if (child_errno[0] == 1)
+			return err_set(e, en,
+				       "cannot run %s: uid %u cannot enter its directory (%s; every "
+				       "directory above it must be searchable by others: chmod o+x): %s",
+				       argv[0], (unsigned)o->uid, strerror(en), o->cwd);
+		return err_set(e, en, "cannot run %s: %s", argv[0], strerror(en));
 	}
 	*out_pid = pid;
 	return 0;

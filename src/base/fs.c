@@ -35,6 +35,49 @@ int fs_mkdir_p(const char *path, mode_t mode, struct err *e)
 	return r;
 }
 
+int fs_secure_state_dir(const char *dir, struct err *e)
+{
+	static const char *const pass[] = {"releases", "data"};
+	mode_t open_mode = geteuid() == 0 ? 0711 : 0700;
+	struct stat sb;
+	struct dirent *de;
+	DIR *d;
+	int r = fs_mkdir_p(dir, 0700, e);
+
+	if (r < 0)
+		return r;
+	if (lstat(dir, &sb) < 0)
+		return err_set(e, errno, "cannot stat %s: %s", dir, strerror(errno));
+	if (sb.st_uid != geteuid())
+		return err_set(e, EPERM,
+			       "state directory %s belongs to uid %u, not to us (uid %u): chown it "
+			       "or choose another with --state",
+			       dir, (unsigned)sb.st_uid, (unsigned)geteuid());
+	if ((sb.st_mode & 07777) != open_mode && chmod(dir, open_mode) < 0)
+		return err_set(e, errno, "cannot chmod %s: %s", dir, strerror(errno));
+	if (!(d = opendir(dir)))
+		return err_set(e, errno, "cannot open %s: %s", dir, strerror(errno));
+	while ((de = readdir(d))) {
+		mode_t want;
+		bool passable = false;
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 || S_ISLNK(sb.st_mode))
+			continue;
+		for (size_t i = 0; i < ARRAY_SIZE(pass); i++)
+			passable |= !strcmp(de->d_name, pass[i]) && S_ISDIR(sb.st_mode);
+		want = passable ? open_mode : sb.st_mode & 07700;
+		if ((sb.st_mode & 07777) != want && fchmodat(dirfd(d), de->d_name, want, 0) < 0 &&
+		    errno != ENOENT) {
+			r = err_set(e, errno, "cannot chmod %s/%s: %s", dir, de->d_name,
+				    strerror(errno));
+			break;
+		}
+	}
+	closedir(d);
+	return r;
+}
+
 int fs_read_fd(int fd, struct buf *b)
 {
 	char chunk[65536];

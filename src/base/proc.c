@@ -87,3 +87,24 @@ long proc_raise_nofile(void)
 	}
 	return rl.rlim_cur == RLIM_INFINITY ? (1L << 20) : (long)rl.rlim_cur;
 }
+
+bool proc_run_user_ok(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	bool digits = n > 0;
+
+	if (n == 0 || n > 32 || !strcmp(s, "root"))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			digits = false;
+	if (digits) /* a uid: 1..2^31-1, no leading zero */
+		return s[0] != '0' && n <= 10 && strtoll(s, NULL, 10) <= 0x7fffffff;
+	if (!((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+		return false;
+	for (size_t i = 1; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
+		      s[i] == '.' || s[i] == '-'))
+			return false;
+	return true;
+}

@@ -42,7 +42,7 @@ const struct cli_command cli_cmd_verify = {
 	.run = run_verify,
 	.summary = "re-hash releases and name every corrupt or missing file",
 	.help = "NAME\n"
-		"    cairn verify - re-hash stored releases\n\n"
+		"    cairn verify - re-hash stored releases and their activated copies\n\n"
 		"SYNOPSIS\n"
 		"    cairn verify [REF] [--app APP] [--state DIR] [--json]\n\n"
 		"DESCRIPTION\n"
@@ -51,6 +51,11 @@ const struct cli_command cli_cmd_verify = {
 		"    missing file is named with its path in the release. Nothing is repaired:\n"
 		"    import the release again from an export ('cairn import') or rebuild it from\n"
 		"    its source to restore the objects.\n\n"
+		"    A release activated on this host (STATE/releases/HEX) is checked too: every\n"
+		"    file re-hashed against the manifest, its mode, every link and directory, and\n"
+		"    no name that the release does not have; a problem there is named\n"
+		"    STATE/releases/HEX/PATH. The agent makes such a copy again on its next\n"
+		"    activation (docs/security.md).\n\n"
 		"OPTIONS\n"
 		"    --app APP     resolve REF among this app's releases / verify only this app\n"
 		"    --state DIR   state directory\n"
@@ -170,15 +175,38 @@ struct verify_ctx {
 	json_t *problems; /* of the release being verified */
 	size_t n_bad;
 	const char *id;
+	const char *tree; /* borrowed: the release dir being checked, or NULL */
 };
 
 static void on_problem(void *arg, const char *path, const char *problem)
 {
 	struct verify_ctx *v = arg;
+	char *full = NULL;
+	if (v->tree) /* a problem of the activated copy, not of the stored objects */
+		path = full = xasprintf("%s/%s", v->tree, path);
 	if (v->ctx->json)
 		json_array_append_new(v->problems, json_pack("{s:s,s:s}", "path", path, "problem", problem));
 	else
 		printf("  %s: %s\n", path, problem);
+	free(full);
+}
+
+/* The activated copy, when there is one: every file re-hashed, every name accounted for. */
+static int verify_tree(struct verify_ctx *v, const char *id, struct err *e)
+{
+	const char *hex = str_starts(id, "sha256:") ? id + 7 : id;
+	char *dir = xasprintf("%s/releases/%s", objstore_state_dir(v->os), hex);
+	struct manifest *m = NULL;
+	int r = 0;
+
+	if (fs_is_dir(dir) && (r = release_load(v->os, id, &m, e)) == 0) {
+		v->tree = dir;
+		r = release_tree_check(m, dir, on_problem, v, e);
+		v->tree = NULL;
+	}
+	manifest_free(m);
+	free(dir);
+	return r;
 }
 
 static int verify_one(void *arg, const struct store_release *r)
@@ -194,6 +222,7 @@ static int verify_one(void *arg, const struct store_release *r)
 		       r->tag[0] ? " " : "", name_safe(r->tag, tag, sizeof(tag)));
 	}
 	ok = release_verify(v->os, r->id, on_problem, v, &e) == 0;
+	ok = ok && verify_tree(v, r->id, &e) == 0;
 	if (!ok)
 		v->n_bad++;
 	if (v->ctx->json)

@@ -90,6 +90,7 @@ struct config {
 		size_t n_env;
 		int64_t stop_timeout_ms; /* default 10s */
 		int stop_signal;         /* default SIGTERM; "stop_signal: SIGINT" */
+		char *user; /* owned; NULL: a dedicated user per app (docs/security.md) */
 	} run;
 
 	char *listen_host; /* owned; default "127.0.0.1" ("listen: 8080" or "0.0.0.0:8080") */

@@ -135,9 +135,10 @@ static int parse_build(struct cfg_parse *p, struct config *c, const struct cnode
 static int parse_run(struct cfg_parse *p, struct config *c, const struct cnode *root,
 		     const struct cnode *n)
 {
-	static const char *const keys[] = {"command", "env", "stop_timeout", "stop_signal", NULL};
+	static const char *const keys[] = {"command", "env", "stop_timeout", "stop_signal",
+					   "user", NULL};
 	static const char *const example = "[\"python3\", \"app.py\"]";
-	const struct cnode *v[4];
+	const struct cnode *v[5];
 	int r = config__fields(p, n, "run", keys, v), sig;
 
 	if (r < 0)
@@ -158,6 +159,16 @@ static int parse_run(struct cfg_parse *p, struct config *c, const struct cnode *
 		r = config__enum(p, v[3], "run.stop_signal", signal_names, &sig);
 		if (r == 0)
 			c->run.stop_signal = signal_numbers[sig];
+	}
+	if (r == 0 && v[4]) {
+		char q[CONFIG__QUOTE_BUF];
+		r = config__str(p, v[4], "run.user", &c->run.user);
+		if (r == 0 && !proc_run_user_ok(c->run.user))
+			r = config__err(p, v[4],
+					"run.user: %s is not a user an app may run as: write a user "
+					"name (e.g. www-data) or a uid other than root's, or leave it "
+					"out for a dedicated user per app",
+					config__quote(v[4]->text, q));
 	}
 	return r;
 }
@@ -592,6 +603,7 @@ void config_free(struct config *c)
 	strv_done(&c->build.exclude);
 	strv_done(&c->run.command);
 	config__kv_free(c->run.env, c->run.n_env);
+	free(c->run.user);
 	free(c->listen_host);
 	for (size_t i = 0; c->hosts && i < c->n_hosts; i++) {
 		free(c->hosts[i].name);

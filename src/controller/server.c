@@ -410,12 +410,33 @@ static int load_token(struct server *srv, struct err *e)
 		if ((r = fs_write_atomic(srv->o.token_file, hex, 65, 0600, e)) < 0)
 			return r;
 	}
+	/* checked and read through one fd: a file swapped in between is never read */
 	struct stat sb;
-	if (stat(srv->o.token_file, &sb) == 0 && (sb.st_mode & 077))
-		return err_set(e, CAIRN_EINPUT, "token file %s is readable by others (mode %03o); "
-						"chmod 600 it", srv->o.token_file, sb.st_mode & 0777);
-	if ((r = fs_read_file(srv->o.token_file, &b, e)) < 0)
-		return r;
+	int fd = open(srv->o.token_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 || fstat(fd, &sb) < 0) {
+		r = err_set(e, errno, "cannot open token file %s: %s", srv->o.token_file,
+			    strerror(errno));
+		goto fail;
+	}
+	if (sb.st_mode & 077) {
+		r = err_set(e, CAIRN_EINPUT, "token file %s is readable by others (mode %03o); "
+					     "chmod 600 it", srv->o.token_file, sb.st_mode & 0777);
+		goto fail;
+	}
+	/* whoever owns it can change it (and the dir it is in may let anyone replace it) */
+	if (sb.st_uid != geteuid()) {
+		r = err_set(e, CAIRN_EINPUT,
+			    "token file %s belongs to uid %u, not to the user cairn runs as (uid "
+			    "%u): chown it, or let cairn make one in a directory only you can write",
+			    srv->o.token_file, (unsigned)sb.st_uid, (unsigned)geteuid());
+		goto fail;
+	}
+	if ((r = fs_read_fd(fd, &b)) < 0) {
+		r = err_set(e, -r, "cannot read token file %s: %s", srv->o.token_file, strerror(-r));
+		goto fail;
+	}
+	close(fd);
+	fd = -1;
 	struct slice t = slice_trim((struct slice){ b.data ? b.data : "", b.len });
 	if (t.n < 16) {
 		buf_done(&b);
@@ -425,6 +446,11 @@ static int load_token(struct server *srv, struct err *e)
 	srv->token = strndup(t.p, t.n);
 	buf_done(&b);
 	return srv->token ? 0 : err_set(e, ENOMEM, "out of memory");
+fail:
+	if (fd >= 0)
+		close(fd);
+	buf_done(&b);
+	return r;
 }
 
 static int listen_tcp(struct server *srv, struct err *e)

@@ -213,6 +213,7 @@ static int build_manifest(const struct config *cfg, const char *root, const stru
 		}
 		m->run_env.n = cfg->run.n_env;
 		m->stop_timeout_ms = cfg->run.stop_timeout_ms;
+		m->run_user = cfg->run.user ? xstrdup(cfg->run.user) : NULL;
 	}
 	r = deps_scan(root, &files, &m->deps, e);
 	if (r == 0)

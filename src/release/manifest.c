@@ -30,6 +30,7 @@ void manifest_free(struct manifest *m)
 	}
 	free(m->run_env.keys);
 	free(m->run_env.values);
+	free(m->run_user);
 	dep_list_done(&m->deps);
 	free(m);
 }
@@ -152,7 +153,7 @@ int manifest_serialize(const struct manifest *m, struct buf *b)
 		}
 		buf_addf(b, ",\"type\":\"%s\"}", type_name(en->type));
 	}
-	/* run: command < env < stop_timeout_ms */
+	/* run: command < env < stop_timeout_ms < user (only when set) */
 	buf_adds(b, "],\"run\":{\"command\":[");
 	for (size_t i = 0; i < m->run_command.n; i++) {
 		if (i)
@@ -170,8 +171,10 @@ int manifest_serialize(const struct manifest *m, struct buf *b)
 		if ((r = put_str(b, m->run_env.values[i])) < 0)
 			goto fail;
 	}
-	buf_addf(b, "},\"stop_timeout_ms\":%lld},\"version\":%d}", (long long)m->stop_timeout_ms,
-		 MANIFEST_VERSION);
+	buf_addf(b, "},\"stop_timeout_ms\":%lld", (long long)m->stop_timeout_ms);
+	if (m->run_user && (r = put_key_str(b, "user", m->run_user, true)) < 0)
+		goto fail;
+	buf_addf(b, "},\"version\":%d}", MANIFEST_VERSION);
 	if (!(r = b->err))
 		return 0;
 fail:
@@ -474,6 +477,12 @@ int manifest_parse(const char *data, size_t n, struct manifest **out, struct err
 		goto fail;
 	}
 	m->stop_timeout_ms = json_integer_value(v);
+	v = json_object_get(run, "user");
+	if (v && !(json_is_string(v) && proc_run_user_ok(json_string_value(v)))) {
+		r = err_set(e, CAIRN_EINPUT, "manifest: bad run.user");
+		goto fail;
+	}
+	m->run_user = v ? xstrdup(json_string_value(v)) : NULL;
 	v = json_object_get(root, "deps");
 	if (!json_is_array(v)) {
 		r = err_set(e, CAIRN_EINPUT, "manifest: no deps list");

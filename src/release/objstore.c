@@ -30,7 +30,7 @@ int objstore_open(const char *state_dir, struct objstore **out, struct err *e)
 	os->objects = fs_join(state_dir, "objects");
 	os->tmp = fs_join(state_dir, "tmp");
 	os->objects_fd = -1;
-	if ((r = fs_mkdir_p(os->objects, 0700, e)) < 0 || (r = fs_mkdir_p(os->tmp, 0700, e)) < 0)
+	if ((r = fs_secure_state_dir(state_dir, e)) < 0 || (r = fs_mkdir_p(os->objects, 0700, e)) < 0 || (r = fs_mkdir_p(os->tmp, 0700, e)) < 0)
 		goto fail;
 	os->objects_fd = open(os->objects, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (os->objects_fd < 0) {

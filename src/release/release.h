@@ -161,6 +161,7 @@ struct manifest {
 		size_t n;
 	} run_env;
 	int64_t stop_timeout_ms;
+	char *run_user; /* owned; NULL: not set (then not serialised, so older ids hold) */
 	struct dep_list deps;
 };
 
@@ -202,6 +203,13 @@ int release_load(const struct objstore *os, const char *id, struct manifest **ou
 /* Re-hashes a release: every corrupt or missing object is reported through cb; returns
  * 0 when intact, CAIRN_ECORRUPT with a summary in e otherwise. */
 typedef void (*release_verify_cb)(void *ctx, const char *path, const char *problem);
+/* A materialised release dir (tree.c). The stamp (hex, HASH_HEX_LEN + 1) hashes every entry's
+ * type, mode, size, inode and mtime and each dir's entry count: any change to the tree changes
+ * it. The check re-hashes every file and reports (cb) each entry that differs, is missing, or
+ * was added; -CAIRN_ECORRUPT when any does. */
+int release_tree_stamp(const struct manifest *m, const char *dir, char *out, struct err *e);
+int release_tree_check(const struct manifest *m, const char *dir, release_verify_cb cb,
+		       void *ctx, struct err *e);
 int release_verify(const struct objstore *os, const char *id, release_verify_cb cb, void *ctx,
 		   struct err *e);
 

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -374,6 +375,10 @@ int store_open_sqlite(const char *state_dir, struct store **out, struct err *e)
 
 	s->base.ops = &sqlite_ops;
 	s->base.jobs = &sqlite__job_ops;
+	/* made 0600 here, not with the umask: SQLite gives its -wal and -shm the db's mode */
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd >= 0)
+		close(fd);
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 			    NULL) != SQLITE_OK) {
 		r = err_set(e, EIO, "cannot open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");

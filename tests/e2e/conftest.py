@@ -14,6 +14,28 @@ FIXTURES = ROOT / "tests" / "fixtures"
 EXAMPLES = ROOT / "examples"
 
 
+@pytest.fixture
+def tmp_path(request):
+    """A fresh directory per test that app users can pass through (0711 under /tmp): a root
+    agent runs apps as their own unprivileged user (docs/security.md), and pytest's own
+    tmp_path lives under /tmp/pytest-of-root (0700). Kept when the test failed."""
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix=f"cairn-e2e-{request.node.name[:40]}-".replace("/", "_")))
+    d.chmod(0o711)
+    yield d
+    rep = getattr(request.node, "rep_call", None)
+    if rep is None or rep.passed:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call":
+        item.rep_call = rep
+
+
 class Cairn:
     """Runs `cairn` with a private state directory."""
 

@@ -97,7 +97,8 @@ def test_activate_is_read_only_and_idempotent(agent, tmp_path):
     d = Path(a["path"])
     assert d == agent.state / "releases" / rid[7:]
     assert a["files"] == 3  # regular files: app.py, cairn.yml, bin/run
-    assert stat.S_IMODE(d.stat().st_mode) == 0o555
+    # the top is the agent's alone until an instance opens it to its app's group (0750)
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700
     assert stat.S_IMODE((d / "bin").stat().st_mode) == 0o555
     assert stat.S_IMODE((d / "app.py").stat().st_mode) == 0o444
     assert stat.S_IMODE((d / "bin" / "run").stat().st_mode) == 0o555

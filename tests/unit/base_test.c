@@ -106,6 +106,21 @@ static void test_err_print_escapes_control_chars(void **state)
 	assert_string_equal(out, "a\\x1b[2Jb.yml:3:7: error: bad \"x\\x0dy\"\n");
 }
 
+static void test_run_user_shape(void **state)
+{
+	(void)state;
+	assert_true(proc_run_user_ok("www-data"));
+	assert_true(proc_run_user_ok("_app.1"));
+	assert_true(proc_run_user_ok("65534"));
+	assert_true(proc_run_user_ok("2147483647"));
+	static const char *const bad[] = {"", "root", "0", "00", "012", "2147483648",
+					  "99999999999", "-1", "Www", "a;b", "a b", "../x",
+					  "a/b", "-oops", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		assert_false(proc_run_user_ok(bad[i]));
+	assert_false(proc_run_user_ok(NULL));
+}
+
 static void test_edit_distance(void **state)
 {
 	(void)state;
@@ -121,6 +136,7 @@ int main(void)
 		cmocka_unit_test(test_hash),         cmocka_unit_test(test_exec),
 		cmocka_unit_test(test_exec_timeout), cmocka_unit_test(test_edit_distance),
 		cmocka_unit_test(test_err_print_escapes_control_chars),
+		cmocka_unit_test(test_run_user_shape),
 	};
 	return cmocka_run_group_tests_name("base", tests, NULL, NULL);
 }

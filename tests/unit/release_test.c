@@ -248,6 +248,7 @@ static void test_manifest_bytes_are_janssons_canonical_form(void **state)
 	m.run_env.values = vals;
 	m.run_env.n = 2;
 	m.stop_timeout_ms = 10000;
+	m.run_user = S("www-data"); /* "user" sorts last in run */
 	dep_list_add(&m.deps, "python", "eventlet", "0.20.0", "vendor/METADATA");
 	dep_list_add(&m.deps, "node", "left-pad", "1.3.0", "package-lock.json");
 	buf_init(&b, 1 << 20);
@@ -258,6 +259,22 @@ static void test_manifest_bytes_are_janssons_canonical_form(void **state)
 	assert_string_equal(buf_str(&b), ref);
 	free(ref);
 	json_decref(j);
+	{ /* run.user comes back; a manifest without it has no "user" key at all (older ids hold) */
+		struct manifest *back = NULL;
+		struct err e = { 0 };
+		assert_non_null(strstr(buf_str(&b), ",\"user\":\"www-data\"}"));
+		m.run_user = NULL;
+		buf_reset(&b);
+		assert_int_equal(manifest_serialize(&m, &b), 0);
+		assert_null(strstr(buf_str(&b), "\"user\""));
+		m.run_user = S("www-data");
+		buf_reset(&b);
+		assert_int_equal(manifest_serialize(&m, &b), 0);
+		if (manifest_parse(b.data, b.len, &back, &e) == 0) {
+			assert_string_equal(back->run_user, "www-data");
+			manifest_free(back);
+		}
+	}
 	/* not UTF-8: refused, and the buffer is left as it was */
 	buf_reset(&b);
 	buf_adds(&b, "x");
