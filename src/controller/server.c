@@ -470,13 +470,8 @@ static void start_agent(struct server *srv)
 		log_info("controller", "agent answers on %s", sock);
 	} else {
 		/* `cairn agent --daemon` detaches and returns once the agent listens */
-		const char *argv[] = { srv->o.self_exe, "agent", "--daemon", "--state", srv->o.state_dir,
-				       NULL };
-		struct exec_opts eo = { .timeout_ms = CTL_AGENT_START_MS, .stdout_to_stderr = true };
-		int status = 0;
-		if (exec_run(argv, &eo, &status, &e) < 0 || status != 0)
-			log_warn("controller", "cannot start the local agent: %s",
-				 status ? "it exited with an error (see <state>/logs/agent.log)" : e.msg);
+		if (hosts_local_start(srv->o.self_exe, srv->o.state_dir, &e) < 0)
+			log_warn("controller", "%s", e.msg);
 		else
 			log_info("controller", "started the local agent (%s agent --daemon)", srv->o.self_exe);
 	}
@@ -541,7 +536,7 @@ static struct executor *make_executor(struct server *srv)
 	if (x && !strcmp(x, "log"))
 		return exec_log_new();
 #endif
-	return exec_agent_new(srv->o.state_dir);
+	return exec_agent_new(srv->o.state_dir, srv->o.no_agent ? NULL : srv->o.self_exe);
 }
 
 static void server_free(struct server *srv)
