@@ -291,6 +291,7 @@ int agent_run(const struct agent_opts *o, struct err *e)
 	    (r = open_or_inherit_socket(&ag, &fd, e)) < 0)
 		goto done;
 	clean_stale_activations(o->state_dir);
+	objstore_tmp_clean_logged(ag.os, "agent");
 	signal(SIGPIPE, SIG_IGN);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	ag.base = event_base_new();

@@ -199,6 +199,8 @@ struct exec_opts {
 	struct buf *out;
 	int64_t timeout_ms; /* 0 = none; on expiry the group is killed and -ETIMEDOUT returned */
 	bool stdout_to_stderr; /* without `out`: the child's stdout goes to our stderr */
+	int parent_death_signal; /* > 0: sent to the child when the calling thread ends (a killed
+				    caller leaves no command running); see exec_spawn_opts */
 };
 int exec_run(const char *const argv[], const struct exec_opts *o, int *out_status, struct err *e);
 /* "exited with status 3" / "killed by signal 9 (Killed)" */

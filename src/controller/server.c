@@ -4,6 +4,7 @@
  * within CTL_SHUTDOWN_DRAIN_MS). Handlers live in api.c; nothing here blocks on a deploy:
  * writes go to the worker, deploys to runner threads. */
 #include "controller/controller-internal.h"
+#include "release/release.h"
 
 #include "base/httpc.h"
 #include "controller/faults.h"
@@ -529,6 +530,16 @@ static int break_stale_leases(struct server *srv, struct err *e)
 	return r < 0 ? r : 0;
 }
 
+/* What killed processes left in <state>/tmp (temp objects, build scratch, expired parts). */
+static void clean_tmp(const char *state_dir)
+{
+	struct objstore *os = NULL;
+	struct err ce = { 0 };
+	if (objstore_open(state_dir, &os, &ce) == 0)
+		objstore_tmp_clean_logged(os, "controller");
+	objstore_free(os);
+}
+
 static struct executor *make_executor(struct server *srv)
 {
 #ifdef CAIRN_TEST_HOOKS
@@ -616,6 +627,7 @@ int controller_serve(const struct controller_opts *o, struct err *e)
 		 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
 	if ((r = break_stale_leases(&srv, e)) < 0)
 		goto out;
+	clean_tmp(o->state_dir);
 	if ((r = hosts_init(o->state_dir, e)) < 0)
 		goto out;
 	hosts_up = true;

@@ -84,7 +84,9 @@ bool objstore_has(const struct objstore *os, const char *hex)
 
 int objstore_tmp_open(struct objstore *os, int *out_fd, char **out_path, struct err *e)
 {
-	char *path = fs_join(os->tmp, "obj-XXXXXX");
+	char tag[48];
+	objstore__owner_tag(tag, sizeof(tag));
+	char *path = xasprintf("%s/obj-%s-XXXXXX", os->tmp, tag);
 	int fd = mkostemp(path, O_CLOEXEC);
 	if (fd < 0) {
 		int r = err_set(e, errno, "cannot create a temporary file in %s: %s", os->tmp,
@@ -356,6 +358,8 @@ int objstore_part_put(struct objstore *os, const char *hex, int64_t offset, int6
 		*out_received = size;
 		return 1;
 	}
+	if (offset == 0) /* a new upload: parts nobody resumed for a day go */
+		objstore_tmp_clean(os, OBJSTORE_PART_TTL_S, NULL);
 	snprintf(name, sizeof(name), "part-%s", hex);
 	path = fs_join(os->tmp, name);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
