@@ -26,6 +26,8 @@
 #define RESPAWN_MAX_MS	  5000	 /* ... to 5 s */
 #define RESPAWN_STABLE_MS 10000	 /* an agent that ran this long restarts at once */
 #define START_TRIES	  5	 /* a restarted agent that never gets ready: tries, then give up */
+#define KEEP_STR_(x)	  #x
+#define KEEP_STR(x)	  KEEP_STR_(x)
 
 /* messages, agent → keeper; each is answered with one byte 'K' */
 #define MSG_HOLD  'H' /* + one fd (SCM_RIGHTS): keep it (replaces one bound to the same address) */
@@ -212,6 +214,7 @@ struct keeper {
 	int pair;	  /* our end of the current agent's pair, -1 once it closed */
 	pid_t pid;	  /* the current agent */
 	bool ready;	  /* it said MSG_READY */
+	int lock;	  /* keeper.lock: not inherited by the agent */
 	sigset_t oldmask; /* the mask an agent starts with */
 };
 
@@ -294,6 +297,7 @@ static int spawn_agent(struct keeper *k, int ready_fd, struct err *e)
 		struct err ae = {0};
 		close(sv[0]);
 		close(k->sfd);
+		close(k->lock); /* the keeper's lock ends with the keeper, not with its agent */
 		sigprocmask(SIG_SETMASK, &k->oldmask, NULL);
 		setsid();
 		o.ready_fd = ready_fd;
@@ -363,10 +367,12 @@ int agent_keeper_run(const struct agent_opts *o, struct err *e)
 	int lock = -1, ready_fd = o->ready_fd, r, tries = 0, quick = 0;
 	int64_t delay_ms = 0, spawned_ms = 0;
 	pid_t dead = 0;
+	bool first = true;
 	bool stopping = false;
 
 	if ((r = take_keeper_lock(o->state_dir, &lock, e)) < 0)
 		return r;
+	k.lock = lock;
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGTERM);
@@ -382,6 +388,9 @@ int agent_keeper_run(const struct agent_opts *o, struct err *e)
 		if ((r = spawn_agent(&k, ready_fd, e)) < 0)
 			goto out;
 		spawned_ms = time_mono_ns() / 1000000;
+		/* the first agent's failure to start is `--daemon`'s answer, not a reason to retry */
+		bool was_first = first;
+		first = false;
 		if (ready_fd >= 0)
 			close(ready_fd); /* the first agent says "ready" to `--daemon`'s parent */
 		ready_fd = -1;
@@ -419,9 +428,10 @@ int agent_keeper_run(const struct agent_opts *o, struct err *e)
 			r = 0;
 			goto out;
 		}
-		if (!k.ready && ++tries >= START_TRIES) {
-			r = err_set(e, CAIRN_ECHECK, "the agent %s before it was ready, %d times; not "
-				    "restarting it (see this log)", how, tries);
+		if (!k.ready && (was_first || ++tries >= START_TRIES)) {
+			r = err_set(e, CAIRN_ECHECK, "the agent %s before it was ready%s; not "
+				    "restarting it (see this log)", how,
+				    was_first ? "" : ", " KEEP_STR(START_TRIES) " times in a row");
 			goto out;
 		}
 		if (k.ready)
