@@ -7,18 +7,9 @@ import json
 import os
 import signal
 
-import pytest
-
 from ctlutil import wait_for
-from rolloutlib import Fleet, Load, state_pids
-
-
-@pytest.fixture
-def fleet(cairn, tmp_path):
-    f = Fleet(cairn, tmp_path)
-    yield f
-    f.teardown()
-    assert state_pids(cairn.state) == []
+from rolloutlib import Load
+from test_rollout import fleet  # noqa: F401 (the fixture: controller, agent, no process left)
 
 
 def agent_pid(fleet):

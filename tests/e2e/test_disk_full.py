@@ -87,3 +87,24 @@ def test_disk_full_during_a_deploy_backs_off_and_fails_with_the_reason(small_fle
     assert any("repeated" in ln and "written now" in ln for ln in full), full
     if job["state"] != "succeeded":
         assert "disk is full" in (job["error"] or ""), job
+
+
+def test_a_step_that_cannot_be_recorded_fails_with_the_reason_after_its_bound(small_fleet):
+    """The disk stays full past the 30 s a step's record is tried for (docs/timeouts.md 11a):
+    the step fails naming the database's reason, and the job ends with it once there is room."""
+    fleet = small_fleet
+    fleet.variant("v1", acceptance=False, bake="0s")
+    fleet.variant("v2", acceptance=False, bake="0s")
+    fleet.ctl.start(env={"CAIRN_TEST_STEP_DELAY_MS": "700"})
+    assert fleet.job(fleet.deploy("v1"))["state"] == "succeeded"
+    p = fleet.cairn.run("deploy", "v2", "--json", cwd=fleet.dir, check=0)
+    jid = json.loads(p.stdout)["id"]
+    wait_for(lambda: any(s["state"] == "started" for s in fleet.ctl.job(jid)["steps"]),
+             timeout=60, what="a step of the job to start")
+    fill(fleet.cairn.state / "filler")
+    wait_for(lambda: "gave up" in fleet.ctl.log_text(), timeout=90,
+             what="the step's record to be given up after 30 s")
+    (fleet.cairn.state / "filler").unlink()
+    job = fleet.ctl.wait_terminal(jid, timeout=120)
+    assert job["state"] in ("failed", "rolled_back"), job
+    assert "on local: state database" in job["error"] and "disk is full" in job["error"], job
