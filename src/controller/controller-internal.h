@@ -24,7 +24,7 @@ struct config;
 #define CTL_LEASE_RENEW_MS 3000         /* keeper renews every lease this often (TTL > 3 × this) */
 #define CTL_JOB_DEADLINE_MS (30 * 60 * 1000) /* a running job's wall-clock bound */
 #define CTL_STEP_GRACE_MS 30000         /* past the deadline, a wedged step gets this long */
-#define CTL_STORE_RETRY_MS 30000        /* a step's record refused (disk full): tried this long */
+#define CTL_STORE_RETRY_MS 10000        /* a step's record refused (disk full): tried this long (< lease TTL - renew) */
 #define CTL_STORE_RETRY_MIN_MS 100      /* ... with a backoff from this */
 #define CTL_STORE_RETRY_MAX_MS 3000     /* ... to this */
 #define CTL_API_TIMEOUT_S 30            /* evhttp read/write timeout per connection */

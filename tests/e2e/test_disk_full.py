@@ -90,7 +90,7 @@ def test_disk_full_during_a_deploy_backs_off_and_fails_with_the_reason(small_fle
 
 
 def test_a_step_that_cannot_be_recorded_fails_with_the_reason_after_its_bound(small_fleet):
-    """The disk stays full past the 30 s a step's record is tried for (docs/timeouts.md 11a):
+    """The disk stays full past the 10 s a step's record is tried for (docs/timeouts.md 11a):
     the step fails naming the database's reason, and the job ends with it once there is room."""
     fleet = small_fleet
     fleet.variant("v1", acceptance=False, bake="0s")
@@ -103,7 +103,7 @@ def test_a_step_that_cannot_be_recorded_fails_with_the_reason_after_its_bound(sm
              timeout=60, what="a step of the job to start")
     fill(fleet.cairn.state / "filler")
     wait_for(lambda: "gave up" in fleet.ctl.log_text(), timeout=90,
-             what="the step's record to be given up after 30 s")
+             what="the step's record to be given up after 10 s")
     (fleet.cairn.state / "filler").unlink()
     job = fleet.ctl.wait_terminal(jid, timeout=120)
     assert job["state"] in ("failed", "rolled_back"), job
