@@ -561,11 +561,16 @@ void *runner__main(void *arg)
 		if (found == 0)
 			break;
 		atomic_store(&rn->job_id, job.id);
+		struct store_retry lr = { 0 };
 		while (!have_lease) {
 			struct store_lease holder;
 			int64_t now = time_now_ns() / 1000000;
 			int r = J->lease_acquire(st, rn->app, srv->owner, job.id, now, CTL_LEASE_TTL_MS,
 						 &holder, &e);
+			if (r < 0 && store_refused(&e) &&
+			    store_retry_again(rn, &lr, "taking the lease", &e, INT64_MAX))
+				continue;
+			store_retry_done(rn, &lr, "taking the lease", r >= 0);
 			if (r < 0) {
 				log_error("controller", "lease of %s: %s", rn->app, e.msg);
 				goto out;
