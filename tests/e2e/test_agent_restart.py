@@ -127,3 +127,35 @@ def test_sigterm_stops_agent_and_keeper(fleet):
     assert p.returncode == 1 and "keeper already runs" in (
         fleet.cairn.state / "logs" / "agent.log").read_text()
     assert len(fleet.live("v1")) == 2
+
+
+def test_rollback_works_once_the_agent_is_back_and_leaves_nothing_starting(fleet):
+    """Keeper and agent killed while a release that never gets healthy is probed: the next probe
+    starts the agent again, the health step fails at its deadline, and the rollback — through
+    the new agent — removes the new release's instances (re-adopted in `starting`)."""
+    fleet.variant("v1")
+    fleet.variant("bad", mode="never_healthy", deadline="5s")
+    fleet.ctl.start(env={"CAIRN_TEST_STEP_DELAY_MS": "1500"})
+    fleet.deploy("v1")
+    old = agent_pid(fleet)
+    keeper = int(open(f"/proc/{old}/stat").read().rsplit(")", 1)[1].split()[1])
+    p = fleet.cairn.run("deploy", "bad", "--json", cwd=fleet.dir, check=0)
+    jid = json.loads(p.stdout)["id"]
+
+    def in_health():
+        steps = {s["step"]: s["state"] for s in fleet.ctl.job(jid)["steps"]}
+        return steps.get("start") == "done" and "health" in steps
+    wait_for(in_health, timeout=60, what="the health step")
+    assert [i for i in fleet.instances("bad") if i["state"] == "starting"]
+    os.kill(keeper, signal.SIGKILL)
+    kill9(old)
+    job = fleet.ctl.wait_terminal(jid, timeout=120)
+    assert job["state"] == "rolled_back", job
+    assert "not healthy" in job["error"], job
+    assert agent_pid(fleet) not in (None, old)
+    assert fleet.instances("bad") == [] or all(
+        i["state"] in ("stopped",) for i in fleet.instances("bad"))
+    assert len(fleet.live("v1")) == 2
+    with Load(fleet.port) as load:
+        load.wait_count(20)
+    assert load.failures() == [] and set(load.by_release()) == {fleet.ids["v1"]}
