@@ -215,6 +215,9 @@ struct agent {
 	char *proxies_path;           /* owned: <state>/agent/proxies.json */
 	struct proxy_engine *eng;     /* owned, created on first use: TCP-mode proxies */
 	struct ev_rest api_rest;      /* the API listener rests after a failed accept */
+	int keeper_fd; /* owned: the pair to the keeper (keeper.c), -1 without one */
+	int *kept;     /* owned: listeners inherited from the last agent, -1 once taken */
+	size_t n_kept;
 	bool shutting_down;
 	unsigned save_hold;
 	bool save_dirty;
@@ -228,6 +231,14 @@ struct logw_watch { /* a log writer until it exits (it may outlive its instance'
 	bool is_child;
 	struct event *ev; /* owned */
 };
+
+/* keeper.c: the agent's side of the keeper (all no-ops without one) */
+void agent__keeper_init(struct agent *ag, const struct agent_keep *k);
+int agent__keeper_take_api(struct agent *ag); /* the inherited API listener, or -1 */
+void agent__keeper_hold(struct agent *ag, int fd);
+void agent__keeper_drop(struct agent *ag, const char *listen); /* before closing a listener */
+void agent__keeper_ready(struct agent *ag); /* closes inherited listeners nobody took */
+void agent__keeper_done(struct agent *ag);
 
 /* instance.c */
 struct instance *agent_find(struct agent *ag, const char *app, const char *iid);

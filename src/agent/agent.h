@@ -12,8 +12,16 @@
 #define AGENT_OBJECT_MAX (64 * 1024 * 1024) /* PUT /v1/objects/{hex}: one request's bytes */
 #define AGENT_PART_BYTES (32 * 1024 * 1024)   /* what the controller sends per part */
 
+/* What a keeper hands to the agent it forks (keeper.c). */
+struct agent_keep {
+	int fd;		  /* the agent's end of the keeper's pair */
+	const int *kept;  /* listeners the last agent had: its API socket, its proxies' */
+	size_t n_kept;
+};
+
 struct agent_opts {
 	const char *state_dir;
+	const struct agent_keep *keep; /* NULL: no keeper (--foreground) */
 	int ready_fd; /* >= 0: one byte is written there once the socket listens (--daemon) */
 	/* called once the socket listens and the table is re-adopted (may be NULL) */
 	void (*on_ready)(void *ctx, const char *socket_path, size_t n_instances);
@@ -23,6 +31,15 @@ struct agent_opts {
 /* Runs the agent until SIGTERM/SIGINT (instances are left running for the next agent).
  * Refuses (CAIRN_ECHECK) when another agent holds the state directory. */
 int agent_run(const struct agent_opts *o, struct err *e);
+
+/* `cairn agent --daemon`: the keeper — the agent's parent, which holds a duplicate of every
+ * listening socket the agent has (API and proxies) and forks a successor at once when the
+ * agent dies of anything but a clean stop; the successor inherits those sockets, so clients are
+ * queued by the kernel, not refused. Returns when the agent stops cleanly (SIGTERM to either).
+ * CAIRN_ECHECK when another keeper holds <state>/agent/keeper.lock. */
+int agent_keeper_run(const struct agent_opts *o, struct err *e);
+/* Does a keeper run for this state directory (its agent runs or is being restarted)? */
+bool agent_keeper_present(const char *state_dir);
 
 /* `cairn agent log-writer FILE`: copies fd 0 (stdout) and fd 3 (stderr) into FILE as
  * timestamped lines with size rotation until both reach EOF. Returns an exit code. */

@@ -125,6 +125,8 @@ static int be_open(struct agent *ag, struct app_proxy *p, const char *listen, st
 
 static void be_close(struct agent *ag, struct app_proxy *p)
 {
+	if (p->hp || (p->eng_id > 0 && !p->stopped))
+		agent__keeper_drop(ag, p->listen); /* its kept copy goes first: the port is free */
 	if (p->hp)
 		hproxy_free(p->hp);
 	p->hp = NULL;
@@ -158,6 +160,7 @@ static int be_stop(struct agent *ag, struct app_proxy *p, bool stopped, struct e
 	if (p->hp) {
 		hproxy_set_stopped(p->hp, stopped);
 	} else if (stopped) {
+		agent__keeper_drop(ag, p->listen); /* else the kernel would still queue clients */
 		proxy_engine_disable(ag->eng, p->eng_id);
 	} else {
 		char bound[NET_ADDR_STRLEN];

@@ -207,6 +207,21 @@ static int open_socket(struct agent *ag, int *out_fd, struct err *e)
 	return net_unix_listen(ag->sock_path, 0600, 128, out_fd, e);
 }
 
+/* The API listener the keeper kept from the last agent (its socket file still there), so
+ * clients that connected meanwhile are answered; else a new one. */
+static int open_or_inherit_socket(struct agent *ag, int *out_fd, struct err *e)
+{
+	int fd = agent__keeper_take_api(ag);
+	if (fd >= 0 && fs_exists(ag->sock_path)) {
+		log_info("agent", "serving the API socket the last agent listened on");
+		*out_fd = fd;
+		return 0;
+	}
+	if (fd >= 0)
+		close(fd);
+	return open_socket(ag, out_fd, e);
+}
+
 static void remove_prefixed(const char *state_dir, const char *sub, const char *prefix)
 {
 	char *dir = fs_join(state_dir, sub);
@@ -269,12 +284,14 @@ int agent_run(const struct agent_opts *o, struct err *e)
 	ag.table_path = xasprintf("%s/agent/instances.json", o->state_dir);
 	ag.self_exe = fs_realpath("/proc/self/exe", e);
 	ag.started_at = time_now_ns() / 1000000000;
+	agent__keeper_init(&ag, o->keep);
 	if (!ag.self_exe) {
 		r = -EIO;
 		goto done;
 	}
 	if ((r = fs_mkdir_p(o->state_dir, 0700, e)) < 0 || (r = take_lock(&ag, e)) < 0 ||
-	    (r = objstore_open(o->state_dir, &ag.os, e)) < 0 || (r = open_socket(&ag, &fd, e)) < 0)
+	    (r = objstore_open(o->state_dir, &ag.os, e)) < 0 ||
+	    (r = open_or_inherit_socket(&ag, &fd, e)) < 0)
 		goto done;
 	clean_stale_activations(o->state_dir);
 	/* as many descriptors as the box allows; the proxies' clients get all but
@@ -283,6 +300,7 @@ int agent_run(const struct agent_opts *o, struct err *e)
 	if (nofile <= 0)
 		nofile = 1024;
 	proxy_fd_budget_set(nofile >= 2 * AGENT_FD_RESERVE ? nofile - AGENT_FD_RESERVE : nofile / 2);
+	objstore_tmp_clean_logged(ag.os, "agent");
 	signal(SIGPIPE, SIG_IGN);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	ag.base = event_base_new();
@@ -316,6 +334,8 @@ int agent_run(const struct agent_opts *o, struct err *e)
 	event_add(sigs[1], NULL);
 	if ((r = agent_load_and_adopt(&ag, e)) < 0 || (r = agent_proxies_load(&ag, e)) < 0)
 		goto done;
+	agent__keeper_hold(&ag, fd);
+	agent__keeper_ready(&ag);
 	log_info("agent", "listening on %s (pid %d)", ag.sock_path, (int)getpid());
 	if (o->on_ready)
 		o->on_ready(o->ctx, ag.sock_path, agent_count(&ag, NULL));
@@ -334,6 +354,7 @@ done:
 	for (int i = 0; i < 2; i++)
 		if (sigs[i])
 			event_free(sigs[i]);
+	agent__keeper_done(&ag); /* first: closing proxies on the way out drops nothing kept */
 	agent_done(&ag);
 	curl_global_cleanup();
 	return r;

@@ -227,6 +227,8 @@ struct exec_opts {
 	struct buf *out;
 	int64_t timeout_ms; /* 0 = none; on expiry the group is killed and -ETIMEDOUT returned */
 	bool stdout_to_stderr; /* without `out`: the child's stdout goes to our stderr */
+	int parent_death_signal; /* > 0: sent to the child when the calling thread ends (a killed
+				    caller leaves no command running); see exec_spawn_opts */
 };
 int exec_run(const char *const argv[], const struct exec_opts *o, int *out_status, struct err *e);
 /* "exited with status 3" / "killed by signal 9 (Killed)" */
@@ -318,6 +320,16 @@ void net_set_nodelay(int fd);
 /* A non-blocking, close-on-exec listening socket on a (SO_REUSEADDR, and SO_REUSEPORT when
  * asked). Returns the fd; errors read like Go's ("listen tcp ADDR: bind: ..."). */
 int net_listen_on(const struct net_addr *a, bool reuseport, int backlog, struct err *e);
+/* Listeners kept across a restart of this process (the agent's keeper, docs/agent.md). When
+ * set, net_listen_on first asks take() for a kept listener bound to exactly that address
+ * (port != 0; it then binds nothing), and reports each listener it binds anew to bound(). Both
+ * run in the thread that calls net_listen_on. NULL unsets. */
+struct net_listen_keep {
+	int (*take)(void *ctx, const struct sockaddr *sa, socklen_t len); /* fd or -1 */
+	void (*bound)(void *ctx, int fd);
+	void *ctx;
+};
+void net_listen_keep_set(const struct net_listen_keep *k);
 /* Starts a non-blocking connect; returns the fd (connect may still be in progress) or -errno. */
 int net_connect_start(const struct net_addr *a);
 /* A blocking connect with a timeout, for clients and tests. */

@@ -79,6 +79,7 @@ int exec_run(const char *const argv[], const struct exec_opts *o, int *out_statu
 		return err_set(e, errno, "pipe: %s", strerror(errno));
 	}
 	env = build_env(o->env_extra);
+	pid_t parent = getpid();
 	pid = fork();
 	if (pid < 0) {
 		int saved = errno;
@@ -95,6 +96,11 @@ int exec_run(const char *const argv[], const struct exec_opts *o, int *out_statu
 		int fail;
 		setpgid(0, 0);
 		proc_child_nofile();
+		if (o->parent_death_signal > 0) {
+			prctl(PR_SET_PDEATHSIG, o->parent_death_signal);
+			if (getppid() != parent) /* the caller is already gone */
+				_exit(127);
+		}
 		signal(SIGPIPE, SIG_DFL);
 		if (outpipe[1] >= 0) {
 			dup2(outpipe[1], 1);

@@ -126,11 +126,33 @@ void net_set_nodelay(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+static struct net_listen_keep keep; /* set once, before any listener (the agent's start) */
+
+void net_listen_keep_set(const struct net_listen_keep *k)
+{
+	keep = k ? *k : (struct net_listen_keep){0};
+}
+
+static bool has_port(const struct net_addr *a)
+{
+	if (a->ss.ss_family == AF_INET)
+		return ((const struct sockaddr_in *)&a->ss)->sin_port != 0;
+	if (a->ss.ss_family == AF_INET6)
+		return ((const struct sockaddr_in6 *)&a->ss)->sin6_port != 0;
+	return false;
+}
+
 int net_listen_on(const struct net_addr *a, bool reuseport, int backlog, struct err *e)
 {
 	int one = 1, fd;
 	char text[NET_ADDR_STRLEN];
 
+	if (keep.take && has_port(a) &&
+	    (fd = keep.take(keep.ctx, (const struct sockaddr *)&a->ss, a->len)) >= 0) {
+		net_set_nonblock(fd);
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
+		return fd;
+	}
 	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return err_set(e, errno, "socket: %s", strerror(errno));
@@ -144,6 +166,8 @@ int net_listen_on(const struct net_addr *a, bool reuseport, int backlog, struct 
 		return err_set(e, er, "listen tcp %s: bind: %s", text,
 			       er == EADDRINUSE ? "address already in use" : strerror(er));
 	}
+	if (keep.bound)
+		keep.bound(keep.ctx, fd);
 	return fd;
 }
 

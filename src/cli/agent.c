@@ -46,7 +46,10 @@ const struct cli_command cli_cmd_agent = {
 	"                    /var/lib/cairn for root)\n"
 	"    --foreground    run in the foreground, log to stderr (the default)\n"
 	"    --daemon        detach (setsid); log to <state>/logs/agent.log; returns once\n"
-	"                    the socket answers\n"
+	"                    the socket answers. A small keeper process stays the agent's\n"
+	"                    parent: when the agent dies of anything but SIGTERM/SIGINT it\n"
+	"                    starts the next one at once, handing it the API socket and every\n"
+	"                    proxy's listener, so clients wait instead of being refused\n"
 	"    --if-absent     with --daemon: when an agent already answers on this state\n"
 	"                    directory, say so and exit 0 (the controller starts remote\n"
 	"                    agents this way: running it twice is harmless)\n"
@@ -85,13 +88,26 @@ static int call(const struct cli_ctx *ctx, const char *method, const char *path,
 	return r;
 }
 
-/* --if-absent: does an agent answer on this state directory already? Says so on stderr. */
+#define KEEPER_WAIT_MS 10000 /* how long a restart by the keeper may take */
+
+/* --if-absent: does an agent answer on this state directory already (or in a moment: its
+ * keeper is restarting it)? Says so on stderr. */
 static bool already_running(const struct cli_ctx *ctx)
 {
 	json_t *ag = NULL;
 	struct err e = {0};
+	char *dir = store_state_dir(ctx->state_flag);
+	int64_t until = time_mono_ns() / 1000000 + KEEPER_WAIT_MS;
+	bool yes;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	bool yes = call(ctx, "GET", "/v1/agent", NULL, 5000, &ag, &e) == 0;
+	/* a keeper restarting its agent: the agent is there in a moment */
+	while (!(yes = call(ctx, "GET", "/v1/agent", NULL, 5000, &ag, &e) == 0) &&
+	       agent_keeper_present(dir) && time_mono_ns() / 1000000 < until) {
+		struct timespec ts = {0, 20 * 1000000L};
+		err_clear(&e);
+		nanosleep(&ts, NULL);
+	}
+	free(dir);
 	if (yes)
 		fprintf(stderr, "cairn agent: an agent already serves %s (pid %lld); nothing to do\n",
 			json_string_value(json_object_get(ag, "state_dir")) ?: "?",
@@ -292,7 +308,8 @@ static int run_agent(int argc, char **argv)
 	}
 	o.state_dir = dir;
 	o.on_ready = announce;
-	r = agent_run(&o, &e);
+	/* --daemon: the keeper forks the agent, and forks the next one if it dies */
+	r = daemon ? agent_keeper_run(&o, &e) : agent_run(&o, &e);
 	free(dir);
 	if (r < 0)
 		return cli_fail(&ctx, &e);

@@ -28,6 +28,9 @@ struct config;
 #define CTL_LEASE_RENEW_MS 3000         /* keeper renews every lease this often (TTL > 3 × this) */
 #define CTL_JOB_DEADLINE_MS (30 * 60 * 1000) /* a running job's wall-clock bound */
 #define CTL_STEP_GRACE_MS 30000         /* past the deadline, a wedged step gets this long */
+#define CTL_STORE_RETRY_MS 10000        /* a step's record refused (disk full): tried this long (< lease TTL - renew) */
+#define CTL_STORE_RETRY_MIN_MS 100      /* ... with a backoff from this */
+#define CTL_STORE_RETRY_MAX_MS 3000     /* ... to this */
 #define CTL_API_TIMEOUT_S 30            /* evhttp read/write timeout per connection */
 #define CTL_AGENT_CALL_MS 20000         /* one agent request */
 #define CTL_DRAIN_MS 30000             /* requests in flight to instances about to stop */
@@ -100,7 +103,9 @@ struct executor {
 	const struct executor_ops *ops;
 };
 
-struct executor *exec_agent_new(const char *state_dir);
+/* self_exe: this binary, to start the local agent again when it does not answer (NULL: never,
+ * --no-agent). */
+struct executor *exec_agent_new(const char *state_dir, const char *self_exe);
 /* exec-agent.c, for exec-traffic.c: one agent call; the app's instances of `release` (or, with
  * `other`, of any other release) that are not stopped or failed. */
 int exec__agent_call(struct executor *x, const char *host, const char *method, const char *path,
@@ -342,6 +347,12 @@ int hosts_socket(const char *host, char **out_path, struct err *e);
  * repaired and the call made again when repeating it is safe. */
 int hosts_call(const char *host, const char *method, const char *path, json_t *body,
 	       const void *raw, size_t raw_n, int64_t timeout_ms, json_t **out, struct err *e);
+/* May an agent request run again when its answer was lost? (Not a start of instances, not a
+ * DELETE: the step fails and the job's own rules take over.) */
+bool hosts_repeatable(const char *method, const char *path);
+/* The local agent: `SELF agent --daemon --if-absent --state DIR` — nothing when one answers,
+ * a wait while its keeper restarts it, else a new keeper and agent. */
+int hosts_local_start(const char *self_exe, const char *state_dir, struct err *e);
 /* One GET to an ssh host's agent within bound_ms, everything included (the link's lock, a
  * connect, the call); no repair. A master still connecting at the bound is left to go on. */
 int hosts_query(const char *host, const char *path, int64_t bound_ms, json_t **out,

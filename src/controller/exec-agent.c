@@ -15,26 +15,47 @@
 
 struct agent_exec {
 	struct executor base;
-	char *sock; /* owned: <state>/agent.sock */
+	char *sock;	 /* owned: <state>/agent.sock */
+	char *state_dir; /* owned */
+	char *self_exe;	 /* owned: to start the local agent again; NULL: --no-agent */
 };
 
-/* One agent call through the agent's client; *out gets the parsed answer (2xx only). */
+/* One agent call through the agent's client; *out gets the parsed answer (2xx only). A local
+ * agent that gave no answer (killed, or being restarted by its keeper) is started again when
+ * it does not come back by itself, and the call made once more when that is safe. */
 static int agent_call(struct agent_exec *ax, const char *host, const char *method, const char *path,
 		      json_t *body, int64_t timeout_ms, json_t **out, struct err *e)
 {
-	struct agent_client *c = NULL;
-	long status = 0;
-	int r;
+	int r = 0;
 	/* an ssh host: its forwarded socket, kept (and repaired) by the transport (hosts.c) */
 	if (strcmp(host, "local"))
 		return hosts_call(host, method, path, body, NULL, 0,
 				  timeout_ms ? timeout_ms : CTL_AGENT_CALL_MS, out, e);
-	r = agent_client_new_unix(ax->sock, timeout_ms ? timeout_ms : CTL_AGENT_CALL_MS, &c, e);
-	if (r == 0)
-		r = agent_client_call(c, method, path, body, &status, out, e);
-	if (r < 0)
-		err_prefix(e, "agent on %s", host);
-	agent_client_free(c);
+	for (int attempt = 0; attempt < 2; attempt++) {
+		struct agent_client *c = NULL;
+		long status = 0;
+		if (attempt > 0) {
+			struct err e2 = {0};
+			log_warn("controller", "agent on local: %s %s: %s; starting it again", method,
+				 path, e->msg);
+			if (hosts_local_start(ax->self_exe, ax->state_dir, &e2) < 0) {
+				err_prefix(e, "agent on local (and %s)", e2.msg);
+				break;
+			}
+			*e = (struct err){0};
+		}
+		r = agent_client_new_unix(ax->sock, timeout_ms ? timeout_ms : CTL_AGENT_CALL_MS, &c, e);
+		if (r == 0)
+			r = agent_client_call(c, method, path, body, &status, out, e);
+		agent_client_free(c);
+		/* status 0: no answer came back; ECONNREFUSED: nothing was sent */
+		if (r == 0 || status != 0 || !ax->self_exe || attempt > 0 ||
+		    (e->code != ECONNREFUSED && !hosts_repeatable(method, path))) {
+			if (r < 0)
+				err_prefix(e, "agent on %s", host);
+			break;
+		}
+	}
 	json_decref(body);
 	return r;
 }
@@ -502,6 +523,8 @@ static void ax_free(struct executor *x)
 {
 	struct agent_exec *ax = (struct agent_exec *)x;
 	free(ax->sock);
+	free(ax->state_dir);
+	free(ax->self_exe);
 	free(ax);
 }
 
@@ -518,13 +541,15 @@ static const struct executor_ops agent_ops = {
 	.free = ax_free,
 };
 
-struct executor *exec_agent_new(const char *state_dir)
+struct executor *exec_agent_new(const char *state_dir, const char *self_exe)
 {
 	struct agent_exec *ax = calloc(1, sizeof(*ax));
 	if (!ax)
 		return NULL;
 	ax->base.ops = &agent_ops;
 	ax->sock = fs_join(state_dir, "agent.sock");
+	ax->state_dir = xstrdup(state_dir);
+	ax->self_exe = self_exe ? xstrdup(self_exe) : NULL;
 	return &ax->base;
 }
 

@@ -518,9 +518,8 @@ static int repair(const char *host, struct err *e)
 	return r;
 }
 
-/* May the request run again when its answer was lost? Starting instances and deleting one
- * are not repeated: a lost answer there fails the step, and the job's own rules take over. */
-static bool repeatable(const char *method, const char *path)
+/* Starting instances and deleting one are not repeated: a lost answer there fails the step. */
+bool hosts_repeatable(const char *method, const char *path)
 {
 	size_t n = strlen(path);
 	if (!strcmp(method, "DELETE"))
@@ -554,12 +553,27 @@ int hosts_call(const char *host, const char *method, const char *path, json_t *b
 		agent_client_free(c);
 		free(sock);
 		/* status 0: no answer came back (ssh or the remote agent is gone) */
-		if (r == 0 || status != 0 || (e->code != ECONNREFUSED && !repeatable(method, path)))
+		if (r == 0 || status != 0 || (e->code != ECONNREFUSED && !hosts_repeatable(method, path)))
 			break;
 		log_warn("controller", "hosts: %s %s on %s: %s; repairing the link", method, path,
 			 host, e->msg);
 	}
 	json_decref(body);
+	return r;
+}
+
+int hosts_local_start(const char *self_exe, const char *state_dir, struct err *e)
+{
+	const char *argv[] = {self_exe, "agent", "--daemon", "--if-absent", "--state", state_dir,
+			      NULL};
+	/* --if-absent waits up to 10 s for a keeper's restart, then starts one */
+	struct exec_opts eo = {.timeout_ms = 2 * CTL_AGENT_START_MS, .stdout_to_stderr = true};
+	int status = 0, r = exec_run(argv, &eo, &status, e);
+	if (r == 0 && status != 0)
+		r = err_set(e, CAIRN_ECHECK,
+			    "cannot start the local agent (`%s agent --daemon --if-absent` exited "
+			    "with status %d); see %s/logs/agent.log",
+			    self_exe, status, state_dir);
 	return r;
 }
 

@@ -45,6 +45,57 @@ void test_hook_delay(const char *env_name)
 #endif
 }
 
+/* ---- the store refusing a write (disk full) -------------------------------------------------------
+ * A write the state database refuses (ENOSPC, EIO) is tried again with a backoff, not at once:
+ * the same message is logged once when it starts and once with its count when it ends. */
+
+struct store_retry {
+	int64_t first_ms, delay_ms;
+	unsigned count;
+	char msg[ERR_MSG_MAX];
+};
+
+static bool store_refused(const struct err *e)
+{
+	return e->code == ENOSPC || e->code == EIO;
+}
+
+/* After a refused write: true to try again (after a backoff wait), false to give up (past
+ * bound_ms since the first refusal, or the runner must stop). */
+static bool store_retry_again(struct runner *rn, struct store_retry *t, const char *what,
+			      const struct err *e, int64_t bound_ms)
+{
+	int64_t now = time_mono_ns() / 1000000;
+	if (!t->count++) {
+		t->first_ms = now;
+		t->delay_ms = CTL_STORE_RETRY_MIN_MS;
+		snprintf(t->msg, sizeof(t->msg), "%s", e->msg);
+		char upto[48] = "until it is written";
+		if (bound_ms < INT64_MAX)
+			snprintf(upto, sizeof(upto), "for up to %lld s", (long long)(bound_ms / 1000));
+		log_warn("controller", "%s %s: %s; trying again with a backoff %s", rn->app, what,
+			 e->msg, upto);
+	}
+	if (now - t->first_ms >= bound_ms || atomic_load(&rn->lease_lost) ||
+	    atomic_load(&rn->shutdown))
+		return false;
+	if (runner__wait(rn, t->delay_ms) && !atomic_load(&rn->cancel))
+		return false;
+	t->delay_ms = t->delay_ms * 2 > CTL_STORE_RETRY_MAX_MS ? CTL_STORE_RETRY_MAX_MS
+							     : t->delay_ms * 2;
+	return true;
+}
+
+static void store_retry_done(struct runner *rn, const struct store_retry *t, const char *what,
+			     bool ok)
+{
+	if (t->count > 1 || (t->count && ok))
+		log_warn("controller", "%s %s: \"%s\" repeated %u time%s over %.1f s; %s", rn->app,
+			 what, t->msg, t->count, t->count == 1 ? "" : "s",
+			 (double)(time_mono_ns() / 1000000 - t->first_ms) / 1000.0,
+			 ok ? "written now" : "gave up");
+}
+
 /* ---- the plan ----------------------------------------------------------------------------------- */
 
 int plan_load(const char *state_dir, const char *release, struct config **out, struct err *e)
@@ -252,8 +303,15 @@ static int run_step(struct jobrun *jr, const struct exec_job *xj, size_t h, int 
 			 atomic_load(&rn->cancel) ? "stopped" : "job deadline passed", step_label(s), host);
 		return -1;
 	}
-	if ((r = J->step_begin(jr->st, jr->job.id, host, step_label(s), &attempt, &e)) < 0) {
-		snprintf(jr->error, sizeof(jr->error), "recording %s: %s", step_label(s), e.msg);
+	struct store_retry sr = { 0 };
+	while ((r = J->step_begin(jr->st, jr->job.id, host, step_label(s), &attempt, &e)) < 0 &&
+	       store_refused(&e) && store_retry_again(jr->rn, &sr, "recording a step", &e,
+						      CTL_STORE_RETRY_MS))
+		;
+	store_retry_done(jr->rn, &sr, "recording a step", r >= 0);
+	if (r < 0) {
+		snprintf(jr->error, sizeof(jr->error), "recording %s on %s: %s", step_label(s), host,
+			 e.msg);
 		return -1;
 	}
 	server_notify(srv);
@@ -296,10 +354,20 @@ static int run_step(struct jobrun *jr, const struct exec_job *xj, size_t h, int 
 		J->step_end(jr->st, jr->job.id, host, step_label(s), attempt, false, txt, &e);
 		free(txt);
 		test_hook_after_step("failed", host); /* a crash between a failure and its rollback */
-	} else if (J->step_end(jr->st, jr->job.id, host, step_label(s), attempt, true,
-			       d.len ? buf_str(&d) : NULL, &e) < 0) {
-		snprintf(jr->error, sizeof(jr->error), "recording %s: %s", step_label(s), e.msg);
-		r = -1;
+	} else {
+		struct store_retry er = { 0 };
+		int w;
+		while ((w = J->step_end(jr->st, jr->job.id, host, step_label(s), attempt, true,
+					d.len ? buf_str(&d) : NULL, &e)) < 0 &&
+		       store_refused(&e) && store_retry_again(jr->rn, &er, "recording a step's end",
+							      &e, CTL_STORE_RETRY_MS))
+			;
+		store_retry_done(jr->rn, &er, "recording a step's end", w >= 0);
+		if (w < 0) {
+			snprintf(jr->error, sizeof(jr->error), "recording %s on %s: %s", step_label(s),
+				 host, e.msg);
+			r = -1;
+		}
 	}
 	buf_done(&d);
 	server_notify(srv);
@@ -419,9 +487,18 @@ static int run_wave(struct jobrun *jr, const struct exec_job *xj, size_t from, s
 static void finish_job(struct jobrun *jr, enum job_state to, const char *error)
 {
 	struct err e;
+	struct store_retry sr = { 0 };
+	int r;
 	if (!job_transition_allowed(JOB_RUNNING, to))
 		return;
-	if (store_jobs(jr->st)->transition(jr->st, jr->job.id, JOB_RUNNING, to, 0, error, &e) < 0)
+	/* the outcome is decided: only its record waits for the disk (until we must stop) */
+	while ((r = store_jobs(jr->st)->transition(jr->st, jr->job.id, JOB_RUNNING, to, 0, error,
+						   &e)) < 0 &&
+	       store_refused(&e) &&
+	       store_retry_again(jr->rn, &sr, "recording the job's end", &e, INT64_MAX))
+		;
+	store_retry_done(jr->rn, &sr, "recording the job's end", r >= 0);
+	if (r < 0)
 		log_warn("controller", "job %lld: %s", (long long)jr->job.id, e.msg);
 	else
 		log_info("controller", "job %lld (%s): %s%s%s", (long long)jr->job.id, jr->job.app,
@@ -559,11 +636,16 @@ void *runner__main(void *arg)
 		if (found == 0)
 			break;
 		atomic_store(&rn->job_id, job.id);
+		struct store_retry lr = { 0 };
 		while (!have_lease) {
 			struct store_lease holder;
 			int64_t now = time_now_ns() / 1000000;
 			int r = J->lease_acquire(st, rn->app, srv->owner, job.id, now, CTL_LEASE_TTL_MS,
 						 &holder, &e);
+			if (r < 0 && store_refused(&e) &&
+			    store_retry_again(rn, &lr, "taking the lease", &e, INT64_MAX))
+				continue;
+			store_retry_done(rn, &lr, "taking the lease", r >= 0);
 			if (r < 0) {
 				log_error("controller", "lease of %s: %s", rn->app, e.msg);
 				goto out;

@@ -4,6 +4,7 @@
  * within CTL_SHUTDOWN_DRAIN_MS). Handlers live in api.c; nothing here blocks on a deploy:
  * writes go to the worker, deploys to runner threads. */
 #include "controller/controller-internal.h"
+#include "release/release.h"
 
 #include "base/httpc.h"
 #include "controller/faults.h"
@@ -484,13 +485,8 @@ static void start_agent(struct server *srv)
 		log_info("controller", "agent answers on %s", sock);
 	} else {
 		/* `cairn agent --daemon` detaches and returns once the agent listens */
-		const char *argv[] = { srv->o.self_exe, "agent", "--daemon", "--state", srv->o.state_dir,
-				       NULL };
-		struct exec_opts eo = { .timeout_ms = CTL_AGENT_START_MS, .stdout_to_stderr = true };
-		int status = 0;
-		if (exec_run(argv, &eo, &status, &e) < 0 || status != 0)
-			log_warn("controller", "cannot start the local agent: %s",
-				 status ? "it exited with an error (see <state>/logs/agent.log)" : e.msg);
+		if (hosts_local_start(srv->o.self_exe, srv->o.state_dir, &e) < 0)
+			log_warn("controller", "%s", e.msg);
 		else
 			log_info("controller", "started the local agent (%s agent --daemon)", srv->o.self_exe);
 	}
@@ -552,6 +548,16 @@ static int break_stale_leases(struct server *srv, struct err *e)
 	return r < 0 ? r : 0;
 }
 
+/* What killed processes left in <state>/tmp (temp objects, build scratch, expired parts). */
+static void clean_tmp(const char *state_dir)
+{
+	struct objstore *os = NULL;
+	struct err ce = { 0 };
+	if (objstore_open(state_dir, &os, &ce) == 0)
+		objstore_tmp_clean_logged(os, "controller");
+	objstore_free(os);
+}
+
 static struct executor *make_executor(struct server *srv)
 {
 #ifdef CAIRN_TEST_HOOKS
@@ -559,7 +565,7 @@ static struct executor *make_executor(struct server *srv)
 	if (x && !strcmp(x, "log"))
 		return exec_log_new();
 #endif
-	return exec_agent_new(srv->o.state_dir);
+	return exec_agent_new(srv->o.state_dir, srv->o.no_agent ? NULL : srv->o.self_exe);
 }
 
 static void server_free(struct server *srv)
@@ -640,6 +646,7 @@ int controller_serve(const struct controller_opts *o, struct err *e)
 		 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
 	if ((r = break_stale_leases(&srv, e)) < 0)
 		goto out;
+	clean_tmp(o->state_dir);
 	if ((r = hosts_init(o->state_dir, e)) < 0)
 		goto out;
 	hosts_up = true;

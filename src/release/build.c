@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,12 +236,11 @@ static int run_build_command(const struct config *cfg, struct objstore *os, stru
 			     char **out_scratch, struct stat **out_copied, FILE *progress,
 			     struct err *e)
 {
-	char *tmpdir = fs_join(objstore_state_dir(os), "tmp");
-	char *scratch = fs_mkdtemp(tmpdir, e);
+	/* named after us: a sweep after our death removes it, and kills what still runs there */
+	char *scratch = objstore_tmp_mkdir(os, "build", e);
 	struct stat *copied = xcalloc(src->n + 1, sizeof(*copied));
 	int r = 0, status = 0;
 
-	free(tmpdir);
 	if (!scratch) {
 		free(copied);
 		return -(e->code);
@@ -257,7 +257,7 @@ static int run_build_command(const struct config *cfg, struct objstore *os, stru
 	{
 		const char *env[] = { "CAIRN_BUILD=1", NULL };
 		struct exec_opts o = { .cwd = scratch, .env_extra = (char *const *)env,
-				       .stdout_to_stderr = true };
+				       .stdout_to_stderr = true, .parent_death_signal = SIGKILL };
 		r = exec_run((const char *const *)cfg->build.command.v, &o, &status, e);
 	}
 	if (r < 0) {
@@ -359,6 +359,7 @@ int release_build(const struct config *cfg, struct objstore *os, struct store *s
 	int64_t walked_at, t0 = time_mono_ns();
 	int r;
 
+	objstore_tmp_clean(os, OBJSTORE_PART_TTL_S, NULL); /* what a killed build left */
 	buf_init(&mbytes, MANIFEST_MAX_BYTES);
 	bcache_load(cfile, &cache);
 	if ((r = walk_tree(cfg->dir, &cfg->build.exclude, &src, e)) < 0)

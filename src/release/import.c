@@ -555,6 +555,7 @@ int release_import_archive(struct objstore *os, struct store *st, int in_fd,
 	int r, ar;
 
 	memset(&res, 0, sizeof(res));
+	objstore_tmp_clean(os, OBJSTORE_PART_TTL_S, NULL); /* what a killed import left */
 	buf_init(&im.mbytes, MANIFEST_MAX_BYTES);
 	buf_init(&im.q, IMPORT_NAME_SHOWN);
 	im.chunk = xmalloc(IMPORT_CHUNK);

@@ -85,7 +85,9 @@ bool objstore_has(const struct objstore *os, const char *hex)
 
 int objstore_tmp_open(struct objstore *os, int *out_fd, char **out_path, struct err *e)
 {
-	char *path = fs_join(os->tmp, "obj-XXXXXX");
+	char tag[48];
+	objstore__owner_tag(tag, sizeof(tag));
+	char *path = xasprintf("%s/obj-%s-XXXXXX", os->tmp, tag);
 	int fd = mkostemp(path, O_CLOEXEC);
 	if (fd < 0) {
 		int r = err_set(e, errno, "cannot create a temporary file in %s: %s", os->tmp,
@@ -362,6 +364,8 @@ int objstore_part_put(struct objstore *os, const char *hex, int64_t offset, int6
 			       "a part of %zu bytes at offset %lld does not fit an object of %lld "
 			       "bytes",
 			       n, (long long)offset, (long long)size);
+	if (offset == 0) /* a new upload: parts nobody resumed for a day go */
+		objstore_tmp_clean(os, OBJSTORE_PART_TTL_S, NULL);
 	snprintf(name, sizeof(name), "part-%s", hex);
 	path = fs_join(os->tmp, name);
 	/* nothing to send: say it is whole — unless the stored copy is corrupt (checked when a

@@ -7,6 +7,9 @@
 
 #include <locale.h>
 
+/* "PID.START" of this process: the owner part of a temp name (tmpclean.c). */
+void objstore__owner_tag(char *out, size_t n);
+
 /* "sha256:<hex>" or "<hex>" → pointer to the 64 hex digits inside id. */
 int release_id_hex(const char *id, const char **out_hex, struct err *e);
 

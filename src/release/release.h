@@ -36,6 +36,22 @@ int objstore_verify(const struct objstore *os, const char *hex, struct err *e);
  * and is intact; a stored copy whose bytes no longer match is replaced — the caller has checked
  * its own; *out_added says whether ours went in, may be NULL); on failure the caller unlinks it. */
 int objstore_tmp_open(struct objstore *os, int *out_fd, char **out_path, struct err *e);
+/* <state>/tmp/KIND-<owner>-XXXXXX, a scratch directory named after this process (tmpclean.c). */
+char *objstore_tmp_mkdir(struct objstore *os, const char *kind, struct err *e);
+/* Sweeps <state>/tmp of what killed processes left (tmpclean.c): temp objects and scratch dirs
+ * whose owner (pid + start time) is gone — and the processes still running inside such a dir
+ * (their process groups get SIGKILL) — and part files not written for part_ttl_s that no sender
+ * holds. Safe while other processes use the directory. */
+#define OBJSTORE_PART_TTL_S (24 * 3600)
+struct objstore_clean {
+	size_t removed; /* files and directories */
+	int64_t bytes;
+	size_t killed; /* processes */
+};
+int objstore_tmp_clean(struct objstore *os, int64_t part_ttl_s, struct objstore_clean *out);
+/* The same with OBJSTORE_PART_TTL_S, and one info line from `who` when it removed anything
+ * (for the start of serve, agent, build and import). */
+void objstore_tmp_clean_logged(struct objstore *os, const char *who);
 int objstore_tmp_commit(struct objstore *os, const char *tmp_path, const char *hex,
 			bool *out_added, struct err *e);
 /* Resumable upload of an object too big for one request: writes n bytes at offset of an

@@ -49,7 +49,9 @@ static const char *const schema[] = {
 
 int sqlite__fail(struct sqlite_store *s, struct err *e, const char *what)
 {
-	return err_set(e, EIO, "state database: %s: %s", what, sqlite3_errmsg(s->db));
+	int full = sqlite3_errcode(s->db) == SQLITE_FULL;
+	return err_set(e, full ? ENOSPC : EIO, "state database: %s: %s", what,
+		       sqlite3_errmsg(s->db));
 }
 
 static int migrate(struct sqlite_store *s, struct err *e)

@@ -194,7 +194,8 @@ def test_agent_restart_keeps_instances_and_proxy(fleet):
              what="agent gone")
     for pid in before.values():
         assert os.path.exists(f"/proc/{pid}")
-    fleet.cairn.run("agent", "--daemon", check=0)
+    # its keeper restarts it at once (test_agent_restart.py); --if-absent waits for that
+    fleet.cairn.run("agent", "--daemon", "--if-absent", check=0)
     after = {i["id"]: i["pid"] for i in fleet.live("v1")}
     assert after == before
     assert fleet.proxy()["upstreams"] and fleet.proxy()["stopped"] is False

@@ -27,13 +27,13 @@ static void test_sh_quote(void **state)
 static void test_repeatable(void **state)
 {
 	(void)state;
-	assert_true(repeatable("GET", "/v1/apps/a/instances"));
-	assert_true(repeatable("POST", "/v1/apps/a/instances/i-1/probe"));
-	assert_true(repeatable("POST", "/v1/objects/missing"));
-	assert_true(repeatable("PUT", "/v1/objects/ab"));
-	assert_true(repeatable("POST", "/v1/releases/sha256:x/activate"));
-	assert_false(repeatable("POST", "/v1/apps/a/instances"));
-	assert_false(repeatable("DELETE", "/v1/apps/a/instances/i-1"));
+	assert_true(hosts_repeatable("GET", "/v1/apps/a/instances"));
+	assert_true(hosts_repeatable("POST", "/v1/apps/a/instances/i-1/probe"));
+	assert_true(hosts_repeatable("POST", "/v1/objects/missing"));
+	assert_true(hosts_repeatable("PUT", "/v1/objects/ab"));
+	assert_true(hosts_repeatable("POST", "/v1/releases/sha256:x/activate"));
+	assert_false(hosts_repeatable("POST", "/v1/apps/a/instances"));
+	assert_false(hosts_repeatable("DELETE", "/v1/apps/a/instances/i-1"));
 }
 
 static struct config *plan(const char *hosts)
