@@ -377,8 +377,12 @@ int store_open_sqlite(const char *state_dir, struct store **out, struct err *e)
 
 	s->base.ops = &sqlite_ops;
 	s->base.jobs = &sqlite__job_ops;
-	/* made 0600 here, not with the umask: SQLite gives its -wal and -shm the db's mode */
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	/* made 0600 here, not with the umask: SQLite gives its -wal and -shm the db's mode. Only
+	 * when it is not there yet: closing any descriptor of a file drops every POSIX lock this
+	 * process holds on it, so an open+close of a database another connection of ours has
+	 * open would silently take that connection's locks away (the next runner thread's open
+	 * did: its reads then missed committed jobs). A file that did not exist has no locks. */
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd >= 0)
 		close(fd);
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
