@@ -206,7 +206,7 @@ def test_unjudged_key_is_checked(cairn, tmp_path):
 
 
 def test_old_state_db_learns_which_good_releases_were_never_judged(cairn, tmp_path):
-    """A state database of a cairn before this change (schema 2) marked a release good after a
+    """A state database of a cairn before this change (schema 4) marked a release good after a
     bake with too little traffic; opening it marks that release unjudged and notes the job."""
     src = tmp_path / "app"
     shutil.copytree(KNOBS, src)
@@ -216,7 +216,7 @@ def test_old_state_db_learns_which_good_releases_were_never_judged(cairn, tmp_pa
     (src / "knobs.json").write_text('{"v": 2}')
     rid2 = cairn.run("build", cwd=src, check=0).stdout.strip().splitlines()[-1]
     db = sqlite3.connect(cairn.state / "state.db")
-    db.executescript("ALTER TABLE jobs DROP COLUMN unjudged; PRAGMA user_version=2;")
+    db.executescript("ALTER TABLE jobs DROP COLUMN unjudged; PRAGMA user_version=4;")
     for jid, rel, verdict in ((1, rid, "too_little_traffic"), (2, rid2, "pass")):
         db.execute("INSERT INTO jobs (id, app, kind, release, state, created_at) "
                    "VALUES (?, 'knobs', 'deploy', ?, 'succeeded', 1)", (jid, rel))
@@ -229,7 +229,7 @@ def test_old_state_db_learns_which_good_releases_were_never_judged(cairn, tmp_pa
     rel = {r["id"]: r for r in cairn.json("releases", cwd=src)["releases"]}
     assert rel[rid]["state"] == "unjudged" and rel[rid2]["state"] == "good", rel
     db = sqlite3.connect(cairn.state / "state.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] >= 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] >= 5
     notes = dict(db.execute("SELECT id, unjudged FROM jobs"))
     db.close()
     assert notes == {1: "too_little_traffic reason", 2: ""}
