@@ -49,9 +49,11 @@ const struct cli_command cli_cmd_history = {
 		"    cairn history [--app APP] [--limit N] [--json]\n"
 		"    cairn history N [--json]        (job N in detail, as 'cairn job N')\n\n"
 		"DESCRIPTION\n"
-		"    Lists the app's deploy and rollback jobs: id, kind, state, release, when it\n"
-		"    was asked for, how long it ran, and why it failed or rolled back; and its\n"
-		"    emergency stops (kind stop): when, the --reason and who asked.\n\n"
+		"    Lists the app's deploy and rollback jobs: id, kind, state, release and its\n"
+		"    tags, when it was asked for, how long it ran (TOOK), and why it failed or\n"
+		"    rolled back, with the --reason it was asked with beside it; a succeeded job\n"
+		"    whose bake could not judge says \"passed unjudged: why\" (rollout.unjudged).\n"
+		"    Also the app's emergency stops (kind stop): when, the --reason and who asked.\n\n"
 		"OPTIONS\n"
 		"    --app APP            the app (default: app of ./cairn.yml)\n"
 		"    --limit N            at most N jobs (default 20)\n"
@@ -76,6 +78,14 @@ static void uptime(const char *since, char *out, size_t n)
 	char d[32];
 	time_fmt_duration(up < 0 ? 0 : up, d, sizeof(d));
 	snprintf(out, n, " (up %s)", d);
+}
+
+/* "74c85b4d765f (v2,ci-7)": a job's short release id and its tags, escaped */
+static void release_text(json_t *job, struct buf *out)
+{
+	const char *rel = json_string_value(json_object_get(job, "release"));
+	buf_addf(out, "%.12s", rel && strlen(rel) > 7 ? rel + 7 : "?");
+	cli_release_tags_text(json_object_get(job, "release_tags"), out);
 }
 
 /* Whether release id is marked unjudged in the app's answer ("releases": [{id, state}]). */
@@ -165,11 +175,22 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 	} else if (history) {
 		size_t i;
 		json_t *j;
-		printf("%-6s %-9s %-12s %-14s %-21s %-8s %s\n", "JOB", "KIND", "STATE", "RELEASE",
+		/* the RELEASE column is as wide as its widest "id (tags)", so the columns after it
+		 * stay aligned */
+		int wide = 14;
+		json_array_foreach(json_object_get(ans, "jobs"), i, j)
+		{
+			struct buf rb;
+			buf_init(&rb, 1 << 20);
+			release_text(j, &rb);
+			if ((int)rb.len > wide)
+				wide = rb.len > 64 ? 64 : (int)rb.len;
+			buf_done(&rb);
+		}
+		printf("%-6s %-9s %-12s %-*s %-21s %-8s %s\n", "JOB", "KIND", "STATE", wide, "RELEASE",
 		       "CREATED", "TOOK", "WHY");
 		json_array_foreach(json_object_get(ans, "jobs"), i, j)
 		{
-			const char *rel = json_string_value(json_object_get(j, "release"));
 			const char *err = json_string_value(json_object_get(j, "error"));
 			const char *reason = json_string_value(json_object_get(j, "reason"));
 			json_t *ms = json_object_get(j, "duration_ms");
@@ -180,12 +201,11 @@ static int get(const struct cli_command *cmd, int argc, char **argv, bool histor
 				strcat(took, "+"); /* still running */
 			struct buf rb;
 			buf_init(&rb, 1 << 20);
-			buf_addf(&rb, "%.12s", rel && strlen(rel) > 7 ? rel + 7 : "?");
-			cli_release_tags_text(json_object_get(j, "release_tags"), &rb);
-			printf("%-6lld %-9s %-12s %-14s %-21s %-8s ",
+			release_text(j, &rb);
+			printf("%-6lld %-9s %-12s %-*s %-21s %-8s ",
 			       (long long)json_integer_value(json_object_get(j, "id")),
 			       json_string_value(json_object_get(j, "kind")),
-			       json_string_value(json_object_get(j, "state")), buf_str(&rb),
+			       json_string_value(json_object_get(j, "state")), wide, buf_str(&rb),
 			       json_string_value(json_object_get(j, "created_at")) ?: "", took);
 			/* the failure and the user's own reason, side by side (both escaped: the
 			 * app's and the user's own words) */

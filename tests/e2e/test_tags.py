@@ -266,6 +266,9 @@ def test_status_and_history_show_tags(cairn, tmp_path):
         assert h["jobs"][0]["release"] == rid and h["jobs"][0]["release_tags"] == ["v1", "ci-7"]
         text = cairn.run("history", cwd=d, check=0).stdout
         assert f"{rid[7:19]} (v1,ci-7)" in text
+        # the RELEASE column is as wide as its widest "id (tags)": CREATED stays aligned
+        lines = text.splitlines()
+        assert lines[1].index("20") == lines[0].index("CREATED"), text
         # the reason is the user's text: shown, but it cannot drive the terminal
         assert "\x1b" not in text and "\\x1b[2Jwiped" in text
         assert h["jobs"][0]["reason"] == "\x1b[2Jwiped"
