@@ -17,11 +17,18 @@ def agent_pid(fleet):
     return json.loads(p.stdout)["pid"] if p.returncode == 0 else None
 
 
+def gone(pid):
+    """The process has exited (a zombie, or reaped already — also between our two looks)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:  # ENOENT, or ESRCH when it is reaped while we read
+        return True
+
+
 def kill9(pid):
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
-             open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
-             what=f"agent {pid} gone")
+    wait_for(lambda: gone(pid), what=f"agent {pid} gone")
 
 
 def refused(load):
